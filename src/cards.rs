@@ -1,0 +1,159 @@
+//! Cards: turning findings into CDS Hooks cards, with text filled from what
+//! each rule matched, suggestions bound to the matched draft orders, and
+//! deterministic uuids so that a retried hookInstance gets the same cards.
+
+use crate::cds::{
+    Action, ActionType, Card, Coding, Indicator, Link, SelectionBehavior, Source, Suggestion,
+};
+use crate::rules::model::{ActionTemplate, CreateTemplate};
+use crate::rules::{Finding, render};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// Namespace for hookwise's name-based (v5) uuids.
+const UUID_NAMESPACE: Uuid = Uuid::from_u128(0x6f1c_2a7e_93d4_4b1a_8c55_2f0e_7d3b_9a41);
+
+/// CDS Hooks caps summaries below 140 characters.
+const MAX_SUMMARY_CHARS: usize = 139;
+
+/// What a card needs to know about the request.
+pub struct CardContext<'a> {
+    /// The request's hookInstance: seeds the uuids.
+    pub hook_instance: &'a str,
+    /// The patient, as subject of created resources.
+    pub patient_id: &'a str,
+    /// Evaluation time, for "N days ago".
+    pub now: OffsetDateTime,
+}
+
+/// Renders one finding as a card.
+pub fn render_card(finding: &Finding<'_, '_>, ctx: &CardContext<'_>) -> Card {
+    let template = &finding.rule.card;
+    let card_uuid = Uuid::new_v5(
+        &UUID_NAMESPACE,
+        format!("{}/{}", ctx.hook_instance, finding.rule.id).as_bytes(),
+    );
+    let suggestions: Vec<Suggestion> = template
+        .suggestions
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            let actions: Vec<Action> = s
+                .actions
+                .iter()
+                .flat_map(|a| actions_for(a, finding, ctx))
+                .collect();
+            (!actions.is_empty()).then(|| Suggestion {
+                label: s.label.clone(),
+                uuid: Uuid::new_v5(&card_uuid, i.to_string().as_bytes()).to_string(),
+                is_recommended: s.is_recommended,
+                actions,
+            })
+        })
+        .collect();
+    let selection_behavior = (!suggestions.is_empty()).then(|| {
+        match template.selection_behavior.as_deref() {
+            Some("any") => SelectionBehavior::Any,
+            _ => SelectionBehavior::AtMostOne,
+        }
+    });
+    Card {
+        uuid: card_uuid.to_string(),
+        summary: shorten(render(&template.summary, finding, ctx.now).trim()),
+        detail: Some(render(&template.detail, finding, ctx.now).trim().to_string()),
+        indicator: indicator(&template.indicator),
+        source: Source {
+            label: template.source.label.clone(),
+            url: Some(template.source.url.clone()),
+            topic: template.source.topic.clone(),
+        },
+        suggestions,
+        selection_behavior,
+        override_reasons: template.override_reasons.clone(),
+        links: template
+            .links
+            .iter()
+            .map(|l| Link { label: l.label.clone(), url: l.url.clone(), kind: "absolute" })
+            .collect(),
+    }
+}
+
+fn indicator(name: &str) -> Indicator {
+    match name {
+        "critical" => Indicator::Critical,
+        "warning" => Indicator::Warning,
+        _ => Indicator::Info,
+    }
+}
+
+/// The actions of one template action: one delete per matched draft order
+/// (none when that criterion matched nothing), or one create.
+fn actions_for(action: &ActionTemplate, finding: &Finding<'_, '_>, ctx: &CardContext<'_>) -> Vec<Action> {
+    match action {
+        ActionTemplate::DeleteDraftOrder(name) => finding
+            .bound(name)
+            .iter()
+            .filter_map(|b| {
+                Some(Action {
+                    kind: ActionType::Delete,
+                    description: format!("Remove the draft order for {}", b.display),
+                    resource: None,
+                    resource_id: Some(b.order.clone()?),
+                })
+            })
+            .collect(),
+        ActionTemplate::Create(create) => vec![Action {
+            kind: ActionType::Create,
+            description: create.description.clone(),
+            resource: Some(draft_resource(create, ctx.patient_id)),
+            resource_id: None,
+        }],
+    }
+}
+
+/// A draft order for the alternative a guideline names.
+fn draft_resource(create: &CreateTemplate, patient_id: &str) -> Value {
+    let concept = concept(&create.code);
+    let mut resource = json!({
+        "resourceType": create.resource_type,
+        "status": "draft",
+        "intent": "order",
+        "subject": {"reference": format!("Patient/{patient_id}")},
+    });
+    let field = if create.resource_type == "MedicationRequest" { "medicationCodeableConcept" } else { "code" };
+    resource[field] = concept;
+    resource
+}
+
+fn concept(code: &Coding) -> Value {
+    let mut coding = json!({"system": code.system, "code": code.code});
+    if let Some(display) = &code.display {
+        coding["display"] = json!(display);
+    }
+    json!({"coding": [coding]})
+}
+
+/// Cuts a summary that template fields made too long at a word boundary.
+fn shorten(summary: &str) -> String {
+    if summary.chars().count() <= MAX_SUMMARY_CHARS {
+        return summary.to_string();
+    }
+    let cut: String = summary.chars().take(MAX_SUMMARY_CHARS - 1).collect();
+    let cut = cut.rsplit_once(' ').map_or(cut.as_str(), |(head, _)| head);
+    format!("{cut}…")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shortens_long_summaries_at_a_word() {
+        let long = "word ".repeat(40);
+        let short = shorten(long.trim());
+        assert!(short.chars().count() <= MAX_SUMMARY_CHARS);
+        assert!(short.ends_with("word…"));
+        assert_eq!(shorten("brief"), "brief");
+    }
+}

@@ -1,0 +1,196 @@
+//! The FHIR REST client for data the EHR did not prefetch.
+//!
+//! The access token is used for this one request only: it is sent to the
+//! `fhirServer` origin and nowhere else (no redirects are followed and
+//! pagination links must stay on the same origin), and it is never logged.
+
+use super::record::resource_type;
+use reqwest::Url;
+use serde_json::Value;
+use std::time::Duration;
+
+/// How the client may reach FHIR servers.
+#[derive(Debug, Clone)]
+pub struct FhirClientConfig {
+    /// Hosts that may be reached over plain `http` (development only).
+    pub insecure_hosts: Vec<String>,
+    /// Timeout for one HTTP exchange; the request deadline bounds the total.
+    pub request_timeout: Duration,
+    /// Most pages followed for one search.
+    pub max_pages: usize,
+    /// Largest response body accepted.
+    pub max_response_bytes: usize,
+}
+
+impl Default for FhirClientConfig {
+    fn default() -> Self {
+        FhirClientConfig {
+            insecure_hosts: Vec::new(),
+            request_timeout: Duration::from_secs(5),
+            max_pages: 20,
+            max_response_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// Why a fetch failed. Messages never contain the token.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum FetchError {
+    /// `fhirServer` is not a usable URL, or not https.
+    #[error("fhirServer {0}")]
+    BadServer(String),
+    /// Transport failure or timeout.
+    #[error("could not reach the FHIR server: {0}")]
+    Transport(String),
+    /// A non-success status.
+    #[error("the FHIR server answered {status} for {resource}")]
+    Status {
+        /// HTTP status.
+        status: u16,
+        /// The resource type queried.
+        resource: String,
+    },
+    /// The body was not FHIR JSON.
+    #[error("the FHIR server sent an unusable body: {0}")]
+    Body(String),
+}
+
+/// A FHIR client shared by all requests.
+#[derive(Clone)]
+pub struct FhirClient {
+    http: reqwest::Client,
+    config: FhirClientConfig,
+}
+
+impl FhirClient {
+    /// Builds the client.
+    pub fn new(config: FhirClientConfig) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(config.request_timeout)
+            .user_agent(concat!("hookwise/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(FhirClient { http, config })
+    }
+
+    /// Checks that `fhir_server` may be called: https, or an allowlisted host.
+    pub fn check_server(&self, fhir_server: &str) -> Result<Url, FetchError> {
+        let mut url = Url::parse(fhir_server)
+            .map_err(|_| FetchError::BadServer("is not a valid URL".into()))?;
+        let host = url.host_str().unwrap_or_default().to_string();
+        let allowed = match url.scheme() {
+            "https" => true,
+            "http" => self.config.insecure_hosts.iter().any(|h| *h == host),
+            _ => false,
+        };
+        if !allowed {
+            return Err(FetchError::BadServer(format!(
+                "must use https (host {host} is not allowlisted for http)"
+            )));
+        }
+        if !url.path().ends_with('/') {
+            let path = format!("{}/", url.path());
+            url.set_path(&path);
+        }
+        Ok(url)
+    }
+
+    /// Reads `relative` (a rendered prefetch template, or an absolute `next`
+    /// link on the same server) and, for a searchset, every following page.
+    pub async fn fetch(
+        &self,
+        fhir_server: &str,
+        relative: &str,
+        token: Option<&str>,
+    ) -> Result<Vec<Value>, FetchError> {
+        let base = self.check_server(fhir_server)?;
+        let first = base
+            .join(relative)
+            .map_err(|_| FetchError::BadServer("cannot be joined with the query".into()))?;
+        self.fetch_pages(&base, first, token).await
+    }
+
+    /// Follows `Bundle.link[next]` from `url`, staying on the origin of `base`.
+    async fn fetch_pages(
+        &self,
+        base: &Url,
+        mut url: Url,
+        token: Option<&str>,
+    ) -> Result<Vec<Value>, FetchError> {
+        let mut pages = Vec::new();
+        loop {
+            if url.origin() != base.origin() {
+                return Err(FetchError::Body("a link leaves the FHIR server".into()));
+            }
+            let page = self.get_json(&url, token).await?;
+            let next = next_link(&page);
+            pages.push(page);
+            let Some(next) = next else { break };
+            if pages.len() >= self.config.max_pages {
+                return Err(FetchError::Body(format!(
+                    "more than {} pages of results",
+                    self.config.max_pages
+                )));
+            }
+            url = base
+                .join(&next)
+                .map_err(|_| FetchError::Body("invalid next link".into()))?;
+        }
+        Ok(pages)
+    }
+
+    async fn get_json(&self, url: &Url, token: Option<&str>) -> Result<Value, FetchError> {
+        let mut request = self.http.get(url.clone()).header("Accept", "application/fhir+json");
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.map_err(|e| FetchError::Transport(describe(&e)))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(FetchError::Status {
+                status: status.as_u16(),
+                resource: url.path().rsplit('/').find(|s| !s.is_empty()).unwrap_or("").into(),
+            });
+        }
+        if response
+            .content_length()
+            .is_some_and(|n| n as usize > self.config.max_response_bytes)
+        {
+            return Err(FetchError::Body("response too large".into()));
+        }
+        let body = response.bytes().await.map_err(|e| FetchError::Transport(describe(&e)))?;
+        if body.len() > self.config.max_response_bytes {
+            return Err(FetchError::Body("response too large".into()));
+        }
+        let value: Value =
+            serde_json::from_slice(&body).map_err(|e| FetchError::Body(e.to_string()))?;
+        match resource_type(&value) {
+            Some("OperationOutcome") => Err(FetchError::Body("an OperationOutcome".into())),
+            Some(_) => Ok(value),
+            None => Err(FetchError::Body("not a FHIR resource".into())),
+        }
+    }
+}
+
+/// reqwest errors can embed the URL (with the patient id); keep only the kind.
+fn describe(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        "connection failed".into()
+    } else {
+        "transport error".into()
+    }
+}
+
+/// The `Bundle.link[next]` URL, if any.
+pub fn next_link(bundle: &Value) -> Option<String> {
+    bundle
+        .get("link")?
+        .as_array()?
+        .iter()
+        .find(|l| l.get("relation").and_then(Value::as_str) == Some("next"))?
+        .get("url")?
+        .as_str()
+        .map(str::to_string)
+}

@@ -1,0 +1,18 @@
+//! FHIR data for one request: the lenient reader that turns prefetched and
+//! fetched resources into a [`PatientRecord`], FHIR dates, code matching, the
+//! prefetch templates and the client that fetches what prefetch lacks.
+//!
+//! Nothing here decides anything clinical.
+
+mod client;
+mod date;
+mod prefetch;
+mod record;
+
+pub use client::{FetchError, FhirClient, FhirClientConfig, next_link};
+pub use date::{parse_date, parse_datetime};
+pub use prefetch::{DataNeed, PrefetchKey, PrefetchState, classify_prefetch, render_template};
+pub use record::{
+    Code, Coded, ConditionFact, DraftOrder, EncounterFact, MedicationFact, ObservationFact,
+    PatientRecord, ProcedureFact, RecordSources,
+};

@@ -1,0 +1,204 @@
+//! Prefetch: the templates hookwise advertises, the state of each key in a
+//! request, and template rendering for the fallback fetch.
+
+use super::record::{bundle_resources, resource_type};
+use serde_json::{Map, Value};
+
+/// A kind of FHIR data that rules read. The rules module derives the set a
+/// service needs from its rule files; each need maps to one prefetch key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DataNeed {
+    /// Patient demographics (age, sex).
+    Patient,
+    /// Conditions.
+    Conditions,
+    /// Active medications.
+    Medications,
+    /// Observations (restricted to the codes rules read, when few enough).
+    Observations,
+    /// Procedures.
+    Procedures,
+    /// The encounter in context.
+    CurrentEncounter,
+    /// All the patient's encounters.
+    Encounters,
+}
+
+/// Query strings longer than this drop their code filter: EHR gateways
+/// commonly cap URLs near 2 KB.
+const MAX_TEMPLATE_LEN: usize = 1800;
+
+/// One prefetch key and its 2.0 template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrefetchKey {
+    /// The key in `prefetch`.
+    pub key: &'static str,
+    /// The template, using only 2.0 tokens and the recommended query subset.
+    pub template: String,
+}
+
+impl PrefetchKey {
+    /// The key for a need. `observation_codes` are `system|code` tokens for
+    /// the Observation search's `code` parameter.
+    pub fn for_need(need: DataNeed, observation_codes: &[String]) -> PrefetchKey {
+        let (key, template) = match need {
+            DataNeed::Patient => ("patient", "Patient/{{context.patientId}}".to_string()),
+            DataNeed::Conditions => ("conditions", "Condition?patient={{context.patientId}}".into()),
+            DataNeed::Medications => (
+                "medications",
+                "MedicationRequest?patient={{context.patientId}}&status=active".into(),
+            ),
+            DataNeed::Observations => ("observations", observation_template(observation_codes)),
+            DataNeed::Procedures => ("procedures", "Procedure?patient={{context.patientId}}".into()),
+            DataNeed::CurrentEncounter => ("encounter", "Encounter/{{context.encounterId}}".into()),
+            DataNeed::Encounters => ("encounters", "Encounter?patient={{context.patientId}}".into()),
+        };
+        PrefetchKey { key, template }
+    }
+}
+
+fn observation_template(codes: &[String]) -> String {
+    let base = "Observation?patient={{context.patientId}}".to_string();
+    if codes.is_empty() {
+        return base;
+    }
+    let filtered = format!("{base}&code={}", codes.join(","));
+    if filtered.len() <= MAX_TEMPLATE_LEN { filtered } else { base }
+}
+
+/// What the EHR sent for one prefetch key.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PrefetchState<'a> {
+    /// A resource or a Bundle of results.
+    Provided(&'a Value),
+    /// `null`: the EHR looked and found nothing.
+    NoData,
+    /// An OperationOutcome: the EHR's own fetch failed.
+    Failed,
+    /// The key is absent.
+    Missing,
+}
+
+/// Classifies a prefetch key's value.
+pub fn classify_prefetch<'a>(prefetch: Option<&'a Map<String, Value>>, key: &str) -> PrefetchState<'a> {
+    match prefetch.and_then(|p| p.get(key)) {
+        None => PrefetchState::Missing,
+        Some(Value::Null) => PrefetchState::NoData,
+        Some(value) if is_failure(value) => PrefetchState::Failed,
+        Some(value) => PrefetchState::Provided(value),
+    }
+}
+
+/// An OperationOutcome, or a Bundle holding nothing but OperationOutcomes.
+fn is_failure(value: &Value) -> bool {
+    match resource_type(value) {
+        Some("OperationOutcome") => true,
+        Some("Bundle") => {
+            let mut entries = bundle_resources(value).peekable();
+            entries.peek().is_some()
+                && entries.all(|r| resource_type(r) == Some("OperationOutcome"))
+        }
+        // Not a resource at all: the EHR sent something unusable.
+        _ => !value.is_object() || resource_type(value).is_none(),
+    }
+}
+
+/// Fills a template's 2.0 tokens from the request context. Returns `None`
+/// when a token has no value (e.g. no `encounterId`), so the key cannot apply.
+pub fn render_template(template: &str, context: &Map<String, Value>) -> Option<String> {
+    let mut out = String::with_capacity(template.len() + 32);
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find("}}")? + start;
+        let token = rest[start + 2..end].trim();
+        out.push_str(&encode_query_value(&token_value(token, context)?));
+        rest = &rest[end + 2..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+fn token_value(token: &str, context: &Map<String, Value>) -> Option<String> {
+    if let Some(field) = token.strip_prefix("context.") {
+        return match context.get(field)? {
+            Value::String(s) if !s.is_empty() => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        };
+    }
+    let wanted = match token {
+        "userPractitionerId" => "Practitioner",
+        "userPractitionerRoleId" => "PractitionerRole",
+        "userPatientId" => "Patient",
+        "userRelatedPersonId" => "RelatedPerson",
+        _ => return None,
+    };
+    let (kind, id) = context.get("userId")?.as_str()?.split_once('/')?;
+    (kind == wanted).then(|| id.to_string())
+}
+
+/// Percent-encodes what could break out of a path segment or query value.
+fn encode_query_value(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn renders_context_and_user_tokens() {
+        let context = json!({"patientId": "p 1/x", "userId": "Practitioner/42"});
+        let context = context.as_object().unwrap();
+        assert_eq!(
+            render_template("Condition?patient={{context.patientId}}", context).unwrap(),
+            "Condition?patient=p%201%2Fx"
+        );
+        assert_eq!(
+            render_template("Practitioner/{{userPractitionerId}}", context).unwrap(),
+            "Practitioner/42"
+        );
+        assert_eq!(render_template("Encounter/{{context.encounterId}}", context), None);
+        assert_eq!(render_template("PractitionerRole/{{userPractitionerRoleId}}", context), None);
+    }
+
+    #[test]
+    fn tells_missing_null_failed_and_provided_apart() {
+        let prefetch = json!({
+            "a": null,
+            "b": {"resourceType": "OperationOutcome"},
+            "c": {"resourceType": "Bundle", "entry": [{"resource": {"resourceType": "OperationOutcome"}}]},
+            "d": {"resourceType": "Bundle", "entry": []},
+            "e": "not a resource"
+        });
+        let p = prefetch.as_object();
+        assert_eq!(classify_prefetch(p, "a"), PrefetchState::NoData);
+        assert_eq!(classify_prefetch(p, "b"), PrefetchState::Failed);
+        assert_eq!(classify_prefetch(p, "c"), PrefetchState::Failed);
+        assert!(matches!(classify_prefetch(p, "d"), PrefetchState::Provided(_)));
+        assert_eq!(classify_prefetch(p, "e"), PrefetchState::Failed);
+        assert_eq!(classify_prefetch(p, "z"), PrefetchState::Missing);
+        assert_eq!(classify_prefetch(None, "a"), PrefetchState::Missing);
+    }
+
+    #[test]
+    fn long_observation_filters_fall_back_to_all_observations() {
+        let few = vec!["http://loinc.org|4548-4".to_string()];
+        let many: Vec<String> = (0..200).map(|i| format!("http://loinc.org|{i}-0")).collect();
+        assert!(PrefetchKey::for_need(DataNeed::Observations, &few).template.ends_with("code=http://loinc.org|4548-4"));
+        assert_eq!(
+            PrefetchKey::for_need(DataNeed::Observations, &many).template,
+            "Observation?patient={{context.patientId}}"
+        );
+    }
+}

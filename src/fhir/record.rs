@@ -1,0 +1,633 @@
+//! The patient record: what the rules may read about one patient, built once
+//! per request from FHIR JSON that the request already parsed.
+//!
+//! Reading is lenient. Real EHRs send sloppy FHIR (a `category` object where
+//! an array belongs, a Bundle without `type`), so an element of the wrong
+//! shape is skipped and counted, never an error, and the rest of the resource
+//! still counts. The record borrows its strings from the request's JSON, so
+//! building it copies no text.
+
+use super::date::{parse_date, parse_datetime};
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use time::{Date, OffsetDateTime};
+
+/// One coding: a (system, code) pair with its display text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Code<'a> {
+    /// Code system URI.
+    pub system: &'a str,
+    /// The code.
+    pub code: &'a str,
+    /// Display text, when the sender gave one.
+    pub display: Option<&'a str>,
+}
+
+/// Something coded: a resource id, its codings and its text.
+#[derive(Debug, Clone, Default)]
+pub struct Coded<'a> {
+    /// The resource id.
+    pub id: Option<&'a str>,
+    /// Every coding of the relevant CodeableConcept.
+    pub codes: Vec<Code<'a>>,
+    /// `CodeableConcept.text`.
+    pub text: Option<&'a str>,
+}
+
+impl<'a> Coded<'a> {
+    /// The best human-readable name: text, then the first display, then the first code.
+    pub fn display(&self) -> &'a str {
+        self.text
+            .or_else(|| self.codes.iter().find_map(|c| c.display))
+            .or_else(|| self.codes.first().map(|c| c.code))
+            .unwrap_or("(uncoded)")
+    }
+}
+
+/// A Condition.
+#[derive(Debug, Clone)]
+pub struct ConditionFact<'a> {
+    /// What the condition is.
+    pub coded: Coded<'a>,
+    /// clinicalStatus active, recurrence or relapse (or absent and not abated).
+    pub active: bool,
+    /// Onset, or recordedDate when onset is missing.
+    pub onset: Option<OffsetDateTime>,
+}
+
+/// An active medication (MedicationRequest or MedicationStatement).
+#[derive(Debug, Clone)]
+pub struct MedicationFact<'a> {
+    /// The drug, with codes from `medicationCodeableConcept` or the referenced Medication.
+    pub coded: Coded<'a>,
+    /// When the patient started it: the earliest of authoredOn,
+    /// dispenseRequest.validityPeriod.start and effective start.
+    pub start: Option<OffsetDateTime>,
+}
+
+/// An Observation.
+#[derive(Debug, Clone)]
+pub struct ObservationFact<'a> {
+    /// What was observed.
+    pub coded: Coded<'a>,
+    /// effective[x] or issued.
+    pub when: Option<OffsetDateTime>,
+    /// `valueQuantity` value and unit (UCUM code, else unit text).
+    pub value: Option<(f64, Option<&'a str>)>,
+}
+
+/// A performed Procedure.
+#[derive(Debug, Clone)]
+pub struct ProcedureFact<'a> {
+    /// What was done.
+    pub coded: Coded<'a>,
+    /// performed[x].
+    pub when: Option<OffsetDateTime>,
+}
+
+/// An Encounter.
+#[derive(Debug, Clone)]
+pub struct EncounterFact<'a> {
+    /// The encounter id.
+    pub id: Option<&'a str>,
+    /// `class.code` (v3 ActCode, e.g. EMER, AMB, IMP).
+    pub class: Option<&'a str>,
+    /// period.start.
+    pub start: Option<OffsetDateTime>,
+}
+
+/// A draft order from `context.draftOrders`.
+#[derive(Debug, Clone)]
+pub struct DraftOrder<'a> {
+    /// ServiceRequest, MedicationRequest, ...
+    pub resource_type: &'a str,
+    /// What is ordered: ServiceRequest.code or the medication.
+    pub coded: Coded<'a>,
+    /// Whether the order is among `context.selections` (always true on order-sign).
+    pub selected: bool,
+}
+
+impl DraftOrder<'_> {
+    /// `Type/id`, as a delete action's `resourceId`.
+    pub fn reference(&self) -> Option<String> {
+        self.coded.id.map(|id| format!("{}/{}", self.resource_type, id))
+    }
+}
+
+/// Everything the rules may read about the patient.
+#[derive(Debug, Default)]
+pub struct PatientRecord<'a> {
+    /// Patient.id.
+    pub patient_id: Option<&'a str>,
+    /// Patient.birthDate.
+    pub birth_date: Option<Date>,
+    /// Patient.gender.
+    pub gender: Option<&'a str>,
+    /// Conditions (not refuted or entered in error).
+    pub conditions: Vec<ConditionFact<'a>>,
+    /// Active medications.
+    pub medications: Vec<MedicationFact<'a>>,
+    /// Observations (not cancelled or entered in error).
+    pub observations: Vec<ObservationFact<'a>>,
+    /// Performed procedures.
+    pub procedures: Vec<ProcedureFact<'a>>,
+    /// Encounters.
+    pub encounters: Vec<EncounterFact<'a>>,
+    /// `context.encounterId`.
+    pub current_encounter: Option<&'a str>,
+    /// Draft orders with a code; uncoded drafts cannot be judged.
+    pub draft_orders: Vec<DraftOrder<'a>>,
+    /// Elements skipped because they had the wrong shape.
+    pub skipped_elements: usize,
+}
+
+/// The JSON a record is built from.
+#[derive(Default)]
+pub struct RecordSources<'a> {
+    /// Resources or Bundles (prefetch values, fetched pages, fixtures).
+    pub data: Vec<&'a Value>,
+    /// `context.draftOrders` (a Bundle, or sloppily an array of resources).
+    pub draft_orders: Option<&'a Value>,
+    /// `context.selections`.
+    pub selections: Option<&'a Value>,
+    /// `context.encounterId`.
+    pub encounter_id: Option<&'a str>,
+    /// Whether only selected drafts count (order-select).
+    pub selections_only: bool,
+}
+
+impl<'a> PatientRecord<'a> {
+    /// Builds the record, reading every resource once.
+    pub fn build(sources: RecordSources<'a>) -> Self {
+        let resources = unique_resources(&sources.data);
+        let medications_by_id: HashMap<&str, &Value> = resources
+            .iter()
+            .filter(|r| resource_type(r) == Some("Medication"))
+            .filter_map(|r| Some((str_field(r, "id")?, *r)))
+            .collect();
+        let mut reader = Reader {
+            skipped: 0,
+            medications_by_id,
+        };
+        let mut record = PatientRecord {
+            current_encounter: sources.encounter_id,
+            ..Default::default()
+        };
+        for resource in &resources {
+            reader.add(&mut record, resource);
+        }
+        record.draft_orders = reader.draft_orders(&sources);
+        record.skipped_elements = reader.skipped;
+        record
+    }
+
+    /// Age in whole years on `today`.
+    pub fn age_on(&self, today: Date) -> Option<i32> {
+        let birth = self.birth_date?;
+        let mut age = today.year() - birth.year();
+        if (today.month() as u8, today.day()) < (birth.month() as u8, birth.day()) {
+            age -= 1;
+        }
+        Some(age)
+    }
+}
+
+/// Flattens Bundles into their entries and drops duplicates by (type, id).
+fn unique_resources<'a>(data: &[&'a Value]) -> Vec<&'a Value> {
+    let mut seen: HashSet<(&str, &str)> = HashSet::new();
+    let mut out = Vec::new();
+    let mut push = |r: &'a Value| {
+        let Some(kind) = resource_type(r) else { return };
+        if kind == "OperationOutcome" || kind == "Bundle" {
+            return;
+        }
+        if let Some(id) = str_field(r, "id") {
+            if !seen.insert((kind, id)) {
+                return;
+            }
+        }
+        out.push(r);
+    };
+    for value in data {
+        if resource_type(value) == Some("Bundle") {
+            bundle_resources(value).for_each(&mut push);
+        } else {
+            push(value);
+        }
+    }
+    out
+}
+
+/// The resources in a Bundle's entries.
+pub(crate) fn bundle_resources(bundle: &Value) -> impl Iterator<Item = &Value> {
+    bundle
+        .get("entry")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.get("resource"))
+}
+
+pub(crate) fn resource_type(v: &Value) -> Option<&str> {
+    v.get("resourceType").and_then(Value::as_str)
+}
+
+fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+/// Reads resources, counting elements of the wrong shape.
+struct Reader<'a> {
+    skipped: usize,
+    medications_by_id: HashMap<&'a str, &'a Value>,
+}
+
+impl<'a> Reader<'a> {
+    fn add(&mut self, record: &mut PatientRecord<'a>, r: &'a Value) {
+        match resource_type(r) {
+            Some("Patient") => self.patient(record, r),
+            Some("Condition") => {
+                if let Some(c) = self.condition(r) {
+                    record.conditions.push(c);
+                }
+            }
+            Some("MedicationRequest") => {
+                if let Some(m) = self.medication_request(r) {
+                    record.medications.push(m);
+                }
+            }
+            Some("MedicationStatement") => {
+                if let Some(m) = self.medication_statement(r) {
+                    record.medications.push(m);
+                }
+            }
+            Some("Observation") => {
+                if let Some(o) = self.observation(r) {
+                    record.observations.push(o);
+                }
+            }
+            Some("Procedure") => {
+                if let Some(p) = self.procedure(r) {
+                    record.procedures.push(p);
+                }
+            }
+            Some("Encounter") => record.encounters.push(EncounterFact {
+                id: self.string(r, "id"),
+                class: self.encounter_class(r),
+                start: self.datetime_in(r, "period", "start"),
+            }),
+            _ => {}
+        }
+    }
+
+    fn patient(&mut self, record: &mut PatientRecord<'a>, r: &'a Value) {
+        // A later Patient refines an earlier one (a test may override a fixture's birthDate).
+        record.patient_id = self.string(r, "id").or(record.patient_id);
+        record.gender = self.string(r, "gender").or(record.gender);
+        let birth_date = self.string(r, "birthDate").and_then(|s| self.valid(parse_date(s)));
+        record.birth_date = birth_date.or(record.birth_date);
+    }
+
+    fn condition(&mut self, r: &'a Value) -> Option<ConditionFact<'a>> {
+        let verification = self.concept_code(r, "verificationStatus");
+        if matches!(verification, Some("refuted" | "entered-in-error")) {
+            return None;
+        }
+        let active = match self.concept_code(r, "clinicalStatus") {
+            Some(status) => matches!(status, "active" | "recurrence" | "relapse"),
+            None => r.get("abatementDateTime").is_none() && r.get("abatementPeriod").is_none(),
+        };
+        let onset = self
+            .datetime(r, "onsetDateTime")
+            .or_else(|| self.datetime_in(r, "onsetPeriod", "start"))
+            .or_else(|| self.datetime(r, "recordedDate"));
+        Some(ConditionFact {
+            coded: self.coded(r, "code"),
+            active,
+            onset,
+        })
+    }
+
+    fn medication_request(&mut self, r: &'a Value) -> Option<MedicationFact<'a>> {
+        if self.string(r, "status") != Some("active") {
+            return None;
+        }
+        if matches!(self.string(r, "intent"), Some("proposal" | "option")) {
+            return None;
+        }
+        let authored = self.datetime(r, "authoredOn");
+        let validity = r
+            .get("dispenseRequest")
+            .and_then(|d| d.get("validityPeriod"))
+            .and_then(|p| p.get("start"))
+            .and_then(Value::as_str)
+            .and_then(|s| self.valid(parse_datetime(s)));
+        Some(MedicationFact {
+            coded: self.medication(r),
+            start: earliest(authored, validity),
+        })
+    }
+
+    fn medication_statement(&mut self, r: &'a Value) -> Option<MedicationFact<'a>> {
+        if self.string(r, "status") != Some("active") {
+            return None;
+        }
+        let start = self
+            .datetime(r, "effectiveDateTime")
+            .or_else(|| self.datetime_in(r, "effectivePeriod", "start"));
+        Some(MedicationFact {
+            coded: self.medication(r),
+            start,
+        })
+    }
+
+    fn observation(&mut self, r: &'a Value) -> Option<ObservationFact<'a>> {
+        if matches!(self.string(r, "status"), Some("entered-in-error" | "cancelled")) {
+            return None;
+        }
+        let when = self
+            .datetime(r, "effectiveDateTime")
+            .or_else(|| self.datetime_in(r, "effectivePeriod", "start"))
+            .or_else(|| self.datetime(r, "effectiveInstant"))
+            .or_else(|| self.datetime(r, "issued"));
+        let value = r.get("valueQuantity").and_then(|q| {
+            let number = q.get("value").and_then(Value::as_f64);
+            if number.is_none() {
+                self.skipped += 1;
+            }
+            let unit = q.get("code").or_else(|| q.get("unit")).and_then(Value::as_str);
+            number.map(|n| (n, unit))
+        });
+        Some(ObservationFact {
+            coded: self.coded(r, "code"),
+            when,
+            value,
+        })
+    }
+
+    fn procedure(&mut self, r: &'a Value) -> Option<ProcedureFact<'a>> {
+        if !matches!(self.string(r, "status"), None | Some("completed" | "in-progress")) {
+            return None;
+        }
+        let when = self
+            .datetime(r, "performedDateTime")
+            .or_else(|| self.datetime_in(r, "performedPeriod", "start"));
+        Some(ProcedureFact {
+            coded: self.coded(r, "code"),
+            when,
+        })
+    }
+
+    fn encounter_class(&mut self, r: &'a Value) -> Option<&'a str> {
+        // R4 has one Coding; some senders use an array or a CodeableConcept.
+        let class = r.get("class")?;
+        let coding = match class {
+            Value::Array(items) => items.first()?,
+            other => other,
+        };
+        let code = coding
+            .get("code")
+            .or_else(|| coding.get("coding").and_then(|c| c.get(0)).and_then(|c| c.get("code")));
+        match code.and_then(Value::as_str) {
+            Some(code) => Some(code),
+            None => {
+                self.skipped += 1;
+                None
+            }
+        }
+    }
+
+    fn draft_orders(&mut self, sources: &RecordSources<'a>) -> Vec<DraftOrder<'a>> {
+        let Some(drafts) = sources.draft_orders else {
+            return Vec::new();
+        };
+        let resources: Vec<&Value> = match drafts {
+            Value::Array(items) => items.iter().collect(),
+            bundle => bundle_resources(bundle).collect(),
+        };
+        let selections: Vec<&str> = sources
+            .selections
+            .and_then(Value::as_array)
+            .map(|s| s.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        resources
+            .into_iter()
+            .filter_map(|r| {
+                let resource_type = resource_type(r)?;
+                let coded = if resource_type == "MedicationRequest" {
+                    self.medication(r)
+                } else {
+                    self.coded(r, "code")
+                };
+                if coded.codes.is_empty() {
+                    return None;
+                }
+                let reference = coded.id.map(|id| format!("{resource_type}/{id}"));
+                let selected = !sources.selections_only
+                    || selections.is_empty()
+                    || reference.is_some_and(|r| selections.contains(&r.as_str()));
+                Some(DraftOrder {
+                    resource_type,
+                    coded,
+                    selected,
+                })
+            })
+            .collect()
+    }
+
+    /// The drug of a MedicationRequest/Statement: its CodeableConcept, or the
+    /// contained or prefetched Medication it references.
+    fn medication(&mut self, r: &'a Value) -> Coded<'a> {
+        let id = self.string(r, "id");
+        if r.get("medicationCodeableConcept").is_some() {
+            return Coded {
+                id,
+                ..self.coded(r, "medicationCodeableConcept")
+            };
+        }
+        let reference = r
+            .get("medicationReference")
+            .and_then(|m| m.get("reference"))
+            .and_then(Value::as_str);
+        let medication = reference.and_then(|reference| match reference.strip_prefix('#') {
+            Some(local) => r
+                .get("contained")
+                .and_then(Value::as_array)?
+                .iter()
+                .find(|c| str_field(c, "id") == Some(local)),
+            None => {
+                let id = reference.rsplit('/').next()?;
+                self.medications_by_id.get(id).copied()
+            }
+        });
+        let mut coded = medication.map_or_else(Coded::default, |m| self.coded(m, "code"));
+        if coded.text.is_none() {
+            coded.text = r
+                .get("medicationReference")
+                .and_then(|m| m.get("display"))
+                .and_then(Value::as_str);
+        }
+        Coded { id, ..coded }
+    }
+
+    /// Reads a CodeableConcept, tolerating a lone Coding object for `coding`.
+    fn coded(&mut self, r: &'a Value, key: &str) -> Coded<'a> {
+        let id = self.string(r, "id");
+        let Some(concept) = r.get(key) else {
+            return Coded { id, ..Default::default() };
+        };
+        let codings: Vec<&Value> = match concept.get("coding") {
+            Some(Value::Array(items)) => items.iter().collect(),
+            Some(single @ Value::Object(_)) => vec![single],
+            Some(_) => {
+                self.skipped += 1;
+                Vec::new()
+            }
+            None => Vec::new(),
+        };
+        let codes = codings
+            .into_iter()
+            .filter_map(|c| {
+                let code = Code {
+                    system: c.get("system").and_then(Value::as_str)?,
+                    code: c.get("code").and_then(Value::as_str)?,
+                    display: c.get("display").and_then(Value::as_str),
+                };
+                Some(code)
+            })
+            .collect();
+        Coded {
+            id,
+            codes,
+            text: concept.get("text").and_then(Value::as_str),
+        }
+    }
+
+    /// The first coding's code of a status CodeableConcept; its system is
+    /// implied by the element, so a coding without one still counts.
+    fn concept_code(&mut self, r: &'a Value, key: &str) -> Option<&'a str> {
+        let coding = r.get(key)?.get("coding")?;
+        let first = match coding {
+            Value::Array(items) => items.first()?,
+            single => single,
+        };
+        first.get("code").and_then(Value::as_str)
+    }
+
+    /// A string element; present with another type counts as skipped.
+    fn string(&mut self, r: &'a Value, key: &str) -> Option<&'a str> {
+        match r.get(key)? {
+            Value::String(s) => Some(s),
+            _ => {
+                self.skipped += 1;
+                None
+            }
+        }
+    }
+
+    fn datetime(&mut self, r: &'a Value, key: &str) -> Option<OffsetDateTime> {
+        let s = self.string(r, key)?;
+        self.valid(parse_datetime(s))
+    }
+
+    fn datetime_in(&mut self, r: &'a Value, outer: &str, key: &str) -> Option<OffsetDateTime> {
+        let inner = r.get(outer)?;
+        self.datetime(inner, key)
+    }
+
+    /// Counts a value that was present but did not parse.
+    fn valid<T>(&mut self, parsed: Option<T>) -> Option<T> {
+        if parsed.is_none() {
+            self.skipped += 1;
+        }
+        parsed
+    }
+}
+
+fn earliest(a: Option<OffsetDateTime>, b: Option<OffsetDateTime>) -> Option<OffsetDateTime> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use time::macros::date;
+
+    fn build(data: &Value) -> PatientRecord<'_> {
+        PatientRecord::build(RecordSources {
+            data: vec![data],
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn reads_sloppy_fhir_and_counts_what_it_skips() {
+        let bundle = json!({"resourceType": "Bundle", "entry": [
+            {"resource": {"resourceType": "Patient", "id": "p", "birthDate": "1950-06-15", "gender": "male"}},
+            {"resource": {"resourceType": "MedicationRequest", "id": "m", "status": "active", "intent": "order",
+                "category": {"text": "one object, not an array"},
+                "medicationCodeableConcept": {"coding": {"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "197901"}},
+                "authoredOn": 12345}},
+            {"resource": {"resourceType": "Condition", "id": "c", "code": {"coding": [{"system": "s", "code": "x"}]},
+                "clinicalStatus": {"coding": [{"code": "resolved"}]}, "onsetDateTime": "2020-01-01"}}
+        ]});
+        let record = build(&bundle);
+        assert_eq!(record.age_on(date!(2020 - 06 - 14)), Some(69));
+        assert_eq!(record.age_on(date!(2020 - 06 - 15)), Some(70));
+        assert_eq!(record.medications.len(), 1);
+        assert_eq!(record.medications[0].coded.codes[0].code, "197901");
+        assert_eq!(record.medications[0].start, None);
+        assert_eq!(record.skipped_elements, 1, "authoredOn of the wrong type");
+        assert!(!record.conditions[0].active);
+    }
+
+    #[test]
+    fn resolves_contained_and_prefetched_medications() {
+        let bundle = json!({"resourceType": "Bundle", "entry": [
+            {"resource": {"resourceType": "Medication", "id": "med1",
+                "code": {"coding": [{"system": "rxnorm", "code": "855332", "display": "Warfarin Sodium 5 MG Oral Tablet"}]}}},
+            {"resource": {"resourceType": "MedicationRequest", "id": "a", "status": "active", "intent": "order",
+                "medicationReference": {"reference": "Medication/med1"}}},
+            {"resource": {"resourceType": "MedicationRequest", "id": "b", "status": "active", "intent": "order",
+                "contained": [{"resourceType": "Medication", "id": "x", "code": {"coding": [{"system": "rxnorm", "code": "197901"}]}}],
+                "medicationReference": {"reference": "#x"}}}
+        ]});
+        let record = build(&bundle);
+        let codes: Vec<&str> = record.medications.iter().map(|m| m.coded.codes[0].code).collect();
+        assert_eq!(codes, ["855332", "197901"]);
+        assert_eq!(record.medications[0].coded.display(), "Warfarin Sodium 5 MG Oral Tablet");
+    }
+
+    #[test]
+    fn draft_orders_follow_selections_and_skip_uncoded_drafts() {
+        let drafts = json!({"resourceType": "Bundle", "entry": [
+            {"resource": {"resourceType": "ServiceRequest", "id": "s1", "status": "draft", "code": {"coding": [{"system": "http://loinc.org", "code": "2857-1"}]}}},
+            {"resource": {"resourceType": "ServiceRequest", "id": "s2", "status": "draft", "code": {"coding": [{"system": "http://loinc.org", "code": "24968-0"}]}}},
+            {"resource": {"resourceType": "MedicationRequest", "id": "m1", "status": "draft"}}
+        ]});
+        let selections = json!(["ServiceRequest/s2"]);
+        let record = PatientRecord::build(RecordSources {
+            draft_orders: Some(&drafts),
+            selections: Some(&selections),
+            selections_only: true,
+            ..Default::default()
+        });
+        let selected: Vec<_> = record.draft_orders.iter().map(|d| (d.reference().unwrap(), d.selected)).collect();
+        assert_eq!(selected, [("ServiceRequest/s1".to_string(), false), ("ServiceRequest/s2".to_string(), true)]);
+    }
+
+    #[test]
+    fn drops_duplicates_and_refuted_conditions() {
+        let c = json!({"resourceType": "Condition", "id": "c", "code": {"coding": [{"system": "s", "code": "x"}]},
+            "verificationStatus": {"coding": [{"code": "confirmed"}]}});
+        let refuted = json!({"resourceType": "Condition", "id": "r", "code": {"coding": [{"system": "s", "code": "y"}]},
+            "verificationStatus": {"coding": [{"code": "refuted"}]}});
+        let record = PatientRecord::build(RecordSources { data: vec![&c, &c, &refuted], ..Default::default() });
+        assert_eq!(record.conditions.len(), 1);
+        assert!(record.conditions[0].active);
+    }
+}

@@ -1,0 +1,82 @@
+//! The HTTP error type: every error leaves as a 4xx with an OperationOutcome.
+
+use crate::cds::OperationOutcome;
+use crate::pipeline::CallError;
+use axum::Json;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+/// An error response.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    path: Option<String>,
+}
+
+impl ApiError {
+    /// 400 naming the offending field by JSON path.
+    pub fn bad_request(path: &str, message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid",
+            message: message.into(),
+            path: Some(path.to_string()).filter(|p| !p.is_empty()),
+        }
+    }
+
+    /// 404.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        ApiError { status: StatusCode::NOT_FOUND, code: "not-found", message: message.into(), path: None }
+    }
+
+    /// 405.
+    pub fn method_not_allowed() -> Self {
+        ApiError {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            code: "not-supported",
+            message: "method not allowed on this endpoint".into(),
+            path: None,
+        }
+    }
+}
+
+impl From<CallError> for ApiError {
+    fn from(error: CallError) -> Self {
+        match error {
+            CallError::UnknownService(_) => ApiError::not_found(error.to_string()),
+            CallError::BadRequest { path, message } => {
+                let message = if path.is_empty() { message } else { format!("{path}: {message}") };
+                ApiError { path: Some(path).filter(|p| !p.is_empty()), ..ApiError::bad_request("", message) }
+            }
+            CallError::PreconditionFailed(message) => ApiError {
+                status: StatusCode::PRECONDITION_FAILED,
+                code: "incomplete",
+                message,
+                path: None,
+            },
+        }
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(rejection: BytesRejection) -> Self {
+        let status = rejection.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "too-long" } else { "invalid" };
+        ApiError { status, code, message: rejection.body_text(), path: None }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let outcome = OperationOutcome::error(self.code, self.message, self.path);
+        let mut response = (self.status, Json(outcome)).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/fhir+json"),
+        );
+        response
+    }
+}

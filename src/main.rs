@@ -1,0 +1,5 @@
+//! The `hookwise` command: see [`hookwise::cli`].
+
+fn main() -> std::process::ExitCode {
+    hookwise::cli::run()
+}

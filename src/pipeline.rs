@@ -1,0 +1,212 @@
+//! The one path a service call travels: envelope → prefetch completeness and
+//! fallback fetch → patient record → rule evaluation → cards.
+//!
+//! Data flows one way. Everything the rules read is gathered before
+//! evaluation starts, under the request's deadline.
+
+use crate::cards::{CardContext, render_card};
+use crate::cds::{CdsRequest, CdsResponse, Hook, parse_request};
+use crate::fhir::{
+    FhirClient, PatientRecord, PrefetchKey, PrefetchState, RecordSources,
+    classify_prefetch, next_link, render_template,
+};
+use crate::rules::{RuleSet, Verdict, Evaluator};
+use futures::future::join_all;
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+/// Why a call produced no response body of cards.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// No service has this id.
+    #[error("no CDS service with id {0:?}")]
+    UnknownService(String),
+    /// The body is not a valid CDS Hooks request.
+    #[error("{message}")]
+    BadRequest {
+        /// JSON path of the offending field.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Data the rules need could not be had.
+    #[error("{0}")]
+    PreconditionFailed(String),
+}
+
+/// The rules and clients a call needs; shared by all requests.
+pub struct Engine {
+    /// Loaded rules.
+    pub rules: Arc<RuleSet>,
+    /// Client for fallback fetches.
+    pub fhir: FhirClient,
+    /// Budget for gathering data, from the start of the call.
+    pub deadline: Duration,
+}
+
+/// A successful call: the response, and whether the deadline cut it short.
+pub struct CallResult {
+    /// The cards.
+    pub response: CdsResponse,
+    /// The hook, for logs and metrics.
+    pub hook: Hook,
+    /// True when data gathering ran out of time and no cards were computed.
+    pub deadline_exceeded: bool,
+}
+
+impl Engine {
+    /// Serves one call to `service_id` with a raw JSON body, evaluated at `now`.
+    pub async fn call(&self, service_id: &str, body: &[u8], now: OffsetDateTime) -> Result<CallResult, CallError> {
+        let started = tokio::time::Instant::now();
+        let service = self
+            .rules
+            .service(service_id)
+            .ok_or_else(|| CallError::UnknownService(service_id.to_string()))?;
+        let request = parse_request(body)
+            .map_err(|e| CallError::BadRequest { path: e.path, message: e.message })?;
+        let hook = Hook::parse(&request.hook)
+            .filter(|h| service.hooks.contains(h))
+            .ok_or_else(|| unsupported_hook(&request.hook, service))?;
+
+        let drafts = draft_orders(&request, hook);
+        let candidates = self.rules.candidates(self.rules.rules_for(service, hook), hook, &drafts);
+        if candidates.is_empty() {
+            return Ok(CallResult { response: CdsResponse::default(), hook, deadline_exceeded: false });
+        }
+        let keys = self.rules.prefetch_keys(candidates.iter().copied());
+        let budget = self.deadline.saturating_sub(started.elapsed());
+        let fetched = match tokio::time::timeout(budget, self.gather(&request, &keys)).await {
+            Ok(result) => result?,
+            Err(_) => {
+                tracing::warn!(service = service_id, hook = %hook, "deadline exceeded while fetching FHIR data; answering with no cards");
+                return Ok(CallResult { response: CdsResponse::default(), hook, deadline_exceeded: true });
+            }
+        };
+        let mut data: Vec<&Value> = provided(&request, &keys);
+        data.extend(fetched.iter());
+        let mut record = PatientRecord::build(RecordSources {
+            data,
+            encounter_id: request.context.get("encounterId").and_then(Value::as_str),
+            ..Default::default()
+        });
+        record.draft_orders = drafts.draft_orders;
+        let response = evaluate(&self.rules, candidates, &record, hook, &request, now);
+        Ok(CallResult { response, hook, deadline_exceeded: false })
+    }
+
+    /// Fetches every key that prefetch lacks (missing, or an OperationOutcome)
+    /// and the remaining pages of paginated prefetch Bundles.
+    async fn gather(&self, request: &CdsRequest, keys: &[PrefetchKey]) -> Result<Vec<Value>, CallError> {
+        let prefetch = request.prefetch.as_ref();
+        let token = request.fhir_authorization.as_ref().map(|a| a.access_token.as_str());
+        let mut jobs = Vec::new();
+        for key in keys {
+            match classify_prefetch(prefetch, key.key) {
+                PrefetchState::NoData => {}
+                PrefetchState::Provided(value) => {
+                    if let Some(next) = next_link(value) {
+                        let server = self.server(request, key, "is paginated")?;
+                        jobs.push(Job::Pages { server, next, key: key.key });
+                    }
+                }
+                PrefetchState::Missing | PrefetchState::Failed => {
+                    let Some(query) = render_template(&key.template, &request.context) else {
+                        continue; // e.g. no encounterId: the key does not apply
+                    };
+                    let server = self.server(request, key, "is missing or failed")?;
+                    jobs.push(Job::Query { server, query, key: key.key });
+                }
+            }
+        }
+        let results = join_all(jobs.into_iter().map(|job| self.run(job, token))).await;
+        let mut pages = Vec::new();
+        for result in results {
+            pages.extend(result?);
+        }
+        Ok(pages)
+    }
+
+    fn server<'r>(&self, request: &'r CdsRequest, key: &PrefetchKey, why: &str) -> Result<&'r str, CallError> {
+        request.fhir_server.as_deref().ok_or_else(|| {
+            CallError::PreconditionFailed(format!(
+                "prefetch key {:?} ({}) {why}, and the request has no fhirServer to fetch it from",
+                key.key, key.template
+            ))
+        })
+    }
+
+    async fn run(&self, job: Job<'_>, token: Option<&str>) -> Result<Vec<Value>, CallError> {
+        let (key, result) = match job {
+            Job::Query { server, query, key } => (key, self.fhir.fetch(server, &query, token).await),
+            Job::Pages { server, next, key } => (key, self.fhir.fetch(server, &next, token).await),
+        };
+        result.map_err(|e| {
+            tracing::info!(key, error = %e, "FHIR fetch failed");
+            CallError::PreconditionFailed(format!("could not fetch prefetch key {key:?}: {e}"))
+        })
+    }
+}
+
+enum Job<'r> {
+    Query { server: &'r str, query: String, key: &'static str },
+    Pages { server: &'r str, next: String, key: &'static str },
+}
+
+fn unsupported_hook(hook: &str, service: &crate::rules::Service) -> CallError {
+    let served: Vec<&str> = service.hooks.iter().map(|h| h.as_str()).collect();
+    CallError::BadRequest {
+        path: "hook".into(),
+        message: format!("service {:?} does not serve hook {hook:?}; it serves {}", service.id, served.join(", ")),
+    }
+}
+
+/// A record holding only the draft orders, to pick candidate rules before any fetch.
+fn draft_orders(request: &CdsRequest, hook: Hook) -> PatientRecord<'_> {
+    if !hook.is_order_hook() {
+        return PatientRecord::default();
+    }
+    PatientRecord::build(RecordSources {
+        draft_orders: request.context.get("draftOrders"),
+        selections: request.context.get("selections"),
+        selections_only: hook == Hook::OrderSelect,
+        ..Default::default()
+    })
+}
+
+/// The prefetch values usable as they are.
+fn provided<'r>(request: &'r CdsRequest, keys: &[PrefetchKey]) -> Vec<&'r Value> {
+    keys.iter()
+        .filter_map(|k| match classify_prefetch(request.prefetch.as_ref(), k.key) {
+            PrefetchState::Provided(v) => Some(v),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Evaluates candidate rules and renders their cards, most urgent first.
+pub fn evaluate(
+    rules: &RuleSet,
+    candidates: Vec<&crate::rules::model::Rule>,
+    record: &PatientRecord<'_>,
+    hook: Hook,
+    request: &CdsRequest,
+    now: OffsetDateTime,
+) -> CdsResponse {
+    let evaluator = Evaluator { value_sets: &rules.value_sets, record, now, hook };
+    let ctx = CardContext {
+        hook_instance: &request.hook_instance,
+        patient_id: request.context.get("patientId").and_then(Value::as_str).unwrap_or_default(),
+        now,
+    };
+    let mut cards: Vec<_> = candidates
+        .into_iter()
+        .filter_map(|rule| match evaluator.evaluate(rule) {
+            Verdict::Fires(finding) => Some(render_card(&finding, &ctx)),
+            _ => None,
+        })
+        .collect();
+    cards.sort_by(|a, b| b.indicator.cmp(&a.indicator));
+    CdsResponse { cards }
+}

@@ -1,0 +1,351 @@
+//! Loading a rule directory: schema validation, typed parsing, value-set
+//! resolution and the semantic checks behind `hookwise check`. Every problem
+//! is a [`Diagnostic`] naming the file and line.
+
+use super::model::{ActionTemplate, Criterion, Rule};
+use super::template::{check_placeholder, placeholders};
+use super::valueset::ValueSet;
+use super::yaml::{YamlDoc, serde_path_to_pointer};
+use super::{RuleSet, Service};
+use crate::cds::Hook;
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+const RULE_SCHEMA: &str = include_str!("../../cds-rules/schema/rule.schema.json");
+const SERVICE_SCHEMA: &str = include_str!("../../cds-rules/schema/service.schema.json");
+pub(crate) const TEST_SCHEMA: &str = include_str!("../../cds-rules/schema/test.schema.json");
+
+/// Folders of a rule directory that hold no rules.
+const RESERVED_DIRS: [&str; 3] = ["schema", "valuesets", "tests"];
+
+/// One problem in a rule directory.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Diagnostic {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line.
+    pub line: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.file.display(), self.line, self.message)
+    }
+}
+
+/// Collects diagnostics for one directory load.
+#[derive(Default)]
+pub(crate) struct Problems(pub Vec<Diagnostic>);
+
+impl Problems {
+    pub(crate) fn add(&mut self, file: &Path, line: usize, message: impl Into<String>) {
+        self.0.push(Diagnostic { file: file.to_path_buf(), line, message: message.into() });
+    }
+}
+
+/// A YAML file validated against a JSON schema and parsed into `T`.
+pub(crate) fn load_yaml<T: for<'de> Deserialize<'de>>(
+    path: &Path,
+    schema: &jsonschema::Validator,
+    problems: &mut Problems,
+) -> Option<(T, YamlDoc)> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) => {
+            problems.add(path, 1, format!("cannot read: {e}"));
+            return None;
+        }
+    };
+    let doc = match YamlDoc::parse(&text) {
+        Ok(doc) => doc,
+        Err(e) => {
+            problems.add(path, e.line, format!("invalid YAML: {}", e.message));
+            return None;
+        }
+    };
+    let before = problems.0.len();
+    for error in schema.iter_errors(&doc.value) {
+        let pointer = error.instance_path().to_string();
+        let at = if pointer.is_empty() { "the document".to_string() } else { pointer.clone() };
+        problems.add(path, doc.line_of(&pointer), format!("{at}: {error}"));
+    }
+    if problems.0.len() > before {
+        return None;
+    }
+    match serde_path_to_error::deserialize::<_, T>(&doc.value) {
+        Ok(value) => Some((value, doc)),
+        Err(e) => {
+            let pointer = serde_path_to_pointer(&e.path().to_string());
+            problems.add(path, doc.line_of(&pointer), format!("{pointer}: {}", e.inner()));
+            None
+        }
+    }
+}
+
+pub(crate) fn compile_schema(text: &str) -> jsonschema::Validator {
+    let schema: Value = serde_json::from_str(text).expect("bundled schema is valid JSON");
+    jsonschema::validator_for(&schema).expect("bundled schema compiles")
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ServiceFile {
+    id: String,
+    title: String,
+    description: String,
+    usage_requirements: Option<String>,
+}
+
+/// Loads and checks a rule directory.
+pub fn load_dir(dir: &Path) -> Result<RuleSet, Vec<Diagnostic>> {
+    let mut problems = Problems::default();
+    if !dir.is_dir() {
+        problems.add(dir, 1, "rule directory not found");
+        return Err(problems.0);
+    }
+    let value_sets = load_value_sets(&dir.join("valuesets"), &mut problems);
+    let url_index: HashMap<&str, usize> =
+        value_sets.iter().enumerate().map(|(i, vs)| (vs.url.as_str(), i)).collect();
+    let rule_schema = compile_schema(RULE_SCHEMA);
+    let service_schema = compile_schema(SERVICE_SCHEMA);
+    let mut rules: Vec<Rule> = Vec::new();
+    let mut services: Vec<Service> = Vec::new();
+    let mut rule_files: HashMap<String, PathBuf> = HashMap::new();
+    for folder in sorted_entries(dir).into_iter().filter(|p| p.is_dir()) {
+        let name = folder.file_name().unwrap_or_default().to_string_lossy().to_string();
+        if RESERVED_DIRS.contains(&name.as_str()) {
+            continue;
+        }
+        let service_path = folder.join("service.yaml");
+        if !service_path.exists() {
+            problems.add(&service_path, 1, "a rule folder needs a service.yaml (id, title, description)");
+            continue;
+        }
+        let Some((service, _)) = load_yaml::<ServiceFile>(&service_path, &service_schema, &mut problems) else {
+            continue;
+        };
+        let mut service = Service {
+            id: service.id,
+            title: service.title,
+            description: service.description,
+            usage_requirements: service.usage_requirements,
+            hooks: BTreeSet::new(),
+            rules: Vec::new(),
+        };
+        for path in sorted_entries(&folder) {
+            if path == service_path || path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+                continue;
+            }
+            let Some((mut rule, doc)) = load_yaml::<Rule>(&path, &rule_schema, &mut problems) else {
+                continue;
+            };
+            check_value_sets(&path, &doc, &url_index, &mut problems);
+            resolve_value_sets(&mut rule, &url_index);
+            check_rule(&path, &doc, &rule, &mut problems);
+            if let Some(first) = rule_files.get(&rule.id) {
+                problems.add(&path, doc.line_of("/id"), format!("duplicate rule id {:?}, first defined in {}", rule.id, first.display()));
+                continue;
+            }
+            rule_files.insert(rule.id.clone(), path.clone());
+            service.hooks.extend(rule.hooks.iter().filter_map(|h| Hook::parse(h)));
+            service.rules.push(rules.len());
+            rules.push(rule);
+        }
+        if services.iter().any(|s| s.id == service.id) {
+            problems.add(&service_path, 1, format!("duplicate service id {:?}", service.id));
+            continue;
+        }
+        services.push(service);
+    }
+    if problems.0.is_empty() {
+        Ok(RuleSet::new(rules, value_sets, services))
+    } else {
+        problems.0.sort();
+        Err(problems.0)
+    }
+}
+
+pub(crate) fn sorted_entries(dir: &Path) -> Vec<PathBuf> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    entries.sort();
+    entries
+}
+
+fn load_value_sets(dir: &Path, problems: &mut Problems) -> Vec<ValueSet> {
+    let mut out: Vec<ValueSet> = Vec::new();
+    for path in sorted_entries(dir) {
+        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        let parsed = std::fs::read_to_string(&path)
+            .map_err(|e| (1, e.to_string()))
+            .and_then(|text| serde_json::from_str::<Value>(&text).map_err(|e| (e.line(), e.to_string())))
+            .and_then(|json| ValueSet::from_fhir(&json).map_err(|e| (1, e)));
+        match parsed {
+            Ok(vs) if out.iter().any(|o| o.url == vs.url) => {
+                problems.add(&path, 1, format!("duplicate value set url {}", vs.url))
+            }
+            Ok(vs) => out.push(vs),
+            Err((line, message)) => problems.add(&path, line, message),
+        }
+    }
+    out
+}
+
+/// Reports every `valueSet` reference that names no loaded value set.
+fn check_value_sets(path: &Path, doc: &YamlDoc, urls: &HashMap<&str, usize>, problems: &mut Problems) {
+    fn walk(value: &Value, pointer: String, out: &mut Vec<(String, String)>) {
+        match value {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    let child = format!("{pointer}/{k}");
+                    match (k.as_str(), v) {
+                        ("valueSet", Value::String(url)) => out.push((child, url.clone())),
+                        _ => walk(v, child, out),
+                    }
+                }
+            }
+            Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    walk(v, format!("{pointer}/{i}"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut refs = Vec::new();
+    walk(&doc.value, String::new(), &mut refs);
+    for (pointer, url) in refs {
+        if !urls.contains_key(url.as_str()) {
+            problems.add(path, doc.line_of(&pointer), format!("unknown value set {url}"));
+        }
+    }
+}
+
+fn resolve_value_sets(rule: &mut Rule, urls: &HashMap<&str, usize>) {
+    let mut resolve = |r: &mut super::model::ValueSetRef| {
+        r.index = urls.get(r.url.as_str()).copied().unwrap_or(usize::MAX);
+    };
+    rule.when.value_sets_mut(&mut resolve);
+    for exclusion in &mut rule.exclusions {
+        exclusion.when.value_sets_mut(&mut resolve);
+    }
+}
+
+/// Checks that need more than the schema: reachability, bindings, templates.
+fn check_rule(path: &Path, doc: &YamlDoc, rule: &Rule, problems: &mut Problems) {
+    let hooks: Vec<Hook> = rule.hooks.iter().filter_map(|h| Hook::parse(h)).collect();
+    let has_triggers = !rule.draft_triggers().is_empty();
+    for hook in hooks.iter().filter(|h| h.is_order_hook()) {
+        if !has_triggers {
+            problems.add(path, doc.line_of("/hooks"), format!(
+                "unreachable on {hook}: the rule has no draftOrder criterion, and order hooks judge draft orders"
+            ));
+        }
+    }
+    if hooks.contains(&Hook::PatientView) && requires_draft(&rule.when) {
+        problems.add(path, doc.line_of("/when"), "unreachable on patient-view: `when` requires a draft order, which patient-view never has");
+    }
+    unreachable_criteria(path, doc, &rule.when, "/when", problems);
+    for (i, exclusion) in rule.exclusions.iter().enumerate() {
+        unreachable_criteria(path, doc, &exclusion.when, &format!("/exclusions/{i}/when"), problems);
+    }
+    let mut bound: Vec<&str> = Vec::new();
+    let mut draft_bound: Vec<&str> = Vec::new();
+    rule.when.walk(&mut |c| {
+        if let Some(name) = c.binding() {
+            bound.push(name);
+            if matches!(c, Criterion::DraftOrder(_)) {
+                draft_bound.push(name);
+            }
+        }
+    });
+    for (field, text) in [("summary", &rule.card.summary), ("detail", &rule.card.detail)] {
+        for placeholder in placeholders(text) {
+            if let Some(problem) = check_placeholder(placeholder, &bound) {
+                problems.add(path, doc.line_of(&format!("/card/{field}")), problem);
+            }
+        }
+    }
+    if rule.card.detail.contains('<') && rule.card.detail.contains('>') {
+        problems.add(path, doc.line_of("/card/detail"), "detail must be Markdown without raw HTML");
+    }
+    for (i, suggestion) in rule.card.suggestions.iter().enumerate() {
+        for (j, action) in suggestion.actions.iter().enumerate() {
+            if let ActionTemplate::DeleteDraftOrder(name) = action {
+                if !draft_bound.contains(&name.as_str()) {
+                    problems.add(path, doc.line_of(&format!("/card/suggestions/{i}/actions/{j}")), format!(
+                        "deleteDraftOrder names {name:?}, which no draftOrder criterion binds with `as`"
+                    ));
+                }
+            }
+        }
+    }
+    let recommended = rule.card.suggestions.iter().filter(|s| s.is_recommended == Some(true)).count();
+    if recommended > 1 && rule.card.selection_behavior.as_deref() != Some("any") {
+        problems.add(path, doc.line_of("/card/suggestions"), "at most one suggestion may be recommended with selectionBehavior at-most-one");
+    }
+}
+
+/// Whether a criterion can hold only when a draft order matches.
+fn requires_draft(c: &Criterion) -> bool {
+    match c {
+        Criterion::DraftOrder(_) => true,
+        Criterion::All(children) => children.iter().any(requires_draft),
+        Criterion::Any(children) => children.iter().all(requires_draft),
+        _ => false,
+    }
+}
+
+/// Flags criteria that can never hold: empty age ranges and contradictory
+/// age or sex requirements within one `all`.
+fn unreachable_criteria(path: &Path, doc: &YamlDoc, c: &Criterion, pointer: &str, problems: &mut Problems) {
+    match c {
+        Criterion::Age(b) => {
+            if let (Some(min), Some(max)) = (b.min, b.max) {
+                if min > max {
+                    problems.add(path, doc.line_of(pointer), format!("unreachable: age min {min} is above max {max}"));
+                }
+            }
+        }
+        Criterion::All(children) => {
+            let (mut low, mut high) = (i32::MIN, i32::MAX);
+            let mut sexes = BTreeSet::new();
+            for child in children {
+                match child {
+                    Criterion::Age(b) => {
+                        low = low.max(b.min.unwrap_or(i32::MIN));
+                        high = high.min(b.max.unwrap_or(i32::MAX));
+                    }
+                    Criterion::Sex(s) => {
+                        sexes.insert(s.as_str());
+                    }
+                    _ => {}
+                }
+            }
+            if low > high {
+                problems.add(path, doc.line_of(pointer), format!("unreachable: `all` requires age ≥ {low} and ≤ {high}"));
+            }
+            if sexes.len() > 1 {
+                problems.add(path, doc.line_of(pointer), "unreachable: `all` requires two different sexes");
+            }
+            for (i, child) in children.iter().enumerate() {
+                unreachable_criteria(path, doc, child, &format!("{pointer}/all/{i}"), problems);
+            }
+        }
+        Criterion::Any(children) => {
+            for (i, child) in children.iter().enumerate() {
+                unreachable_criteria(path, doc, child, &format!("{pointer}/any/{i}"), problems);
+            }
+        }
+        Criterion::Not(child) => unreachable_criteria(path, doc, child, &format!("{pointer}/not"), problems),
+        _ => {}
+    }
+}

@@ -1,0 +1,150 @@
+//! Rules: the rule-file model, loading and checking (`hookwise check`), value
+//! sets compiled to hash sets, the pure evaluator, data requirements (which
+//! become discovery's prefetch templates) and rule test cases (`hookwise test`).
+//!
+//! Rules never do I/O: all data is fetched before evaluation.
+
+mod eval;
+mod load;
+pub mod model;
+mod template;
+pub mod testing;
+mod valueset;
+mod yaml;
+
+pub use eval::{Bound, Evaluator, Finding, Verdict};
+pub use load::{Diagnostic, load_dir};
+pub use template::render;
+pub use valueset::ValueSet;
+
+use crate::cds::Hook;
+use crate::fhir::{DataNeed, PatientRecord, PrefetchKey};
+use model::{Criterion, EncounterScope, Rule};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A CDS service: one rule family (a folder), registered once per hook its
+/// rules serve.
+#[derive(Debug, Clone)]
+pub struct Service {
+    /// Service id (the folder's `service.yaml` id).
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// Description.
+    pub description: String,
+    /// Preconditions for EHRs.
+    pub usage_requirements: Option<String>,
+    /// Hooks served.
+    pub hooks: BTreeSet<Hook>,
+    /// Indexes of its rules in [`RuleSet::rules`].
+    pub rules: Vec<usize>,
+}
+
+/// Loaded, checked and compiled rules.
+#[derive(Debug)]
+pub struct RuleSet {
+    /// Every rule.
+    pub rules: Vec<Rule>,
+    /// Compiled value sets.
+    pub value_sets: Vec<ValueSet>,
+    /// Services, by id order.
+    pub services: Vec<Service>,
+    /// Prefetch templates per (service index, hook), computed once.
+    prefetch: BTreeMap<(usize, Hook), Vec<PrefetchKey>>,
+}
+
+impl RuleSet {
+    fn new(rules: Vec<Rule>, value_sets: Vec<ValueSet>, services: Vec<Service>) -> RuleSet {
+        let mut set = RuleSet { rules, value_sets, services, prefetch: BTreeMap::new() };
+        for (index, service) in set.services.iter().enumerate() {
+            for hook in &service.hooks {
+                let keys = set.prefetch_keys(set.rules_for(service, *hook));
+                set.prefetch.insert((index, *hook), keys);
+            }
+        }
+        set
+    }
+
+    /// The service with this id.
+    pub fn service(&self, id: &str) -> Option<&Service> {
+        self.services.iter().find(|s| s.id == id)
+    }
+
+    /// The rules of `service` that serve `hook`.
+    pub fn rules_for<'s>(&'s self, service: &'s Service, hook: Hook) -> impl Iterator<Item = &'s Rule> {
+        service
+            .rules
+            .iter()
+            .map(|i| &self.rules[*i])
+            .filter(move |r| r.hooks.iter().any(|h| h == hook.as_str()))
+    }
+
+    /// Every rule serving `hook`, across services.
+    pub fn all_rules_for(&self, hook: Hook) -> impl Iterator<Item = &Rule> {
+        self.rules.iter().filter(move |r| r.hooks.iter().any(|h| h == hook.as_str()))
+    }
+
+    /// The prefetch templates advertised for (service, hook).
+    pub fn advertised_prefetch(&self, service: &Service, hook: Hook) -> &[PrefetchKey] {
+        let index = self.services.iter().position(|s| s.id == service.id);
+        index
+            .and_then(|i| self.prefetch.get(&(i, hook)))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// Rules worth evaluating: on order hooks, only those with a draft-order
+    /// criterion matching a selected draft; on patient-view, all.
+    pub fn candidates<'s>(
+        &'s self,
+        rules: impl Iterator<Item = &'s Rule>,
+        hook: Hook,
+        record: &PatientRecord<'_>,
+    ) -> Vec<&'s Rule> {
+        rules
+            .filter(|rule| {
+                !hook.is_order_hook()
+                    || rule.draft_triggers().iter().any(|t| {
+                        let vs = &self.value_sets[t.value_set.index];
+                        record.draft_orders.iter().any(|d| {
+                            d.selected
+                                && t.resource_type.as_deref().is_none_or(|k| k == d.resource_type)
+                                && vs.first_match(&d.coded.codes).is_some()
+                        })
+                    })
+            })
+            .collect()
+    }
+
+    /// The prefetch keys that `rules` need, derived from their criteria.
+    pub fn prefetch_keys<'s>(&'s self, rules: impl Iterator<Item = &'s Rule>) -> Vec<PrefetchKey> {
+        let mut needs = BTreeSet::new();
+        let mut observation_codes = BTreeSet::new();
+        for rule in rules {
+            for criterion in rule.criteria() {
+                criterion.walk(&mut |c| {
+                    if let Some(need) = data_need(c) {
+                        needs.insert(need);
+                    }
+                    if let Criterion::Observation(o) = c {
+                        observation_codes.extend(self.value_sets[o.value_set.index].search_tokens());
+                    }
+                });
+            }
+        }
+        let codes: Vec<String> = observation_codes.into_iter().collect();
+        needs.into_iter().map(|n| PrefetchKey::for_need(n, &codes)).collect()
+    }
+}
+
+fn data_need(c: &Criterion) -> Option<DataNeed> {
+    Some(match c {
+        Criterion::Age(_) | Criterion::Sex(_) => DataNeed::Patient,
+        Criterion::Condition(_) => DataNeed::Conditions,
+        Criterion::Medication(_) => DataNeed::Medications,
+        Criterion::Observation(_) => DataNeed::Observations,
+        Criterion::Procedure(_) => DataNeed::Procedures,
+        Criterion::Encounter(e) if e.scope == EncounterScope::Current => DataNeed::CurrentEncounter,
+        Criterion::Encounter(_) => DataNeed::Encounters,
+        Criterion::DraftOrder(_) | Criterion::All(_) | Criterion::Any(_) | Criterion::Not(_) => return None,
+    })
+}

@@ -1,0 +1,427 @@
+//! The rule file model. It mirrors `cds-rules/schema/rule.schema.json`; the
+//! schema checks shape first, so serde errors here are rare.
+
+use crate::cds::Coding;
+use serde::{Deserialize, Deserializer};
+
+/// A rule as written in its YAML file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Rule {
+    /// Unique id.
+    pub id: String,
+    /// Semantic version.
+    pub version: String,
+    /// Human-readable title.
+    pub title: String,
+    /// Id in the clinical catalogue (e.g. CW-01).
+    #[serde(default)]
+    pub catalogue_id: Option<String>,
+    /// Category (imaging, screening, ...).
+    pub category: String,
+    /// Hooks the rule serves.
+    pub hooks: Vec<String>,
+    /// The recommendation the rule implements.
+    pub evidence: Citation,
+    /// Further sources.
+    #[serde(default)]
+    pub also_cites: Vec<Citation>,
+    /// When the rule applies.
+    pub when: Criterion,
+    /// Named reasons not to fire.
+    #[serde(default)]
+    pub exclusions: Vec<Exclusion>,
+    /// The card it produces.
+    pub card: CardTemplate,
+}
+
+/// A guideline citation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Citation {
+    /// Issuing society or body.
+    pub society: String,
+    /// The recommendation, paraphrased.
+    pub recommendation: String,
+    /// Year of publication.
+    pub year: u16,
+    /// Where to read it.
+    pub url: String,
+}
+
+/// A named exclusion.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Exclusion {
+    /// Exclusion id, reported by `hookwise test`.
+    pub id: String,
+    /// Plain words for the card.
+    pub label: String,
+    /// When the exclusion holds.
+    pub when: Criterion,
+}
+
+/// One criterion. Value-set references are resolved to indexes at load time.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Criterion {
+    /// Every child holds.
+    All(Vec<Criterion>),
+    /// At least one child holds.
+    Any(Vec<Criterion>),
+    /// The child does not hold.
+    Not(Box<Criterion>),
+    /// Age in whole years, inclusive bounds.
+    Age(AgeBounds),
+    /// Patient.gender.
+    Sex(String),
+    /// A Condition.
+    Condition(ConditionCriterion),
+    /// Active medications.
+    Medication(MedicationCriterion),
+    /// Observations.
+    Observation(ObservationCriterion),
+    /// Performed procedures.
+    Procedure(ProcedureCriterion),
+    /// Encounter class.
+    Encounter(EncounterCriterion),
+    /// A draft order.
+    DraftOrder(DraftOrderCriterion),
+}
+
+/// Inclusive age bounds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgeBounds {
+    /// Lowest age that matches.
+    pub min: Option<i32>,
+    /// Highest age that matches.
+    pub max: Option<i32>,
+}
+
+/// A reference to a value set by canonical URL; `index` is filled at load.
+#[derive(Debug, Clone)]
+pub struct ValueSetRef {
+    /// Canonical URL.
+    pub url: String,
+    /// Index into the rule set's value sets.
+    pub index: usize,
+}
+
+impl<'de> Deserialize<'de> for ValueSetRef {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(ValueSetRef {
+            url: String::deserialize(d)?,
+            index: usize::MAX,
+        })
+    }
+}
+
+/// A length of time written `42d`, `6w`, `3mo` or `2y`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span(pub time::Duration);
+
+impl<'de> Deserialize<'de> for Span {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_span(&text)
+            .map(Span)
+            .ok_or_else(|| serde::de::Error::custom(format!("invalid duration {text:?}")))
+    }
+}
+
+/// Parses `42d`, `6w`, `3mo` (30 days) or `2y` (365 days).
+pub fn parse_span(text: &str) -> Option<time::Duration> {
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = text.split_at(split);
+    let n: i64 = number.parse().ok()?;
+    let days = match unit {
+        "d" => n,
+        "w" => n * 7,
+        "mo" => n * 30,
+        "y" => n * 365,
+        _ => return None,
+    };
+    Some(time::Duration::days(days))
+}
+
+/// Condition status filter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConditionStatus {
+    /// Active, recurrence or relapse.
+    #[default]
+    Active,
+    /// Any clinical status, including resolved.
+    Any,
+}
+
+/// Conditions from a value set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConditionCriterion {
+    /// Codes.
+    pub value_set: ValueSetRef,
+    /// Status filter.
+    #[serde(default)]
+    pub status: ConditionStatus,
+    /// Onset within this look-back.
+    pub within: Option<Span>,
+    /// The earliest matching onset is within this look-back (acute problem).
+    pub first_within: Option<Span>,
+    /// Binding name.
+    #[serde(rename = "as")]
+    pub bind: Option<String>,
+}
+
+/// Active medications from a value set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MedicationCriterion {
+    /// Codes.
+    pub value_set: ValueSetRef,
+    /// Active at least this long.
+    pub min_duration: Option<Span>,
+    /// Distinct drugs needed (default 1).
+    pub min_count: Option<usize>,
+    /// Binding name.
+    #[serde(rename = "as")]
+    pub bind: Option<String>,
+}
+
+/// Observations from a value set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ObservationCriterion {
+    /// Codes.
+    pub value_set: ValueSetRef,
+    /// Look-back window.
+    pub within: Option<Span>,
+    /// Comparison on the latest value.
+    pub value: Option<ValueTest>,
+    /// Binding name.
+    #[serde(rename = "as")]
+    pub bind: Option<String>,
+}
+
+/// A numeric comparison.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValueTest {
+    /// `<`, `<=`, `>`, `>=` or `=`.
+    pub comparator: String,
+    /// Threshold.
+    pub value: f64,
+    /// Required unit.
+    pub unit: Option<String>,
+}
+
+/// Performed procedures from a value set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProcedureCriterion {
+    /// Codes.
+    pub value_set: ValueSetRef,
+    /// Look-back window.
+    pub within: Option<Span>,
+    /// Binding name.
+    #[serde(rename = "as")]
+    pub bind: Option<String>,
+}
+
+/// Encounter scope.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EncounterScope {
+    /// The encounter in context.
+    #[default]
+    Current,
+    /// Any encounter in the window.
+    Any,
+}
+
+/// Encounter class.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EncounterCriterion {
+    /// Accepted class codes.
+    pub class: Vec<String>,
+    /// Which encounters.
+    #[serde(default)]
+    pub scope: EncounterScope,
+    /// Look-back for `any`.
+    pub within: Option<Span>,
+}
+
+/// Draft orders from a value set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DraftOrderCriterion {
+    /// Codes.
+    pub value_set: ValueSetRef,
+    /// Resource type filter.
+    pub resource_type: Option<String>,
+    /// Binding name.
+    #[serde(rename = "as")]
+    pub bind: Option<String>,
+}
+
+/// The card a rule produces.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CardTemplate {
+    /// Summary template.
+    pub summary: String,
+    /// info, warning or critical.
+    pub indicator: String,
+    /// Markdown template.
+    pub detail: String,
+    /// Source.
+    pub source: SourceTemplate,
+    /// Links.
+    pub links: Vec<LinkTemplate>,
+    /// Suggestions.
+    #[serde(default)]
+    pub suggestions: Vec<SuggestionTemplate>,
+    /// Selection behavior (default at-most-one).
+    pub selection_behavior: Option<String>,
+    /// Override reasons.
+    pub override_reasons: Vec<Coding>,
+}
+
+/// Card source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceTemplate {
+    /// Label.
+    pub label: String,
+    /// URL.
+    pub url: String,
+    /// Topic.
+    pub topic: Option<Coding>,
+}
+
+/// A link.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkTemplate {
+    /// Label.
+    pub label: String,
+    /// Absolute URL.
+    pub url: String,
+}
+
+/// A suggestion.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SuggestionTemplate {
+    /// Label.
+    pub label: String,
+    /// Preferred suggestion.
+    pub is_recommended: Option<bool>,
+    /// Actions.
+    pub actions: Vec<ActionTemplate>,
+}
+
+/// An action.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ActionTemplate {
+    /// Delete the draft order(s) bound to this name.
+    DeleteDraftOrder(String),
+    /// Create an alternative order.
+    Create(CreateTemplate),
+}
+
+/// An alternative order to create.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateTemplate {
+    /// ServiceRequest or MedicationRequest.
+    pub resource_type: String,
+    /// What to order.
+    pub code: Coding,
+    /// Action description.
+    pub description: String,
+}
+
+impl Criterion {
+    /// Visits this criterion and every descendant.
+    pub fn walk<'c>(&'c self, visit: &mut impl FnMut(&'c Criterion)) {
+        visit(self);
+        match self {
+            Criterion::All(children) | Criterion::Any(children) => {
+                children.iter().for_each(|c| c.walk(visit))
+            }
+            Criterion::Not(child) => child.walk(visit),
+            _ => {}
+        }
+    }
+
+    /// Visits every value-set reference mutably (for resolution at load).
+    pub fn value_sets_mut(&mut self, visit: &mut impl FnMut(&mut ValueSetRef)) {
+        match self {
+            Criterion::All(children) | Criterion::Any(children) => {
+                children.iter_mut().for_each(|c| c.value_sets_mut(visit))
+            }
+            Criterion::Not(child) => child.value_sets_mut(visit),
+            Criterion::Condition(c) => visit(&mut c.value_set),
+            Criterion::Medication(c) => visit(&mut c.value_set),
+            Criterion::Observation(c) => visit(&mut c.value_set),
+            Criterion::Procedure(c) => visit(&mut c.value_set),
+            Criterion::DraftOrder(c) => visit(&mut c.value_set),
+            Criterion::Age(_) | Criterion::Sex(_) | Criterion::Encounter(_) => {}
+        }
+    }
+
+    /// The binding name this leaf declares, if any.
+    pub fn binding(&self) -> Option<&str> {
+        match self {
+            Criterion::Condition(c) => c.bind.as_deref(),
+            Criterion::Medication(c) => c.bind.as_deref(),
+            Criterion::Observation(c) => c.bind.as_deref(),
+            Criterion::Procedure(c) => c.bind.as_deref(),
+            Criterion::DraftOrder(c) => c.bind.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+impl Rule {
+    /// The rule's draft-order criteria outside any `not`: on order hooks the
+    /// rule is a candidate only when one of them matches a draft order.
+    pub fn draft_triggers(&self) -> Vec<&DraftOrderCriterion> {
+        fn collect<'c>(c: &'c Criterion, out: &mut Vec<&'c DraftOrderCriterion>) {
+            match c {
+                Criterion::All(children) | Criterion::Any(children) => {
+                    children.iter().for_each(|c| collect(c, out))
+                }
+                Criterion::DraftOrder(d) => out.push(d),
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        collect(&self.when, &mut out);
+        out
+    }
+
+    /// Every criterion of the rule: its trigger and its exclusions.
+    pub fn criteria(&self) -> impl Iterator<Item = &Criterion> {
+        std::iter::once(&self.when).chain(self.exclusions.iter().map(|e| &e.when))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_spans() {
+        assert_eq!(parse_span("42d"), Some(time::Duration::days(42)));
+        assert_eq!(parse_span("6w"), Some(time::Duration::days(42)));
+        assert_eq!(parse_span("3mo"), Some(time::Duration::days(90)));
+        assert_eq!(parse_span("2y"), Some(time::Duration::days(730)));
+        assert_eq!(parse_span("2h"), None);
+        assert_eq!(parse_span("d"), None);
+    }
+}

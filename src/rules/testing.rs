@@ -1,0 +1,248 @@
+//! Rule test cases (`cds-rules/tests/*.yaml`): a patient, a hook and its
+//! context, an evaluation time, and the rules expected to fire and not to
+//! fire. `hookwise test` and `cargo test` run them through the same record
+//! builder and evaluator as the server.
+
+use super::load::{Diagnostic, Problems, TEST_SCHEMA, compile_schema, load_yaml, sorted_entries};
+use super::{Evaluator, RuleSet, Verdict};
+use crate::cards::{CardContext, render_card};
+use crate::cds::Hook;
+use crate::fhir::{PatientRecord, RecordSources};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+#[derive(Debug, Deserialize)]
+struct TestFile {
+    cases: Vec<Case>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Case {
+    name: String,
+    hook: String,
+    now: String,
+    patient: PatientSpec,
+    #[serde(default)]
+    context: Map<String, Value>,
+    #[serde(default)]
+    draft_orders: Vec<Value>,
+    selections: Option<Vec<String>>,
+    expect: Expect,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PatientSpec {
+    fixture: Option<String>,
+    id: Option<String>,
+    birth_date: Option<String>,
+    gender: Option<String>,
+    #[serde(default)]
+    resources: Vec<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Expect {
+    #[serde(default)]
+    fires: Vec<String>,
+    #[serde(default)]
+    does_not_fire: Vec<String>,
+}
+
+/// The outcome of one case.
+#[derive(Debug)]
+pub struct CaseResult {
+    /// The test file.
+    pub file: PathBuf,
+    /// The case name.
+    pub name: String,
+    /// Empty when the case passed.
+    pub failures: Vec<String>,
+}
+
+impl CaseResult {
+    /// Whether the case passed.
+    pub fn passed(&self) -> bool {
+        self.failures.is_empty()
+    }
+
+    /// One line for the report.
+    pub fn line(&self) -> String {
+        let status = if self.passed() { "PASS" } else { "FAIL" };
+        let mut line = format!("{status} {}: {}", self.file.display(), self.name);
+        if !self.passed() {
+            line.push_str(" — ");
+            line.push_str(&self.failures.join("; "));
+        }
+        line
+    }
+}
+
+/// Loaded test files, checked against the rule set.
+pub struct TestSuite {
+    files: Vec<(PathBuf, TestFile)>,
+    fixtures_dir: PathBuf,
+}
+
+/// Loads `tests/` of a rule directory; problems include cases that name
+/// unknown rules or missing fixtures.
+pub fn load_tests(rules: &RuleSet, rules_dir: &Path, fixtures_dir: &Path) -> Result<TestSuite, Vec<Diagnostic>> {
+    let schema = compile_schema(TEST_SCHEMA);
+    let mut problems = Problems::default();
+    let mut files = Vec::new();
+    for path in sorted_entries(&rules_dir.join("tests")) {
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let Some((file, doc)) = load_yaml::<TestFile>(&path, &schema, &mut problems) else {
+            continue;
+        };
+        for (i, case) in file.cases.iter().enumerate() {
+            let named = case.expect.fires.iter().map(|id| ("fires", id));
+            let named = named.chain(case.expect.does_not_fire.iter().map(|id| ("doesNotFire", id)));
+            for (field, id) in named {
+                if !rules.rules.iter().any(|r| &r.id == id) {
+                    let line = doc.line_of(&format!("/cases/{i}/expect/{field}"));
+                    problems.add(&path, line, format!("case {:?} names unknown rule {id:?}", case.name));
+                }
+            }
+            if let Some(fixture) = &case.patient.fixture {
+                if !fixtures_dir.join(fixture).is_file() {
+                    let line = doc.line_of(&format!("/cases/{i}/patient/fixture"));
+                    problems.add(&path, line, format!("fixture {fixture} not found in {}", fixtures_dir.display()));
+                }
+            }
+            if OffsetDateTime::parse(&case.now, &Rfc3339).is_err() {
+                problems.add(&path, doc.line_of(&format!("/cases/{i}/now")), "now must be an RFC 3339 date-time");
+            }
+        }
+        files.push((path, file));
+    }
+    if problems.0.is_empty() {
+        Ok(TestSuite { files, fixtures_dir: fixtures_dir.to_path_buf() })
+    } else {
+        Err(problems.0)
+    }
+}
+
+impl TestSuite {
+    /// Number of cases.
+    pub fn len(&self) -> usize {
+        self.files.iter().map(|(_, f)| f.cases.len()).sum()
+    }
+
+    /// Whether there are no cases.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Runs every case.
+    pub fn run(&self, rules: &RuleSet) -> Vec<CaseResult> {
+        let mut fixtures: HashMap<String, Value> = HashMap::new();
+        let mut results = Vec::new();
+        for (path, file) in &self.files {
+            for case in &file.cases {
+                let failures = match self.fixture(case, &mut fixtures) {
+                    Ok(fixture) => run_case(rules, case, fixture),
+                    Err(e) => vec![e],
+                };
+                results.push(CaseResult { file: path.clone(), name: case.name.clone(), failures });
+            }
+        }
+        results
+    }
+
+    fn fixture<'f>(&self, case: &Case, cache: &'f mut HashMap<String, Value>) -> Result<Option<&'f Value>, String> {
+        let Some(name) = &case.patient.fixture else { return Ok(None) };
+        if !cache.contains_key(name) {
+            let path = self.fixtures_dir.join(name);
+            let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            cache.insert(name.clone(), value);
+        }
+        Ok(cache.get(name))
+    }
+}
+
+fn run_case(rules: &RuleSet, case: &Case, fixture: Option<&Value>) -> Vec<String> {
+    let Some(hook) = Hook::parse(&case.hook) else {
+        return vec![format!("unknown hook {}", case.hook)];
+    };
+    let Ok(now) = OffsetDateTime::parse(&case.now, &Rfc3339) else {
+        return vec!["invalid now".into()];
+    };
+    let patient_id = case.patient.id.clone().unwrap_or_else(|| "test-patient".into());
+    let synthesized = synthesized_patient(&case.patient, &patient_id);
+    let draft_bundle = json!({"resourceType": "Bundle", "type": "collection",
+        "entry": case.draft_orders.iter().map(|r| json!({"resource": r})).collect::<Vec<_>>()});
+    let selections = case.selections.as_ref().map(|s| json!(s));
+    let mut data: Vec<&Value> = fixture.into_iter().collect();
+    data.extend(synthesized.as_ref());
+    data.extend(case.patient.resources.iter());
+    let record = PatientRecord::build(RecordSources {
+        data,
+        draft_orders: Some(&draft_bundle),
+        selections: selections.as_ref(),
+        encounter_id: case.context.get("encounterId").and_then(Value::as_str),
+        selections_only: hook == Hook::OrderSelect,
+    });
+    let evaluator = Evaluator { value_sets: &rules.value_sets, record: &record, now, hook };
+    let candidates = rules.candidates(rules.all_rules_for(hook), hook, &record);
+    let ctx = CardContext { hook_instance: "rule-test", patient_id: &patient_id, now };
+    let mut fired = Vec::new();
+    let mut why_not: HashMap<&str, String> = HashMap::new();
+    let mut failures = Vec::new();
+    for rule in rules.all_rules_for(hook) {
+        if !candidates.iter().any(|c| c.id == rule.id) {
+            why_not.insert(&rule.id, "no matching draft order".into());
+            continue;
+        }
+        match evaluator.evaluate(rule) {
+            Verdict::Fires(finding) => {
+                let card = render_card(&finding, &ctx);
+                if card.summary.chars().count() >= 140 {
+                    failures.push(format!("{} renders a summary of 140 characters or more", rule.id));
+                }
+                fired.push(rule.id.as_str());
+            }
+            Verdict::Excluded(exclusion) => {
+                why_not.insert(&rule.id, format!("excluded by {exclusion}"));
+            }
+            Verdict::DoesNotApply => {
+                why_not.insert(&rule.id, "criteria not met".into());
+            }
+        }
+    }
+    for id in &case.expect.fires {
+        if !fired.contains(&id.as_str()) {
+            let reason = why_not.get(id.as_str()).map_or("does not serve this hook".to_string(), Clone::clone);
+            failures.push(format!("expected {id} to fire, but {reason}"));
+        }
+    }
+    for id in &case.expect.does_not_fire {
+        if fired.contains(&id.as_str()) {
+            failures.push(format!("expected {id} not to fire, but it fired"));
+        }
+    }
+    failures
+}
+
+fn synthesized_patient(spec: &PatientSpec, id: &str) -> Option<Value> {
+    if spec.birth_date.is_none() && spec.gender.is_none() {
+        return None;
+    }
+    let mut patient = json!({"resourceType": "Patient", "id": id});
+    if let Some(birth_date) = &spec.birth_date {
+        patient["birthDate"] = json!(birth_date);
+    }
+    if let Some(gender) = &spec.gender {
+        patient["gender"] = json!(gender);
+    }
+    Some(patient)
+}

@@ -1,0 +1,176 @@
+//! Value sets: FHIR `ValueSet` files, by canonical URL, compiled at load time
+//! into hash sets so that matching a coding is one lookup.
+
+use crate::fhir::Code;
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+
+/// A compiled value set.
+#[derive(Debug, Clone, Default)]
+pub struct ValueSet {
+    /// Canonical URL.
+    pub url: String,
+    /// Title, for messages.
+    pub title: String,
+    codes: HashMap<String, HashSet<String>>,
+}
+
+impl ValueSet {
+    /// Compiles a ValueSet resource from its `expansion.contains` or its
+    /// `compose.include[].concept`.
+    pub fn from_fhir(resource: &Value) -> Result<ValueSet, String> {
+        if resource.get("resourceType").and_then(Value::as_str) != Some("ValueSet") {
+            return Err("resourceType must be ValueSet".into());
+        }
+        let url = resource
+            .get("url")
+            .and_then(Value::as_str)
+            .ok_or("a ValueSet needs a canonical url")?
+            .to_string();
+        let title = ["title", "name"]
+            .iter()
+            .find_map(|k| resource.get(*k).and_then(Value::as_str))
+            .unwrap_or(&url)
+            .to_string();
+        let mut set = ValueSet { url, title, codes: HashMap::new() };
+        if let Some(contains) = resource.pointer("/expansion/contains").and_then(Value::as_array) {
+            set.add_expansion(contains)?;
+        } else {
+            set.add_compose(resource)?;
+        }
+        if set.codes.is_empty() {
+            return Err("the ValueSet has no codes (expected expansion.contains or compose.include.concept)".into());
+        }
+        Ok(set)
+    }
+
+    fn add_expansion(&mut self, contains: &[Value]) -> Result<(), String> {
+        for (i, entry) in contains.iter().enumerate() {
+            let system = entry.get("system").and_then(Value::as_str);
+            let code = entry.get("code").and_then(Value::as_str);
+            match (system, code) {
+                (Some(s), Some(c)) => self.insert(s, c),
+                _ => return Err(format!("expansion.contains[{i}] needs system and code")),
+            }
+            if let Some(nested) = entry.get("contains").and_then(Value::as_array) {
+                self.add_expansion(nested)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn add_compose(&mut self, resource: &Value) -> Result<(), String> {
+        let includes = resource
+            .pointer("/compose/include")
+            .and_then(Value::as_array)
+            .ok_or("expected expansion.contains or compose.include")?;
+        for (i, include) in includes.iter().enumerate() {
+            if include.get("valueSet").is_some() || include.get("filter").is_some() {
+                return Err(format!(
+                    "compose.include[{i}] uses valueSet or filter, which hookwise does not expand: ship an expansion"
+                ));
+            }
+            let system = include
+                .get("system")
+                .and_then(Value::as_str)
+                .ok_or(format!("compose.include[{i}] needs a system"))?;
+            let concepts = include
+                .get("concept")
+                .and_then(Value::as_array)
+                .ok_or(format!("compose.include[{i}] needs concept[] (whole code systems are not supported)"))?;
+            for (j, concept) in concepts.iter().enumerate() {
+                let code = concept
+                    .get("code")
+                    .and_then(Value::as_str)
+                    .ok_or(format!("compose.include[{i}].concept[{j}] needs a code"))?;
+                self.insert(system, code);
+            }
+        }
+        Ok(())
+    }
+
+    fn insert(&mut self, system: &str, code: &str) {
+        self.codes
+            .entry(canonical_system(system).to_string())
+            .or_default()
+            .insert(code.to_string());
+    }
+
+    /// Whether (system, code) is in the set.
+    pub fn contains(&self, system: &str, code: &str) -> bool {
+        self.codes
+            .get(canonical_system(system))
+            .is_some_and(|codes| codes.contains(code))
+    }
+
+    /// The first of `codes` in the set.
+    pub fn first_match<'a>(&self, codes: &[Code<'a>]) -> Option<Code<'a>> {
+        codes.iter().copied().find(|c| self.contains(c.system, c.code))
+    }
+
+    /// Every code as a `system|code` search token, sorted.
+    pub fn search_tokens(&self) -> Vec<String> {
+        let mut tokens: Vec<String> = self
+            .codes
+            .iter()
+            .flat_map(|(system, codes)| codes.iter().map(move |c| format!("{system}|{c}")))
+            .collect();
+        tokens.sort();
+        tokens
+    }
+
+    /// Number of codes.
+    pub fn len(&self) -> usize {
+        self.codes.values().map(HashSet::len).sum()
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Maps the OIDs of common code systems to their canonical URLs, so that a
+/// sender using `urn:oid:` still matches.
+fn canonical_system(system: &str) -> &str {
+    let Some(oid) = system.strip_prefix("urn:oid:") else {
+        return system;
+    };
+    match oid {
+        "2.16.840.1.113883.6.88" => "http://www.nlm.nih.gov/research/umls/rxnorm",
+        "2.16.840.1.113883.6.96" => "http://snomed.info/sct",
+        "2.16.840.1.113883.6.1" => "http://loinc.org",
+        "2.16.840.1.113883.6.90" => "http://hl7.org/fhir/sid/icd-10-cm",
+        "2.16.840.1.113883.6.12" => "http://www.ama-assn.org/go/cpt",
+        _ => system,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn compiles_compose_and_expansion() {
+        let composed = ValueSet::from_fhir(&json!({"resourceType": "ValueSet", "url": "u",
+            "compose": {"include": [{"system": "http://loinc.org", "concept": [{"code": "2857-1"}]}]}}))
+        .unwrap();
+        assert!(composed.contains("http://loinc.org", "2857-1"));
+        assert!(composed.contains("urn:oid:2.16.840.1.113883.6.1", "2857-1"));
+        assert!(!composed.contains("http://snomed.info/sct", "2857-1"));
+        let expanded = ValueSet::from_fhir(&json!({"resourceType": "ValueSet", "url": "u",
+            "expansion": {"contains": [{"system": "s", "code": "a"}, {"system": "s", "code": "b"}]}}))
+        .unwrap();
+        assert_eq!(expanded.len(), 2);
+    }
+
+    #[test]
+    fn rejects_what_it_cannot_expand() {
+        let err = ValueSet::from_fhir(&json!({"resourceType": "ValueSet", "url": "u",
+            "compose": {"include": [{"valueSet": ["other"]}]}}))
+        .unwrap_err();
+        assert!(err.contains("expansion"), "{err}");
+        assert!(ValueSet::from_fhir(&json!({"resourceType": "Patient"})).is_err());
+    }
+}
