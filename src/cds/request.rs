@@ -90,9 +90,19 @@ pub struct EnvelopeError {
     pub message: String,
 }
 
+/// JSON nesting deeper than this is refused before parsing. Real requests
+/// (a Bundle of resources inside prefetch) stay under 30 levels.
+pub const MAX_JSON_DEPTH: usize = 64;
+
 /// Parses and validates a request body: the envelope (hook, hookInstance,
 /// context) strictly, everything FHIR leniently later.
 pub fn parse_request(body: &[u8]) -> Result<CdsRequest, EnvelopeError> {
+    if let Some(offset) = depth_exceeded(body, MAX_JSON_DEPTH) {
+        return Err(EnvelopeError {
+            path: String::new(),
+            message: format!("JSON nested deeper than {MAX_JSON_DEPTH} levels (at byte {offset})"),
+        });
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     let request: CdsRequest = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -114,6 +124,34 @@ pub fn parse_request(body: &[u8]) -> Result<CdsRequest, EnvelopeError> {
         });
     }
     Ok(request)
+}
+
+/// The offset where nesting first exceeds `limit`, scanning outside strings.
+fn depth_exceeded(body: &[u8], limit: usize) -> Option<usize> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for (offset, &byte) in body.iter().enumerate() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > limit {
+                    return Some(offset);
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
 }
 
 fn require_string(context: &Map<String, Value>, field: &str) -> Result<(), EnvelopeError> {
@@ -145,6 +183,14 @@ mod tests {
             parse_request(br#"{"hook":"patient-view","hookInstance":"x","context":{"patientId":3}}"#)
                 .unwrap_err();
         assert_eq!(err.path, "context.patientId");
+    }
+
+    #[test]
+    fn refuses_deep_nesting_but_not_brackets_in_strings() {
+        let deep = format!(r#"{{"x":{}{}}}"#, "[".repeat(100), "]".repeat(100));
+        assert!(parse_request(deep.as_bytes()).unwrap_err().message.contains("nested"));
+        let text = format!(r#"{{"hook":"patient-view","hookInstance":"x","context":{{"patientId":"p","note":"{}\\\""}}}}"#, "[".repeat(100));
+        assert!(parse_request(text.as_bytes()).is_ok(), "{text}");
     }
 
     #[test]

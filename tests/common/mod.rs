@@ -1,0 +1,216 @@
+//! Shared test harness: a hookwise server on port 0 with the bundled rules,
+//! and a fake EHR FHIR server.
+#![allow(dead_code)]
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use hookwise::config::Settings;
+use hookwise::server::Server;
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use time::OffsetDateTime;
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Settings for a test server: bundled rules, port 0, loopback FHIR over http.
+pub fn test_settings() -> Settings {
+    let mut settings = Settings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        rules: root().join("cds-rules"),
+        ..Settings::default()
+    };
+    settings.fhir.insecure_hosts = vec!["127.0.0.1".into()];
+    settings
+}
+
+/// A running hookwise and a client for it.
+pub struct TestApp {
+    pub server: Server,
+    pub base: String,
+    pub client: reqwest::Client,
+}
+
+/// Starts hookwise with the given settings.
+pub async fn spawn_app_with(settings: Settings) -> TestApp {
+    let server = Server::start(&settings).await.expect("server starts");
+    let base = format!("http://{}", server.addr);
+    TestApp { server, base, client: reqwest::Client::new() }
+}
+
+/// Starts hookwise with the test settings.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(test_settings()).await
+}
+
+impl TestApp {
+    /// POSTs a JSON body to a service; returns status and parsed body.
+    pub async fn call(&self, service: &str, body: &Value) -> (StatusCode, Value) {
+        self.post_raw(&format!("/cds-services/{service}"), serde_json::to_vec(body).unwrap()).await
+    }
+
+    /// POSTs raw bytes to a path.
+    pub async fn post_raw(&self, path: &str, body: Vec<u8>) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request sent");
+        let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+        let text = response.text().await.unwrap();
+        let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        (status, body)
+    }
+
+    /// GETs a path.
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let response = self.client.get(format!("{}{path}", self.base)).send().await.unwrap();
+        let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+}
+
+/// A birth date that makes the patient `years` old today (birthday today).
+pub fn born_years_ago(years: i32) -> String {
+    let today = OffsetDateTime::now_utc().date();
+    let year = today.year() - years;
+    let date = today.replace_year(year).unwrap_or_else(|_| today.replace_day(28).unwrap().replace_year(year).unwrap());
+    date.to_string()
+}
+
+/// A date `days` ago, as FHIR dateTime.
+pub fn days_ago(days: i64) -> String {
+    (OffsetDateTime::now_utc() - time::Duration::days(days)).date().to_string()
+}
+
+pub fn patient(id: &str, gender: &str, birth_date: &str) -> Value {
+    json!({"resourceType": "Patient", "id": id, "gender": gender, "birthDate": birth_date})
+}
+
+pub fn searchset(resources: Vec<Value>) -> Value {
+    json!({"resourceType": "Bundle", "type": "searchset", "total": resources.len(),
+        "entry": resources.into_iter().map(|r| json!({"resource": r})).collect::<Vec<_>>()})
+}
+
+pub fn condition(id: &str, system: &str, code: &str, display: &str, onset: &str) -> Value {
+    json!({"resourceType": "Condition", "id": id,
+        "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+        "verificationStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": "confirmed"}]},
+        "code": {"coding": [{"system": system, "code": code, "display": display}]},
+        "subject": {"reference": "Patient/p1"}, "onsetDateTime": onset})
+}
+
+/// A draft PSA ServiceRequest.
+pub fn psa_order(id: &str) -> Value {
+    json!({"resourceType": "ServiceRequest", "id": id, "status": "draft", "intent": "order",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "2857-1",
+            "display": "Prostate specific Ag [Mass/volume] in Serum or Plasma"}]},
+        "subject": {"reference": "Patient/p1"}})
+}
+
+/// An order-select request for patient p1 with the given drafts and prefetch.
+pub fn order_request(hook: &str, drafts: Vec<Value>, prefetch: Option<Value>) -> Value {
+    let selections: Vec<String> = drafts
+        .iter()
+        .map(|d| format!("{}/{}", d["resourceType"].as_str().unwrap(), d["id"].as_str().unwrap()))
+        .collect();
+    let mut request = json!({
+        "hook": hook,
+        "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+        "context": {"userId": "Practitioner/example", "patientId": "p1",
+            "selections": selections,
+            "draftOrders": {"resourceType": "Bundle", "type": "collection",
+                "entry": drafts.into_iter().map(|r| json!({"resource": r})).collect::<Vec<_>>()}}
+    });
+    if hook == "order-sign" {
+        request["context"].as_object_mut().unwrap().remove("selections");
+    }
+    if let Some(prefetch) = prefetch {
+        request["prefetch"] = prefetch;
+    }
+    request
+}
+
+/// Asserts that no value anywhere is `null`, `""`, `[]` or `{}`, except `cards: []`.
+pub fn assert_no_empty_optionals(value: &Value, path: &str) {
+    match value {
+        Value::Null => panic!("null at {path}"),
+        Value::String(s) if s.is_empty() => panic!("empty string at {path}"),
+        Value::Array(items) => {
+            assert!(!items.is_empty() || path == "$.cards", "empty array at {path}");
+            for (i, item) in items.iter().enumerate() {
+                assert_no_empty_optionals(item, &format!("{path}[{i}]"));
+            }
+        }
+        Value::Object(map) => {
+            assert!(!map.is_empty(), "empty object at {path}");
+            for (k, v) in map {
+                assert_no_empty_optionals(v, &format!("{path}.{k}"));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// What the fake FHIR server saw.
+#[derive(Default, Debug)]
+pub struct Seen {
+    /// Path and query of each request.
+    pub requests: Vec<String>,
+    /// Authorization headers.
+    pub authorizations: Vec<String>,
+}
+
+/// A fake EHR FHIR server answering from a routing function.
+pub struct FakeFhir {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Seen>>,
+}
+
+impl FakeFhir {
+    pub fn base(&self) -> String {
+        format!("http://{}/fhir", self.addr)
+    }
+}
+
+type Responder = Arc<dyn Fn(&str, &str) -> (StatusCode, Value) + Send + Sync>;
+
+/// Starts a fake FHIR server. `respond(path, query)` gives each answer;
+/// `delay` slows every answer down.
+pub async fn fake_fhir(
+    delay: Duration,
+    respond: impl Fn(&str, &str) -> (StatusCode, Value) + Send + Sync + 'static,
+) -> FakeFhir {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let state: (Arc<Mutex<Seen>>, Responder, Duration) = (seen.clone(), Arc::new(respond), delay);
+    let app = Router::new().fallback(handle).with_state(state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    FakeFhir { addr, seen }
+}
+
+async fn handle(State((seen, respond, delay)): State<(Arc<Mutex<Seen>>, Responder, Duration)>, request: Request) -> Response {
+    let path = request.uri().path().to_string();
+    let query = request.uri().query().unwrap_or_default().to_string();
+    {
+        let mut seen = seen.lock().unwrap();
+        seen.requests.push(format!("{path}?{query}"));
+        if let Some(auth) = request.headers().get("authorization") {
+            seen.authorizations.push(auth.to_str().unwrap_or_default().to_string());
+        }
+    }
+    tokio::time::sleep(delay).await;
+    let (status, body) = respond(&path, &query);
+    (status, axum::Json(body)).into_response()
+}

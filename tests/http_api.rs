@@ -1,0 +1,299 @@
+//! The CDS Hooks HTTP interface, driven over a real socket.
+
+mod common;
+
+use axum::http::StatusCode;
+use common::*;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const ICD10: &str = "http://hl7.org/fhir/sid/icd-10-cm";
+
+fn psa_prefetch(birth_date: &str, conditions: Vec<Value>) -> Value {
+    json!({"patient": patient("p1", "male", birth_date), "conditions": searchset(conditions)})
+}
+
+#[tokio::test]
+async fn discovery_lists_each_service_per_hook_with_derived_prefetch() {
+    let app = spawn_app().await;
+    let (status, body) = app.get("/cds-services").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_no_empty_optionals(&body, "$");
+    let services = body["services"].as_array().unwrap();
+    let pairs: Vec<(String, String)> = services
+        .iter()
+        .map(|s| (s["id"].as_str().unwrap().into(), s["hook"].as_str().unwrap().into()))
+        .collect();
+    assert!(pairs.contains(&("choosing-wisely".into(), "order-select".into())), "{pairs:?}");
+    assert!(pairs.contains(&("choosing-wisely".into(), "order-sign".into())), "{pairs:?}");
+    let cw = services.iter().find(|s| s["id"] == "choosing-wisely").unwrap();
+    assert!(cw["description"].as_str().is_some_and(|d| !d.is_empty()));
+    assert_eq!(cw["prefetch"]["patient"], "Patient/{{context.patientId}}");
+    assert_eq!(cw["prefetch"]["conditions"], "Condition?patient={{context.patientId}}");
+    for template in services.iter().flat_map(|s| s["prefetch"].as_object().unwrap().values()) {
+        let template = template.as_str().unwrap();
+        for token in template.split("{{").skip(1).map(|t| t.split("}}").next().unwrap()) {
+            assert!(
+                token.starts_with("context.") || token.starts_with("user"),
+                "template {template} uses a non-2.0 token"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn order_select_with_prefetch_returns_a_complete_card() {
+    let app = spawn_app().await;
+    let request = order_request("order-select", vec![psa_order("sr-1")], Some(psa_prefetch(&born_years_ago(74), vec![])));
+    let (status, body) = app.call("choosing-wisely", &request).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_no_empty_optionals(&body, "$");
+    let cards = body["cards"].as_array().unwrap();
+    assert_eq!(cards.len(), 1, "{body:#}");
+    let card = &cards[0];
+    assert!(card["uuid"].as_str().unwrap().len() == 36);
+    let summary = card["summary"].as_str().unwrap();
+    assert!(summary.chars().count() < 140, "{summary}");
+    assert!(summary.contains("74"), "summary names the age: {summary}");
+    assert_eq!(card["indicator"], "info");
+    assert!(card["source"]["label"].as_str().is_some());
+    assert!(card["source"]["url"].as_str().unwrap().starts_with("https://"));
+    assert!(card["detail"].as_str().unwrap().contains("Prostate specific Ag"));
+    assert!(!card["detail"].as_str().unwrap().contains("{{"));
+    for link in card["links"].as_array().unwrap() {
+        assert_eq!(link["type"], "absolute");
+    }
+    for reason in card["overrideReasons"].as_array().unwrap() {
+        assert!(reason["display"].as_str().is_some());
+    }
+    assert_eq!(card["selectionBehavior"], "at-most-one");
+    let suggestion = &card["suggestions"][0];
+    assert_eq!(suggestion["uuid"].as_str().unwrap().len(), 36);
+    assert_ne!(suggestion["uuid"], card["uuid"]);
+    assert_eq!(suggestion["actions"][0]["type"], "delete");
+    assert_eq!(suggestion["actions"][0]["resourceId"], "ServiceRequest/sr-1");
+    assert!(suggestion["actions"][0].get("resource").is_none());
+
+    // A retry of the same hookInstance gets the same card uuid.
+    let (_, again) = app.call("choosing-wisely", &request).await;
+    assert_eq!(again["cards"][0]["uuid"], card["uuid"]);
+}
+
+#[tokio::test]
+async fn order_sign_judges_every_draft() {
+    let app = spawn_app().await;
+    let request = order_request("order-sign", vec![psa_order("sr-9")], Some(psa_prefetch(&born_years_ago(80), vec![])));
+    let (status, body) = app.call("choosing-wisely", &request).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["cards"][0]["suggestions"][0]["actions"][0]["resourceId"], "ServiceRequest/sr-9");
+}
+
+#[tokio::test]
+async fn no_advice_is_an_empty_card_list() {
+    let app = spawn_app().await;
+    for (age, conditions) in [
+        (69, vec![]),
+        (75, vec![condition("c1", ICD10, "C61", "Malignant neoplasm of prostate", "2019-01-01")]),
+    ] {
+        let request = order_request("order-select", vec![psa_order("sr-1")], Some(psa_prefetch(&born_years_ago(age), conditions)));
+        let (status, body) = app.call("choosing-wisely", &request).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, json!({"cards": []}), "age {age}");
+    }
+}
+
+#[tokio::test]
+async fn an_order_hook_without_usable_drafts_needs_no_data() {
+    let app = spawn_app().await;
+    // The order screen just opened: a draft with no code yet, and no prefetch or fhirServer.
+    let empty_draft = json!({"resourceType": "MedicationRequest", "id": "m1", "status": "draft", "intent": "order"});
+    let (status, body) = app.call("choosing-wisely", &order_request("order-select", vec![empty_draft], None)).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"cards": []})));
+    // A draft order bundle of the wrong shape altogether.
+    let mut request = order_request("order-select", vec![], None);
+    request["context"]["draftOrders"] = json!("not a bundle");
+    let (status, body) = app.call("choosing-wisely", &request).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"cards": []})));
+}
+
+#[tokio::test]
+async fn sloppy_fhir_is_read_leniently() {
+    let app = spawn_app().await;
+    let mut draft = psa_order("sr-1");
+    draft["category"] = json!({"text": "an object where FHIR wants an array"});
+    draft["code"]["coding"] = draft["code"]["coding"][0].clone(); // one Coding, not an array
+    let mut request = order_request("order-select", vec![draft], Some(psa_prefetch(&born_years_ago(72), vec![])));
+    request["context"]["draftOrders"].as_object_mut().unwrap().remove("type");
+    request["prefetch"]["patient"]["birthDate"] = json!(born_years_ago(72));
+    request["prefetch"]["patient"]["name"] = json!("a string where FHIR wants HumanName[]");
+    let (status, body) = app.call("choosing-wisely", &request).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["cards"].as_array().unwrap().len(), 1, "{body:#}");
+}
+
+#[tokio::test]
+async fn missing_prefetch_is_fetched_with_the_bearer_token_across_pages() {
+    let birth = born_years_ago(76);
+    let fhir = fake_fhir(Duration::ZERO, move |path, query| match path {
+        "/fhir/Patient/p1" => (StatusCode::OK, patient("p1", "male", &birth)),
+        "/fhir/Condition" if query.contains("page=2") => (
+            StatusCode::OK,
+            searchset(vec![condition("c2", ICD10, "C61", "Malignant neoplasm of prostate", "2018-05-01")]),
+        ),
+        "/fhir/Condition" => {
+            let mut page = searchset(vec![condition("c1", ICD10, "I10", "Essential hypertension", "2010-01-01")]);
+            page["link"] = json!([{"relation": "next", "url": "Condition?patient=p1&page=2"}]);
+            (StatusCode::OK, page)
+        }
+        _ => (StatusCode::NOT_FOUND, json!({"resourceType": "OperationOutcome"})),
+    })
+    .await;
+    let app = spawn_app().await;
+    let mut request = order_request("order-select", vec![psa_order("sr-1")], None);
+    request["fhirServer"] = json!(fhir.base());
+    request["fhirAuthorization"] = json!({"access_token": "tok-123", "token_type": "Bearer",
+        "expires_in": 300, "scope": "user/*.read", "subject": "hookwise"});
+    let (status, body) = app.call("choosing-wisely", &request).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The prostate cancer is only on page 2: no card proves the page was read.
+    assert_eq!(body, json!({"cards": []}));
+    let seen = fhir.seen.lock().unwrap();
+    assert!(seen.requests.iter().any(|r| r.contains("page=2")), "{seen:?}");
+    assert_eq!(seen.authorizations.len(), seen.requests.len());
+    assert!(seen.authorizations.iter().all(|a| a == "Bearer tok-123"));
+}
+
+#[tokio::test]
+async fn null_keys_are_not_fetched_and_operation_outcome_keys_are() {
+    let birth = born_years_ago(78);
+    let fhir = fake_fhir(Duration::ZERO, move |path, _| match path {
+        "/fhir/Patient/p1" => (StatusCode::OK, patient("p1", "male", &birth)),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, json!({"resourceType": "OperationOutcome"})),
+    })
+    .await;
+    let app = spawn_app().await;
+    let prefetch = json!({
+        "patient": {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "timeout"}]},
+        "conditions": null
+    });
+    let mut request = order_request("order-select", vec![psa_order("sr-1")], Some(prefetch));
+    request["fhirServer"] = json!(fhir.base());
+    let (status, body) = app.call("choosing-wisely", &request).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["cards"].as_array().unwrap().len(), 1);
+    let seen = fhir.seen.lock().unwrap();
+    assert_eq!(seen.requests, ["/fhir/Patient/p1?"], "only the failed key is fetched");
+    assert!(seen.authorizations.is_empty(), "no token was given, none is sent");
+}
+
+#[tokio::test]
+async fn data_that_cannot_be_had_is_a_412() {
+    let app = spawn_app().await;
+    // Missing keys and no fhirServer.
+    let (status, body) = app.call("choosing-wisely", &order_request("order-select", vec![psa_order("sr-1")], None)).await;
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED);
+    assert_eq!(body["resourceType"], "OperationOutcome");
+    assert!(body["issue"][0]["diagnostics"].as_str().unwrap().contains("fhirServer"));
+
+    // The FHIR server fails.
+    let fhir = fake_fhir(Duration::ZERO, |_, _| (StatusCode::INTERNAL_SERVER_ERROR, json!({}))).await;
+    let mut request = order_request("order-select", vec![psa_order("sr-1")], None);
+    request["fhirServer"] = json!(fhir.base());
+    let (status, body) = app.call("choosing-wisely", &request).await;
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{body}");
+    assert_eq!(body["resourceType"], "OperationOutcome");
+
+    // A plain-http FHIR server that is not allowlisted.
+    let mut request = order_request("order-select", vec![psa_order("sr-1")], None);
+    request["fhirServer"] = json!("http://ehr.example.org/fhir");
+    let (status, body) = app.call("choosing-wisely", &request).await;
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED);
+    assert!(body["issue"][0]["diagnostics"].as_str().unwrap().contains("https"), "{body}");
+}
+
+#[tokio::test]
+async fn a_slow_fhir_server_ends_in_no_cards_within_the_deadline() {
+    let fhir = fake_fhir(Duration::from_secs(5), |_, _| (StatusCode::OK, json!({"resourceType": "Bundle"}))).await;
+    let mut settings = test_settings();
+    settings.deadline_ms = 300;
+    let app = spawn_app_with(settings).await;
+    let mut request = order_request("order-select", vec![psa_order("sr-1")], None);
+    request["fhirServer"] = json!(fhir.base());
+    let started = std::time::Instant::now();
+    let (status, body) = app.call("choosing-wisely", &request).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"cards": []})));
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+}
+
+async fn assert_outcome(app: &TestApp, path: &str, body: Vec<u8>, status: StatusCode, expression: Option<&str>) -> Value {
+    let (got, outcome) = app.post_raw(path, body).await;
+    assert_eq!(got, status, "{outcome}");
+    assert_eq!(outcome["resourceType"], "OperationOutcome", "{outcome}");
+    assert_eq!(outcome["issue"][0]["severity"], "error");
+    if let Some(expression) = expression {
+        assert_eq!(outcome["issue"][0]["expression"][0], expression, "{outcome}");
+    }
+    outcome
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_4xx_operation_outcome() {
+    let app = spawn_app().await;
+    let cw = "/cds-services/choosing-wisely";
+    assert_outcome(&app, cw, b"{not json".to_vec(), StatusCode::BAD_REQUEST, None).await;
+    assert_outcome(&app, cw, b"[]".to_vec(), StatusCode::BAD_REQUEST, None).await;
+    let wrong_context = json!({"hook": "order-select", "hookInstance": "x", "context": "patient"});
+    assert_outcome(&app, cw, serde_json::to_vec(&wrong_context).unwrap(), StatusCode::BAD_REQUEST, Some("context")).await;
+    let no_instance = json!({"hook": "order-select", "context": {"patientId": "p1"}});
+    let outcome = assert_outcome(&app, cw, serde_json::to_vec(&no_instance).unwrap(), StatusCode::BAD_REQUEST, None).await;
+    assert!(outcome["issue"][0]["diagnostics"].as_str().unwrap().contains("hookInstance"));
+    let wrong_type = json!({"hook": 7, "hookInstance": "x", "context": {"patientId": "p1"}});
+    assert_outcome(&app, cw, serde_json::to_vec(&wrong_type).unwrap(), StatusCode::BAD_REQUEST, Some("hook")).await;
+    let no_patient = json!({"hook": "order-select", "hookInstance": "x", "context": {"userId": "Practitioner/1"}});
+    assert_outcome(&app, cw, serde_json::to_vec(&no_patient).unwrap(), StatusCode::BAD_REQUEST, Some("context.patientId")).await;
+    let unknown_hook = json!({"hook": "appointment-book", "hookInstance": "x", "context": {"patientId": "p1"}});
+    let outcome = assert_outcome(&app, cw, serde_json::to_vec(&unknown_hook).unwrap(), StatusCode::BAD_REQUEST, Some("hook")).await;
+    assert!(outcome["issue"][0]["diagnostics"].as_str().unwrap().contains("order-select"));
+    let unserved = json!({"hook": "patient-view", "hookInstance": "x", "context": {"patientId": "p1"}});
+    assert_outcome(&app, cw, serde_json::to_vec(&unserved).unwrap(), StatusCode::BAD_REQUEST, Some("hook")).await;
+    assert_outcome(&app, "/cds-services/no-such-service", b"{}".to_vec(), StatusCode::NOT_FOUND, None).await;
+    assert_outcome(&app, "/elsewhere", b"{}".to_vec(), StatusCode::NOT_FOUND, None).await;
+    let nested = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let deep = format!(r#"{{"hook":"order-select","hookInstance":"x","context":{{"patientId":"p1"}},"extension":{nested}}}"#);
+    assert_outcome(&app, cw, deep.into_bytes(), StatusCode::BAD_REQUEST, None).await;
+    let huge = format!(r#"{{"hook":"order-select","pad":"{}"}}"#, "x".repeat(6 * 1024 * 1024));
+    assert_outcome(&app, cw, huge.into_bytes(), StatusCode::PAYLOAD_TOO_LARGE, None).await;
+
+    let (status, outcome) = app.get("/cds-services/choosing-wisely").await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(outcome["resourceType"], "OperationOutcome");
+}
+
+#[tokio::test]
+async fn every_path_answers_a_preflight() {
+    let app = spawn_app().await;
+    for path in ["/cds-services", "/cds-services/choosing-wisely", "/cds-services/choosing-wisely/feedback"] {
+        let response = app
+            .client
+            .request(reqwest::Method::OPTIONS, format!("{}{path}", app.base))
+            .header("Origin", "https://sandbox.cds-hooks.org")
+            .header("Access-Control-Request-Method", "POST")
+            .header("Access-Control-Request-Headers", "authorization,content-type")
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{path}: {}", response.status());
+    }
+}
+
+#[tokio::test]
+async fn feedback_accepts_a_batch_for_a_known_service() {
+    let app = spawn_app().await;
+    let feedback = json!({"feedback": [{"card": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea", "outcome": "overridden",
+        "outcomeTimestamp": "2026-01-01T10:00:00Z"}]});
+    let (status, _) = app.post_raw("/cds-services/choosing-wisely/feedback", serde_json::to_vec(&feedback).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = app.post_raw("/cds-services/nope/feedback", serde_json::to_vec(&feedback).unwrap()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_outcome(&app, "/cds-services/choosing-wisely/feedback", b"{}".to_vec(), StatusCode::BAD_REQUEST, Some("feedback")).await;
+}
