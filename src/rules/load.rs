@@ -72,7 +72,14 @@ pub(crate) fn load_yaml<T: for<'de> Deserialize<'de>>(
     for error in schema.iter_errors(&doc.value) {
         let pointer = error.instance_path().to_string();
         let at = if pointer.is_empty() { "the document".to_string() } else { pointer.clone() };
-        problems.add(path, doc.line_of(&pointer), format!("{at}: {error}"));
+        // Point at the unexpected key itself rather than at its parent.
+        let line_pointer = match error.kind() {
+            jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected } => {
+                unexpected.first().map_or(pointer.clone(), |key| format!("{pointer}/{key}"))
+            }
+            _ => pointer.clone(),
+        };
+        problems.add(path, doc.line_of(&line_pointer), format!("{at}: {error}"));
     }
     if problems.0.len() > before {
         return None;

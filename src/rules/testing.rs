@@ -118,6 +118,13 @@ pub fn load_tests(rules: &RuleSet, rules_dir: &Path, fixtures_dir: &Path) -> Res
                     problems.add(&path, line, format!("fixture {fixture} not found in {}", fixtures_dir.display()));
                 }
             }
+            let inline = case.patient.resources.iter().map(|r| ("patient/resources", r));
+            for (field, resource) in inline.chain(case.draft_orders.iter().map(|r| ("draftOrders", r))) {
+                if let Err(e) = strict_r4(resource) {
+                    let line = doc.line_of(&format!("/cases/{i}/{field}"));
+                    problems.add(&path, line, format!("case {:?}: a {field} entry is not valid FHIR R4: {e}", case.name));
+                }
+            }
             if OffsetDateTime::parse(&case.now, &Rfc3339).is_err() {
                 problems.add(&path, doc.line_of(&format!("/cases/{i}/now")), "now must be an RFC 3339 date-time");
             }
@@ -231,6 +238,13 @@ fn run_case(rules: &RuleSet, case: &Case, fixture: Option<&Value>) -> Vec<String
         }
     }
     failures
+}
+
+/// Strict R4 validation (fhirbolt) of a resource an author wrote by hand:
+/// test data should be what a conformant EHR would send.
+fn strict_r4(resource: &Value) -> Result<(), String> {
+    let bytes = serde_json::to_vec(resource).map_err(|e| e.to_string())?;
+    hookwise_fhir_r4::validate_resource_json(&bytes)
 }
 
 fn synthesized_patient(spec: &PatientSpec, id: &str) -> Option<Value> {
