@@ -5,7 +5,7 @@
 use crate::cds::{
     Action, ActionType, Card, Coding, Indicator, Link, SelectionBehavior, Source, Suggestion,
 };
-use crate::rules::model::{ActionTemplate, CreateTemplate};
+use crate::rules::model::{ActionTemplate, CombinedCardTemplate, CreateTemplate};
 use crate::rules::{Finding, render};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -79,6 +79,71 @@ pub fn render_card(finding: &Finding<'_, '_>, ctx: &CardContext<'_>) -> Card {
     }
 }
 
+/// One finding's contribution to a combined card.
+pub struct Part<'p> {
+    /// The rule's title, heading its section.
+    pub title: &'p str,
+    /// The medications the finding names.
+    pub drugs: Vec<&'p str>,
+    /// The finding's own card.
+    pub card: Card,
+}
+
+impl<'p> Part<'p> {
+    /// Renders a finding as a part.
+    pub fn of(finding: &Finding<'p, 'p>, ctx: &CardContext<'_>) -> Part<'p> {
+        let drugs = finding
+            .bindings
+            .iter()
+            .flat_map(|(_, items)| items)
+            .filter(|b| b.resource.is_some() || b.reference.as_deref().is_some_and(|r| r.starts_with("Medication")))
+            .map(|b| b.display)
+            .collect();
+        Part { title: &finding.rule.title, drugs, card: render_card(finding, ctx) }
+    }
+}
+
+/// Gathers the cards of several findings into one (the deprescribing review
+/// on patient-view): a section per rule, every rule's suggestions, the most
+/// urgent indicator.
+pub fn combine(template: &CombinedCardTemplate, service_id: &str, parts: Vec<Part<'_>>, ctx: &CardContext<'_>) -> Card {
+    let mut drugs: Vec<&str> = parts.iter().flat_map(|p| p.drugs.iter().copied()).collect();
+    drugs.sort_unstable();
+    drugs.dedup();
+    let summary = template
+        .summary
+        .replace("{{count}}", &parts.len().to_string())
+        .replace("{{drugs}}", &drugs.join(", "));
+    let detail = parts
+        .iter()
+        .map(|p| format!("### {}\n\n{}", p.title, p.card.detail.as_deref().unwrap_or_default()))
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    let mut links: Vec<Link> = template
+        .links
+        .iter()
+        .map(|l| Link { label: l.label.clone(), url: l.url.clone(), kind: "absolute" })
+        .collect();
+    for link in parts.iter().flat_map(|p| &p.card.links) {
+        if !links.iter().any(|l| l.url == link.url) {
+            links.push(link.clone());
+        }
+    }
+    let indicator = parts.iter().map(|p| p.card.indicator).max().unwrap_or(Indicator::Info);
+    let suggestions: Vec<Suggestion> = parts.into_iter().flat_map(|p| p.card.suggestions).collect();
+    Card {
+        uuid: Uuid::new_v5(&UUID_NAMESPACE, format!("{}/{service_id}", ctx.hook_instance).as_bytes()).to_string(),
+        summary: shorten(&summary),
+        detail: Some(detail),
+        indicator,
+        source: Source { label: template.source.label.clone(), url: Some(template.source.url.clone()), topic: None },
+        selection_behavior: (!suggestions.is_empty()).then_some(SelectionBehavior::Any),
+        suggestions,
+        override_reasons: template.override_reasons.clone(),
+        links,
+    }
+}
+
 fn indicator(name: &str) -> Indicator {
     match name {
         "critical" => Indicator::Critical,
@@ -99,7 +164,33 @@ fn actions_for(action: &ActionTemplate, finding: &Finding<'_, '_>, ctx: &CardCon
                     kind: ActionType::Delete,
                     description: format!("Remove the draft order for {}", b.display),
                     resource: None,
-                    resource_id: Some(b.order.clone()?),
+                    resource_id: Some(b.reference.clone()?),
+                })
+            })
+            .collect(),
+        ActionTemplate::Taper(name) => finding
+            .bound(name)
+            .iter()
+            .filter_map(|b| {
+                Some(Action {
+                    kind: ActionType::Create,
+                    description: format!("Plan a taper of {}", b.display),
+                    resource: Some(taper_task(b.reference.as_deref()?, b.display, ctx.patient_id)),
+                    resource_id: None,
+                })
+            })
+            .collect(),
+        ActionTemplate::Stop(name) => finding
+            .bound(name)
+            .iter()
+            .filter_map(|b| {
+                let mut resource = b.resource?.clone();
+                resource["status"] = json!("stopped");
+                Some(Action {
+                    kind: ActionType::Update,
+                    description: format!("Stop {}", b.display),
+                    resource: Some(resource),
+                    resource_id: None,
                 })
             })
             .collect(),
@@ -110,6 +201,18 @@ fn actions_for(action: &ActionTemplate, finding: &Finding<'_, '_>, ctx: &CardCon
             resource_id: None,
         }],
     }
+}
+
+/// A proposed Task to taper and stop a medication.
+fn taper_task(medication: &str, display: &str, patient_id: &str) -> Value {
+    json!({
+        "resourceType": "Task",
+        "status": "draft",
+        "intent": "proposal",
+        "description": format!("Taper and stop {display}"),
+        "focus": {"reference": medication},
+        "for": {"reference": format!("Patient/{patient_id}")},
+    })
 }
 
 /// A draft order for the alternative a guideline names.

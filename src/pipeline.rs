@@ -4,8 +4,9 @@
 //! Data flows one way. Everything the rules read is gathered before
 //! evaluation starts, under the request's deadline.
 
-use crate::cards::{CardContext, render_card};
-use crate::cds::{CdsRequest, CdsResponse, Hook, parse_request};
+use crate::cards::{CardContext, Part, combine as combine_cards, render_card};
+use crate::cds::{Card, CdsRequest, CdsResponse, Hook, parse_request};
+use crate::rules::model::{CombinedCardTemplate, Rule};
 use crate::fhir::{
     FhirClient, PatientRecord, PrefetchKey, PrefetchState, RecordSources,
     classify_prefetch, next_link, render_template,
@@ -92,7 +93,11 @@ impl Engine {
             ..Default::default()
         });
         record.draft_orders = drafts.draft_orders;
-        let response = evaluate(&self.rules, candidates, &record, hook, &request, now);
+        let combine = match hook {
+            Hook::PatientView => service.patient_view_card.as_ref().map(|t| (t, service.id.as_str())),
+            _ => None,
+        };
+        let response = evaluate(&self.rules, candidates, &record, hook, &request, now, combine);
         Ok(CallResult { response, hook, deadline_exceeded: false })
     }
 
@@ -185,14 +190,16 @@ fn provided<'r>(request: &'r CdsRequest, keys: &[PrefetchKey]) -> Vec<&'r Value>
         .collect()
 }
 
-/// Evaluates candidate rules and renders their cards, most urgent first.
+/// Evaluates candidate rules and renders their cards, most urgent first;
+/// with `combine`, every finding goes into that service's one card.
 pub fn evaluate(
     rules: &RuleSet,
-    candidates: Vec<&crate::rules::model::Rule>,
+    candidates: Vec<&Rule>,
     record: &PatientRecord<'_>,
     hook: Hook,
     request: &CdsRequest,
     now: OffsetDateTime,
+    combine: Option<(&CombinedCardTemplate, &str)>,
 ) -> CdsResponse {
     let evaluator = Evaluator { value_sets: &rules.value_sets, record, now, hook };
     let ctx = CardContext {
@@ -200,13 +207,20 @@ pub fn evaluate(
         patient_id: request.context.get("patientId").and_then(Value::as_str).unwrap_or_default(),
         now,
     };
-    let mut cards: Vec<_> = candidates
+    let findings: Vec<_> = candidates
         .into_iter()
         .filter_map(|rule| match evaluator.evaluate(rule) {
-            Verdict::Fires(finding) => Some(render_card(&finding, &ctx)),
+            Verdict::Fires(finding) => Some(finding),
             _ => None,
         })
         .collect();
+    let mut cards: Vec<Card> = match combine {
+        Some((template, service_id)) if !findings.is_empty() => {
+            let parts = findings.iter().map(|f| Part::of(f, &ctx)).collect();
+            vec![combine_cards(template, service_id, parts, &ctx)]
+        }
+        _ => findings.iter().map(|f| render_card(f, &ctx)).collect(),
+    };
     cards.sort_by(|a, b| b.indicator.cmp(&a.indicator));
     CdsResponse { cards }
 }

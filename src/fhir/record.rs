@@ -61,8 +61,13 @@ pub struct MedicationFact<'a> {
     /// The drug, with codes from `medicationCodeableConcept` or the referenced Medication.
     pub coded: Coded<'a>,
     /// When the patient started it: the earliest of authoredOn,
-    /// dispenseRequest.validityPeriod.start and effective start.
+    /// dispenseRequest.validityPeriod.start and effective start, carried back
+    /// through earlier prescriptions of the same drug that it renewed.
     pub start: Option<OffsetDateTime>,
+    /// MedicationRequest or MedicationStatement.
+    pub resource_type: &'a str,
+    /// The resource itself, for suggestions that update it.
+    pub resource: &'a Value,
 }
 
 /// An Observation.
@@ -168,6 +173,7 @@ impl<'a> PatientRecord<'a> {
         let mut reader = Reader {
             skipped: 0,
             medications_by_id,
+            past_prescriptions: Vec::new(),
         };
         let mut record = PatientRecord {
             current_encounter: sources.encounter_id,
@@ -178,6 +184,7 @@ impl<'a> PatientRecord<'a> {
         }
         record.draft_orders = reader.draft_orders(&sources);
         record.skipped_elements = reader.skipped;
+        carry_back_renewals(&mut record.medications, &mut reader.past_prescriptions);
         record
     }
 
@@ -240,6 +247,48 @@ fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
 struct Reader<'a> {
     skipped: usize,
     medications_by_id: HashMap<&'a str, &'a Value>,
+    past_prescriptions: Vec<PastPrescription<'a>>,
+}
+
+/// A completed or stopped prescription, which an active one may renew.
+struct PastPrescription<'a> {
+    drug: Code<'a>,
+    start: OffsetDateTime,
+    end: Option<OffsetDateTime>,
+}
+
+/// A renewal without a recorded validity end is taken to continue a
+/// prescription written at most this long before it (chronic drugs are
+/// commonly renewed once a year).
+const RENEWAL_WINDOW: time::Duration = time::Duration::days(400);
+
+/// A prescription with a recorded end renews into one starting this soon after.
+const RENEWAL_GRACE: time::Duration = time::Duration::days(30);
+
+/// Moves each active medication's start back through the earlier
+/// prescriptions of the same drug that it continues, so that "on a PPI for
+/// more than 8 weeks" counts from the first prescription, not the last renewal.
+fn carry_back_renewals(medications: &mut [MedicationFact<'_>], past: &mut [PastPrescription<'_>]) {
+    past.sort_by_key(|p| std::cmp::Reverse(p.start));
+    for medication in medications.iter_mut() {
+        let (Some(drug), Some(mut start)) = (medication.coded.codes.first(), medication.start) else {
+            continue;
+        };
+        for prior in past.iter().filter(|p| p.drug.system == drug.system && p.drug.code == drug.code) {
+            if prior.start >= start {
+                continue;
+            }
+            let continues = match prior.end {
+                Some(end) => end + RENEWAL_GRACE >= start,
+                None => start - prior.start <= RENEWAL_WINDOW,
+            };
+            if !continues {
+                break;
+            }
+            start = prior.start;
+        }
+        medication.start = Some(start);
+    }
 }
 
 impl<'a> Reader<'a> {
@@ -309,22 +358,30 @@ impl<'a> Reader<'a> {
     }
 
     fn medication_request(&mut self, r: &'a Value) -> Option<MedicationFact<'a>> {
-        if self.string(r, "status") != Some("active") {
+        if matches!(self.string(r, "intent"), Some("proposal" | "option" | "plan")) {
             return None;
         }
-        if matches!(self.string(r, "intent"), Some("proposal" | "option")) {
+        let status = self.string(r, "status");
+        if !matches!(status, Some("active" | "completed" | "stopped")) {
             return None;
         }
         let authored = self.datetime(r, "authoredOn");
-        let validity = r
-            .get("dispenseRequest")
-            .and_then(|d| d.get("validityPeriod"))
-            .and_then(|p| p.get("start"))
-            .and_then(Value::as_str)
-            .and_then(|s| self.valid(parse_datetime(s)));
+        let validity = r.get("dispenseRequest").and_then(|d| d.get("validityPeriod"));
+        let validity_start = validity.and_then(|p| self.datetime(p, "start"));
+        if status != Some("active") {
+            let drug = self.medication(r).codes.first().copied();
+            if let (Some(drug), Some(start)) = (drug, earliest(authored, validity_start)) {
+                let end = validity.and_then(|p| self.datetime(p, "end"));
+                self.past_prescriptions.push(PastPrescription { drug, start, end });
+            }
+            return None;
+        }
+        let validity = validity_start;
         Some(MedicationFact {
             coded: self.medication(r),
             start: earliest(authored, validity),
+            resource_type: "MedicationRequest",
+            resource: r,
         })
     }
 
@@ -338,6 +395,8 @@ impl<'a> Reader<'a> {
         Some(MedicationFact {
             coded: self.medication(r),
             start,
+            resource_type: "MedicationStatement",
+            resource: r,
         })
     }
 
@@ -618,6 +677,23 @@ mod tests {
         });
         let selected: Vec<_> = record.draft_orders.iter().map(|d| (d.reference().unwrap(), d.selected)).collect();
         assert_eq!(selected, [("ServiceRequest/s1".to_string(), false), ("ServiceRequest/s2".to_string(), true)]);
+    }
+
+    #[test]
+    fn renewals_carry_the_start_back_to_the_first_prescription() {
+        let rx = |id: &str, status: &str, authored: &str, code: &str| json!({"resource": {
+            "resourceType": "MedicationRequest", "id": id, "status": status, "intent": "order",
+            "medicationCodeableConcept": {"coding": [{"system": "rxnorm", "code": code}]}, "authoredOn": authored}});
+        let bundle = json!({"resourceType": "Bundle", "entry": [
+            rx("a", "stopped", "2018-01-10", "1"),   // too long before the next: a gap
+            rx("b", "stopped", "2019-06-01", "1"),
+            rx("c", "completed", "2020-05-20", "1"),
+            rx("d", "active", "2021-05-15", "1"),
+            rx("e", "stopped", "2020-01-01", "2"),   // another drug
+        ]});
+        let record = build(&bundle);
+        assert_eq!(record.medications.len(), 1);
+        assert_eq!(record.medications[0].start.unwrap().date(), date!(2019 - 06 - 01));
     }
 
     #[test]

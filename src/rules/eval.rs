@@ -18,8 +18,10 @@ pub struct Bound<'a> {
     pub days_active: Option<i64>,
     /// Observation value and unit.
     pub value: Option<(f64, Option<&'a str>)>,
-    /// `Type/id` of a matched draft order.
-    pub order: Option<String>,
+    /// `Type/id` of the matched resource (draft order or medication request).
+    pub reference: Option<String>,
+    /// The matched medication resource, for suggestions that update it.
+    pub resource: Option<&'a serde_json::Value>,
 }
 
 /// What a rule's named criteria matched.
@@ -201,7 +203,12 @@ impl<'e, 'a> Evaluator<'e, 'a> {
                         return None;
                     }
                 }
-                Some(Bound { days_active: days, ..self.item(&m.coded, m.start) })
+                Some(Bound {
+                    days_active: days,
+                    reference: m.coded.id.map(|id| format!("{}/{id}", m.resource_type)),
+                    resource: Some(m.resource),
+                    ..self.item(&m.coded, m.start)
+                })
             })
             .collect()
     }
@@ -266,12 +273,12 @@ impl<'e, 'a> Evaluator<'e, 'a> {
             .filter(|d| d.selected)
             .filter(|d| c.resource_type.as_deref().is_none_or(|t| t == d.resource_type))
             .filter(|d| self.in_set(&c.value_set, &d.coded))
-            .map(|d| Bound { order: d.reference(), ..self.item(&d.coded, None) })
+            .map(|d| Bound { reference: d.reference(), ..self.item(&d.coded, None) })
             .collect()
     }
 
     fn item(&self, coded: &Coded<'a>, date: Option<OffsetDateTime>) -> Bound<'a> {
-        Bound { display: coded.display(), date, days_active: None, value: None, order: None }
+        Bound { display: coded.display(), date, days_active: None, value: None, reference: None, resource: None }
     }
 }
 

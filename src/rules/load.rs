@@ -106,6 +106,7 @@ struct ServiceFile {
     title: String,
     description: String,
     usage_requirements: Option<String>,
+    patient_view_card: Option<super::model::CombinedCardTemplate>,
 }
 
 /// Loads and checks a rule directory.
@@ -133,9 +134,17 @@ pub fn load_dir(dir: &Path) -> Result<RuleSet, Vec<Diagnostic>> {
             problems.add(&service_path, 1, "a rule folder needs a service.yaml (id, title, description)");
             continue;
         }
-        let Some((service, _)) = load_yaml::<ServiceFile>(&service_path, &service_schema, &mut problems) else {
+        let Some((service, service_doc)) = load_yaml::<ServiceFile>(&service_path, &service_schema, &mut problems) else {
             continue;
         };
+        if let Some(card) = &service.patient_view_card {
+            for placeholder in placeholders(&card.summary) {
+                if !["count", "drugs"].contains(&placeholder) {
+                    let line = service_doc.line_of("/patientViewCard/summary");
+                    problems.add(&service_path, line, format!("unknown field {{{{{placeholder}}}}}; use count or drugs"));
+                }
+            }
+        }
         let mut service = Service {
             id: service.id,
             title: service.title,
@@ -143,6 +152,7 @@ pub fn load_dir(dir: &Path) -> Result<RuleSet, Vec<Diagnostic>> {
             usage_requirements: service.usage_requirements,
             hooks: BTreeSet::new(),
             rules: Vec::new(),
+            patient_view_card: service.patient_view_card,
         };
         for path in sorted_entries(&folder) {
             if path == service_path || path.extension().and_then(|e| e.to_str()) != Some("yaml") {
@@ -266,11 +276,14 @@ fn check_rule(path: &Path, doc: &YamlDoc, rule: &Rule, problems: &mut Problems) 
     }
     let mut bound: Vec<&str> = Vec::new();
     let mut draft_bound: Vec<&str> = Vec::new();
+    let mut medication_bound: Vec<&str> = Vec::new();
     rule.when.walk(&mut |c| {
         if let Some(name) = c.binding() {
             bound.push(name);
-            if matches!(c, Criterion::DraftOrder(_)) {
-                draft_bound.push(name);
+            match c {
+                Criterion::DraftOrder(_) => draft_bound.push(name),
+                Criterion::Medication(_) => medication_bound.push(name),
+                _ => {}
             }
         }
     });
@@ -286,12 +299,17 @@ fn check_rule(path: &Path, doc: &YamlDoc, rule: &Rule, problems: &mut Problems) 
     }
     for (i, suggestion) in rule.card.suggestions.iter().enumerate() {
         for (j, action) in suggestion.actions.iter().enumerate() {
-            if let ActionTemplate::DeleteDraftOrder(name) = action {
-                if !draft_bound.contains(&name.as_str()) {
-                    problems.add(path, doc.line_of(&format!("/card/suggestions/{i}/actions/{j}")), format!(
-                        "deleteDraftOrder names {name:?}, which no draftOrder criterion binds with `as`"
-                    ));
-                }
+            let (kind, name, allowed) = match action {
+                ActionTemplate::DeleteDraftOrder(name) => ("deleteDraftOrder", name, &draft_bound),
+                ActionTemplate::Taper(name) => ("taper", name, &medication_bound),
+                ActionTemplate::Stop(name) => ("stop", name, &medication_bound),
+                ActionTemplate::Create(_) => continue,
+            };
+            if !allowed.contains(&name.as_str()) {
+                let criterion = if kind == "deleteDraftOrder" { "draftOrder" } else { "medication" };
+                problems.add(path, doc.line_of(&format!("/card/suggestions/{i}/actions/{j}")), format!(
+                    "{kind} names {name:?}, which no {criterion} criterion binds with `as`"
+                ));
             }
         }
     }

@@ -38,6 +38,8 @@ pub struct Service {
     pub hooks: BTreeSet<Hook>,
     /// Indexes of its rules in [`RuleSet::rules`].
     pub rules: Vec<usize>,
+    /// When set, patient-view findings are gathered into this one card.
+    pub patient_view_card: Option<model::CombinedCardTemplate>,
 }
 
 /// Loaded, checked and compiled rules.

@@ -311,6 +311,20 @@ pub struct LinkTemplate {
     pub url: String,
 }
 
+/// The one card that gathers a service's findings on patient-view.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CombinedCardTemplate {
+    /// Summary; may use `{{count}}` and `{{drugs}}`.
+    pub summary: String,
+    /// Source.
+    pub source: LinkTemplate,
+    /// Links shown before each rule's own.
+    pub links: Vec<LinkTemplate>,
+    /// Override reasons for the whole card.
+    pub override_reasons: Vec<Coding>,
+}
+
 /// A suggestion.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -331,6 +345,10 @@ pub enum ActionTemplate {
     DeleteDraftOrder(String),
     /// Create an alternative order.
     Create(CreateTemplate),
+    /// Propose a Task to taper and stop each medication bound to this name.
+    Taper(String),
+    /// Set each medication request bound to this name to status `stopped`.
+    Stop(String),
 }
 
 /// An alternative order to create.

@@ -1,5 +1,7 @@
 //! Card text templates: `{{age}}`, `{{sex}}`, `{{exclusions}}` and
-//! `{{name.field}}` for what a criterion bound with `as: name`.
+//! `{{name.field}}` for what a criterion bound with `as: name`. Alternatives
+//! separated by `|` render the first that is not empty, e.g.
+//! `{{order.display|drug.list}}` on a rule that serves several hooks.
 
 use super::eval::Finding;
 
@@ -21,8 +23,13 @@ pub fn placeholders(template: &str) -> Vec<&str> {
     out
 }
 
-/// Checks a placeholder against the names a rule binds; returns a problem.
+/// Checks a placeholder (and each of its `|` alternatives) against the names
+/// a rule binds; returns a problem.
 pub fn check_placeholder(placeholder: &str, bound_names: &[&str]) -> Option<String> {
+    placeholder.split('|').map(str::trim).find_map(|p| check_field(p, bound_names))
+}
+
+fn check_field(placeholder: &str, bound_names: &[&str]) -> Option<String> {
     if GLOBAL_FIELDS.contains(&placeholder) {
         return None;
     }
@@ -46,7 +53,13 @@ pub fn render(template: &str, finding: &Finding<'_, '_>, now: time::OffsetDateTi
     while let Some(start) = rest.find("{{") {
         out.push_str(&rest[..start]);
         let Some(len) = rest[start + 2..].find("}}") else { break };
-        out.push_str(&value_of(rest[start + 2..start + 2 + len].trim(), finding, now));
+        let placeholder = &rest[start + 2..start + 2 + len];
+        let value = placeholder
+            .split('|')
+            .map(|p| value_of(p.trim(), finding, now))
+            .find(|v| !v.is_empty())
+            .unwrap_or_default();
+        out.push_str(&value);
         rest = &rest[start + 2 + len + 2..];
     }
     out.push_str(rest);
@@ -99,5 +112,7 @@ mod tests {
         assert!(check_placeholder("lbp.colour", &["lbp"]).unwrap().contains("colour"));
         assert!(check_placeholder("order.display", &["lbp"]).unwrap().contains("order"));
         assert!(check_placeholder("weight", &[]).is_some());
+        assert!(check_placeholder("order.display|drug.list", &["order", "drug"]).is_none());
+        assert!(check_placeholder("order.display|dose.list", &["order"]).unwrap().contains("dose"));
     }
 }
