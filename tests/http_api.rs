@@ -297,3 +297,56 @@ async fn feedback_accepts_a_batch_for_a_known_service() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_outcome(&app, "/cds-services/choosing-wisely/feedback", b"{}".to_vec(), StatusCode::BAD_REQUEST, Some("feedback")).await;
 }
+
+fn lorazepam(id: &str, status: &str, authored: &str) -> Value {
+    json!({"resourceType": "MedicationRequest", "id": id, "status": status, "intent": "order",
+        "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+            "code": "197901", "display": "lorazepam 1 MG Oral Tablet"}]},
+        "subject": {"reference": "Patient/p1"}, "authoredOn": authored})
+}
+
+#[tokio::test]
+async fn patient_view_gathers_deprescribing_findings_into_one_card() {
+    let app = spawn_app().await;
+    let request = json!({
+        "hook": "patient-view",
+        "hookInstance": "5b2ba0c5-8a7e-4a43-9a43-1f4c6c1b3a10",
+        "context": {"userId": "Practitioner/example", "patientId": "p1"},
+        "prefetch": {
+            "patient": patient("p1", "female", &born_years_ago(81)),
+            "medications": searchset(vec![lorazepam("m1", "active", &days_ago(200))]),
+            "conditions": searchset(vec![]),
+            "procedures": null
+        }
+    });
+    let (status, body) = app.call("deprescribing", &request).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_no_empty_optionals(&body, "$");
+    let cards = body["cards"].as_array().unwrap();
+    assert_eq!(cards.len(), 1, "{body:#}");
+    let card = &cards[0];
+    assert!(card["summary"].as_str().unwrap().starts_with("Medication review"), "{card}");
+    assert!(card["summary"].as_str().unwrap().contains("lorazepam 1 MG Oral Tablet"), "{card}");
+    assert!(card["detail"].as_str().unwrap().contains("### "), "a section per rule");
+    assert_eq!(card["indicator"], "warning");
+
+    // Younger than 65: no advice.
+    let mut young = request.clone();
+    young["prefetch"]["patient"]["birthDate"] = json!(born_years_ago(64));
+    let (_, body) = app.call("deprescribing", &young).await;
+    assert_eq!(body, json!({"cards": []}));
+}
+
+#[tokio::test]
+async fn a_new_prescription_gets_its_own_card_on_order_select() {
+    let app = spawn_app().await;
+    let prefetch = json!({"patient": patient("p1", "male", &born_years_ago(70)), "conditions": searchset(vec![]),
+        "medications": searchset(vec![]), "procedures": searchset(vec![])});
+    let request = order_request("order-select", vec![lorazepam("draft-1", "draft", &days_ago(0))], Some(prefetch));
+    let (status, body) = app.call("deprescribing", &request).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let cards = body["cards"].as_array().unwrap();
+    assert_eq!(cards.len(), 1, "{body:#}");
+    let actions: Vec<&Value> = cards[0]["suggestions"].as_array().unwrap().iter().flat_map(|s| s["actions"].as_array().unwrap()).collect();
+    assert!(actions.iter().any(|a| a["type"] == "delete" && a["resourceId"] == "MedicationRequest/draft-1"), "{body:#}");
+}
