@@ -73,8 +73,11 @@ enum Command {
         #[arg(long, default_value = "cds-rules")]
         rules: PathBuf,
         /// Print JSON instead of a table.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "markdown")]
         json: bool,
+        /// Print the Markdown catalogue table (as in cds-rules/README.md).
+        #[arg(long)]
+        markdown: bool,
     },
 }
 
@@ -86,7 +89,7 @@ pub fn run() -> ExitCode {
         Command::Check { dir, fixtures } => check(&dir, fixtures),
         Command::Test { dir, fixtures } => test(&dir, fixtures),
         Command::Eval { request, now, service, rules } => eval(&request, now.as_deref(), service.as_deref(), &rules),
-        Command::Rules { rules, json } => list_rules(&rules, json),
+        Command::Rules { rules, json, markdown } => list_rules(&rules, json, markdown),
     };
     match outcome {
         Ok(code) => code,
@@ -196,8 +199,12 @@ fn eval(request: &Path, now: Option<&str>, service: Option<&str>, rules: &Path) 
     Ok(ExitCode::SUCCESS)
 }
 
-fn list_rules(dir: &Path, json: bool) -> Result<ExitCode, String> {
+fn list_rules(dir: &Path, json: bool, markdown: bool) -> Result<ExitCode, String> {
     let rules = load_rules(dir)?;
+    if markdown {
+        print!("{}", rules.catalogue_markdown());
+        return Ok(ExitCode::SUCCESS);
+    }
     if json {
         let all = &rules.rules;
         let list: Vec<serde_json::Value> = rules

@@ -167,3 +167,14 @@ fn rules_lists_id_title_category_hooks_and_source() {
     let (ok, table) = hookwise(&["rules"]);
     assert!(ok && table.contains("cw-psa-screening-70-plus"));
 }
+
+#[test]
+fn the_rule_catalogue_in_the_readme_is_current() {
+    let (ok, table) = hookwise(&["rules", "--markdown"]);
+    assert!(ok, "{table}");
+    let readme = std::fs::read_to_string(common::root().join("cds-rules/README.md")).unwrap();
+    assert!(
+        readme.contains(&format!("<!-- catalogue:start -->\n{table}<!-- catalogue:end -->")),
+        "cds-rules/README.md is stale: run scripts/update-rule-catalogue"
+    );
+}

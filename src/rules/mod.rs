@@ -138,6 +138,74 @@ impl RuleSet {
     }
 }
 
+impl RuleSet {
+    /// Plain words for what a criterion checks, e.g. "age ≥ 70 and a draft
+    /// order in PSA test", for the generated rule catalogue.
+    pub fn describe(&self, c: &Criterion) -> String {
+        let vs = |r: &model::ValueSetRef| {
+            self.value_sets.get(r.index).map_or(r.url.clone(), |v| v.title.clone())
+        };
+        let span = |s: &Option<model::Span>, prefix: &str| {
+            s.map(|model::Span(d)| format!(" {prefix} {} days", d.whole_days())).unwrap_or_default()
+        };
+        match c {
+            Criterion::All(children) => self.join(children, " and "),
+            Criterion::Any(children) => format!("({})", self.join(children, " or ")),
+            Criterion::Not(child) => format!("not {}", self.describe(child)),
+            Criterion::Age(b) => match (b.min, b.max) {
+                (Some(min), Some(max)) => format!("age {min}–{max}"),
+                (Some(min), None) => format!("age ≥ {min}"),
+                (None, Some(max)) => format!("age ≤ {max}"),
+                (None, None) => "any age".into(),
+            },
+            Criterion::Sex(s) => s.clone(),
+            Criterion::Condition(k) => {
+                let status = if k.status == model::ConditionStatus::Any { " (ever)" } else { "" };
+                format!("{}{status}{}{}", vs(&k.value_set), span(&k.within, "within"), span(&k.first_within, "first recorded within"))
+            }
+            Criterion::Medication(k) => {
+                let count = k.min_count.filter(|n| *n > 1).map(|n| format!("{n}+ of ")).unwrap_or_default();
+                format!("{count}active {}{}", vs(&k.value_set), span(&k.min_duration, "for at least"))
+            }
+            Criterion::Observation(k) => {
+                let value = k.value.as_ref().map(|v| format!(" latest {} {}{}", v.comparator, v.value, v.unit.as_deref().map(|u| format!(" {u}")).unwrap_or_default())).unwrap_or_default();
+                format!("{}{value}{}", vs(&k.value_set), span(&k.within, "within"))
+            }
+            Criterion::Procedure(k) => format!("{}{}", vs(&k.value_set), span(&k.within, "within")),
+            Criterion::Encounter(k) => format!("encounter class {}", k.class.join("/")),
+            Criterion::DraftOrder(k) => format!("draft order for {}", vs(&k.value_set)),
+        }
+    }
+
+    fn join(&self, children: &[Criterion], separator: &str) -> String {
+        children.iter().map(|c| self.describe(c)).collect::<Vec<_>>().join(separator)
+    }
+
+    /// The rule catalogue as a Markdown table (`hookwise rules --markdown`).
+    pub fn catalogue_markdown(&self) -> String {
+        let mut out = String::from(
+            "| id | title | hooks | source | checks | exclusions |\n|---|---|---|---|---|---|\n",
+        );
+        for service in &self.services {
+            for rule in service.rules.iter().map(|i| &self.rules[*i]) {
+                let exclusions: Vec<&str> = rule.exclusions.iter().map(|e| e.label.as_str()).collect();
+                out.push_str(&format!(
+                    "| `{}` | {} | {} | [{} {}]({}) | {} | {} |\n",
+                    rule.id,
+                    rule.title,
+                    rule.hooks.join(", "),
+                    rule.evidence.society,
+                    rule.evidence.year,
+                    rule.evidence.url,
+                    self.describe(&rule.when).replace('|', "\\|"),
+                    exclusions.join("; ").replace('|', "\\|"),
+                ));
+            }
+        }
+        out
+    }
+}
+
 fn data_need(c: &Criterion) -> Option<DataNeed> {
     Some(match c {
         Criterion::Age(_) | Criterion::Sex(_) => DataNeed::Patient,
