@@ -71,12 +71,17 @@ impl Engine {
             .filter(|h| service.hooks.contains(h))
             .ok_or_else(|| unsupported_hook(&request.hook, service))?;
 
+        // Order hooks judge the drafts, which are in the request: rules whose
+        // drafts did not match need no data. On patient-view every rule might.
         let drafts = draft_orders(&request, hook);
-        let candidates = self.rules.candidates(self.rules.rules_for(service, hook), hook, &drafts);
-        if candidates.is_empty() {
+        let possible: Vec<&Rule> = match hook.is_order_hook() {
+            true => self.rules.candidates(service, hook, &drafts),
+            false => self.rules.rules_for(service, hook).collect(),
+        };
+        if possible.is_empty() {
             return Ok(CallResult { response: CdsResponse::default(), hook, deadline_exceeded: false });
         }
-        let keys = self.rules.prefetch_keys(candidates.iter().copied());
+        let keys = self.rules.prefetch_keys(possible.into_iter());
         let budget = self.deadline.saturating_sub(started.elapsed());
         let fetched = match tokio::time::timeout(budget, self.gather(&request, &keys)).await {
             Ok(result) => result?,
@@ -93,6 +98,7 @@ impl Engine {
             ..Default::default()
         });
         record.draft_orders = drafts.draft_orders;
+        let candidates = self.rules.candidates(service, hook, &record);
         let combine = match hook {
             Hook::PatientView => service.patient_view_card.as_ref().map(|t| (t, service.id.as_str())),
             _ => None,

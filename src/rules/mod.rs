@@ -5,6 +5,7 @@
 //! Rules never do I/O: all data is fetched before evaluation.
 
 mod eval;
+mod index;
 mod load;
 pub mod model;
 mod template;
@@ -53,11 +54,14 @@ pub struct RuleSet {
     pub services: Vec<Service>,
     /// Prefetch templates per (service index, hook), computed once.
     prefetch: BTreeMap<(usize, Hook), Vec<PrefetchKey>>,
+    /// Rules by the codes that can trigger them.
+    index: index::TriggerIndex,
 }
 
 impl RuleSet {
     fn new(rules: Vec<Rule>, value_sets: Vec<ValueSet>, services: Vec<Service>) -> RuleSet {
-        let mut set = RuleSet { rules, value_sets, services, prefetch: BTreeMap::new() };
+        let index = index::TriggerIndex::build(&rules, &value_sets);
+        let mut set = RuleSet { rules, value_sets, services, prefetch: BTreeMap::new(), index };
         for (index, service) in set.services.iter().enumerate() {
             for hook in &service.hooks {
                 let keys = set.prefetch_keys(set.rules_for(service, *hook));
@@ -94,26 +98,16 @@ impl RuleSet {
             .map_or(&[], Vec::as_slice)
     }
 
-    /// Rules worth evaluating: on order hooks, only those with a draft-order
-    /// criterion matching a selected draft; on patient-view, all.
-    pub fn candidates<'s>(
-        &'s self,
-        rules: impl Iterator<Item = &'s Rule>,
-        hook: Hook,
-        record: &PatientRecord<'_>,
-    ) -> Vec<&'s Rule> {
-        rules
-            .filter(|rule| {
-                !hook.is_order_hook()
-                    || rule.draft_triggers().iter().any(|t| {
-                        let vs = &self.value_sets[t.value_set.index];
-                        record.draft_orders.iter().any(|d| {
-                            d.selected
-                                && t.resource_type.as_deref().is_none_or(|k| k == d.resource_type)
-                                && vs.first_match(&d.coded.codes).is_some()
-                        })
-                    })
-            })
+    /// Rules of `service` for `hook` that could fire on this record, found
+    /// through the trigger index: on order hooks only those with a draft-order
+    /// criterion matching a selected draft.
+    pub fn candidates(&self, service: &Service, hook: Hook, record: &PatientRecord<'_>) -> Vec<&Rule> {
+        self.index
+            .candidates(hook.is_order_hook(), record)
+            .into_iter()
+            .filter(|i| service.rules.binary_search(i).is_ok())
+            .map(|i| &self.rules[i])
+            .filter(|r| r.hooks.iter().any(|h| h == hook.as_str()))
             .collect()
     }
 

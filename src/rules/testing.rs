@@ -200,14 +200,19 @@ fn run_case(rules: &RuleSet, case: &Case, fixture: Option<&Value>) -> Vec<String
         selections_only: hook == Hook::OrderSelect,
     });
     let evaluator = Evaluator { value_sets: &rules.value_sets, record: &record, now, hook };
-    let candidates = rules.candidates(rules.all_rules_for(hook), hook, &record);
+    let candidates: Vec<&super::model::Rule> = rules
+        .services
+        .iter()
+        .flat_map(|service| rules.candidates(service, hook, &record))
+        .collect();
     let ctx = CardContext { hook_instance: "rule-test", patient_id: &patient_id, now };
     let mut fired = Vec::new();
     let mut why_not: HashMap<&str, String> = HashMap::new();
     let mut failures = Vec::new();
     for rule in rules.all_rules_for(hook) {
         if !candidates.iter().any(|c| c.id == rule.id) {
-            why_not.insert(&rule.id, "no matching draft order".into());
+            let why = if hook.is_order_hook() { "no matching draft order" } else { "nothing on record can trigger it" };
+            why_not.insert(&rule.id, why.into());
             continue;
         }
         match evaluator.evaluate(rule) {

@@ -108,6 +108,13 @@ impl ValueSet {
         codes.iter().copied().find(|c| self.contains(c.system, c.code))
     }
 
+    /// Every (system, code) pair.
+    pub fn codes(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.codes
+            .iter()
+            .flat_map(|(system, codes)| codes.iter().map(move |c| (system.as_str(), c.as_str())))
+    }
+
     /// Every code as a `system|code` search token, sorted.
     pub fn search_tokens(&self) -> Vec<String> {
         let mut tokens: Vec<String> = self
@@ -132,7 +139,7 @@ impl ValueSet {
 
 /// Maps the OIDs of common code systems to their canonical URLs, so that a
 /// sender using `urn:oid:` still matches.
-fn canonical_system(system: &str) -> &str {
+pub(crate) fn canonical_system(system: &str) -> &str {
     let Some(oid) = system.strip_prefix("urn:oid:") else {
         return system;
     };
