@@ -85,7 +85,7 @@ enum Command {
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
-        Command::Serve { listen, rules, config } => serve(config.as_deref(), Overrides { listen, rules }),
+        Command::Serve { listen, rules, config } => serve(config.as_deref(), Overrides { listen, rules, allow_unauthenticated: false }),
         Command::Check { dir, fixtures } => check(&dir, fixtures),
         Command::Test { dir, fixtures } => test(&dir, fixtures),
         Command::Eval { request, now, service, rules } => eval(&request, now.as_deref(), service.as_deref(), &rules),

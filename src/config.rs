@@ -1,5 +1,9 @@
 //! Typed settings: built-in defaults, then an optional TOML file
 //! (`--config`), then `HOOKWISE_*` environment variables, then CLI flags.
+//!
+//! This module only describes and loads settings; [`crate::server`] checks
+//! that they make sense together and [`crate::auth`] validates the trusted
+//! clients.
 
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -18,10 +22,139 @@ pub struct Settings {
     pub deadline_ms: u64,
     /// Largest request body in bytes; larger gets 413 (`HOOKWISE_MAX_BODY_BYTES`).
     pub max_body_bytes: usize,
+    /// Deepest JSON nesting accepted in a request body; deeper gets 400
+    /// (`HOOKWISE_MAX_JSON_DEPTH`). At most [`MAX_JSON_DEPTH_CEILING`].
+    pub max_json_depth: usize,
+    /// Most keys in a request's `prefetch`; more gets 400 (`HOOKWISE_MAX_PREFETCH_KEYS`).
+    pub max_prefetch_keys: usize,
+    /// Most draft orders in `context.draftOrders`; more gets 400 (`HOOKWISE_MAX_DRAFT_ORDERS`).
+    pub max_draft_orders: usize,
+    /// Most requests served at once; more get 503 with `Retry-After`
+    /// (`HOOKWISE_MAX_CONCURRENT_REQUESTS`).
+    pub max_concurrent_requests: usize,
+    /// Seconds sent in `Retry-After` with a 503 (`HOOKWISE_RETRY_AFTER_SECS`).
+    pub retry_after_secs: u64,
     /// Log format: `text` or `json` (`HOOKWISE_LOG_FORMAT`).
     pub log_format: LogFormat,
+    /// Key of the HMAC-SHA256 that turns patient ids into log-safe hashes
+    /// (`HOOKWISE_PATIENT_ID_HASH_KEY`). Without it a random key is drawn at
+    /// start, so hashes only correlate within one process.
+    pub patient_id_hash_key: Option<Secret>,
+    /// The URL the EHR calls, up to but excluding `/cds-services`, e.g.
+    /// `https://cds.example.org` (`HOOKWISE_PUBLIC_BASE_URL`). A JWT's `aud`
+    /// must be this plus the path invoked.
+    pub public_base_url: Option<String>,
+    /// Cross-origin requests from browser-based EHRs (`HOOKWISE_CORS__*`).
+    pub cors: CorsSettings,
+    /// CDS client authentication (`HOOKWISE_AUTH__*`; clients in the file).
+    pub auth: AuthSettings,
     /// FHIR client settings (`HOOKWISE_FHIR__*`).
     pub fhir: FhirSettings,
+}
+
+/// The deepest `max_json_depth` allowed: the request parser itself refuses
+/// anything deeper, whatever the setting.
+pub const MAX_JSON_DEPTH_CEILING: usize = 64;
+
+/// A secret setting: never shown by `Debug`.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<secret>")
+    }
+}
+
+/// Which browser origins may call hookwise.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CorsSettings {
+    /// Allowed origins, e.g. `https://sandbox.cds-hooks.org`; `*` allows any
+    /// (`HOOKWISE_CORS__ALLOWED_ORIGINS=a,b`). None by default.
+    pub allowed_origins: Vec<String>,
+}
+
+/// How callers prove they are a trusted CDS client (an EHR).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// The EHRs whose JWTs are accepted. With none, hookwise runs open, which
+    /// it only does on a loopback address or with `allow_unauthenticated`.
+    pub clients: Vec<TrustedClient>,
+    /// Run without authentication on a non-loopback address
+    /// (`--allow-unauthenticated`, `HOOKWISE_AUTH__ALLOW_UNAUTHENTICATED`).
+    pub allow_unauthenticated: bool,
+    /// Tolerance for `exp`, `nbf` and `iat` (`HOOKWISE_AUTH__CLOCK_SKEW_SECS`).
+    pub clock_skew_secs: u64,
+    /// Longest accepted token lifetime, `exp - iat` (`HOOKWISE_AUTH__MAX_TOKEN_LIFETIME_SECS`).
+    pub max_token_lifetime_secs: u64,
+    /// How long fetched JWKS are reused (`HOOKWISE_AUTH__JWKS_CACHE_SECS`).
+    pub jwks_cache_secs: u64,
+    /// Least time between two fetches of one JWKS URL, so unknown `kid`s
+    /// cannot hammer the EHR (`HOOKWISE_AUTH__JWKS_REFRESH_FLOOR_SECS`).
+    pub jwks_refresh_floor_secs: u64,
+    /// Timeout of one JWKS fetch (`HOOKWISE_AUTH__JWKS_TIMEOUT_MS`).
+    pub jwks_timeout_ms: u64,
+    /// Most `jti`s remembered against replay (`HOOKWISE_AUTH__REPLAY_CACHE_CAPACITY`).
+    pub replay_cache_capacity: u64,
+}
+
+/// One trusted CDS client, identified by the JWT `iss`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedClient {
+    /// The exact `iss` the client puts in its JWTs.
+    pub iss: String,
+    /// A JWKS file holding the client's public keys (pinned; any `jku` in the
+    /// token is then never fetched).
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// A URL serving the client's JWKS, fetched and cached.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// `jku` header values that may be fetched for this client (exact URLs).
+    #[serde(default)]
+    pub jku_allowlist: Vec<String>,
+    /// Accepted signature algorithms; HMAC and `none` are never accepted.
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+    /// When not empty, the `tenant` claim is required and must be one of these.
+    #[serde(default)]
+    pub tenants: Vec<String>,
+}
+
+/// ES384 and RS384, the algorithms CDS Hooks recommends.
+pub fn default_algorithms() -> Vec<String> {
+    vec!["ES384".into(), "RS384".into()]
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            clients: Vec::new(),
+            allow_unauthenticated: false,
+            clock_skew_secs: 60,
+            max_token_lifetime_secs: 3600,
+            jwks_cache_secs: 3600,
+            jwks_refresh_floor_secs: 60,
+            jwks_timeout_ms: 3000,
+            replay_cache_capacity: 100_000,
+        }
+    }
 }
 
 /// Log output format.
@@ -53,7 +186,16 @@ impl Default for Settings {
             rules: PathBuf::from("cds-rules"),
             deadline_ms: 2000,
             max_body_bytes: 5 * 1024 * 1024,
+            max_json_depth: MAX_JSON_DEPTH_CEILING,
+            max_prefetch_keys: 64,
+            max_draft_orders: 100,
+            max_concurrent_requests: 256,
+            retry_after_secs: 1,
             log_format: LogFormat::Text,
+            patient_id_hash_key: None,
+            public_base_url: None,
+            cors: CorsSettings::default(),
+            auth: AuthSettings::default(),
             fhir: FhirSettings::default(),
         }
     }
@@ -72,6 +214,8 @@ pub struct Overrides {
     pub listen: Option<SocketAddr>,
     /// `--rules`.
     pub rules: Option<PathBuf>,
+    /// `--allow-unauthenticated`.
+    pub allow_unauthenticated: bool,
 }
 
 impl Settings {
@@ -88,6 +232,7 @@ impl Settings {
                 .separator("__")
                 .list_separator(",")
                 .with_list_parse_key("fhir.insecure_hosts")
+                .with_list_parse_key("cors.allowed_origins")
                 .try_parsing(true),
         );
         if let Some(listen) = overrides.listen {
@@ -96,11 +241,70 @@ impl Settings {
         if let Some(rules) = overrides.rules {
             builder = builder.set_override("rules", rules.to_string_lossy().to_string())?;
         }
+        if overrides.allow_unauthenticated {
+            builder = builder.set_override("auth.allow_unauthenticated", true)?;
+        }
         builder.build()?.try_deserialize()
     }
 
     /// The call deadline.
     pub fn deadline(&self) -> Duration {
         Duration::from_millis(self.deadline_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trusted_clients_cors_and_limits_load_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("hookwise.toml");
+        std::fs::write(
+            &file,
+            r#"
+public_base_url = "https://cds.example.org"
+max_prefetch_keys = 10
+patient_id_hash_key = "s3cret"
+
+[cors]
+allowed_origins = ["https://sandbox.cds-hooks.org"]
+
+[auth]
+clock_skew_secs = 30
+
+[[auth.clients]]
+iss = "https://sandbox.cds-hooks.org"
+jwks_file = "tests/data/cds-hooks-sandbox-jwks.json"
+
+[[auth.clients]]
+iss = "https://fhir.example.org/api/FHIR/R4"
+jwks_url = "https://fhir.example.org/jwks"
+algorithms = ["RS384"]
+tenants = ["hospital-a"]
+"#,
+        )
+        .unwrap();
+        let settings = Settings::load(Some(&file), Overrides::default()).unwrap();
+        assert_eq!(settings.public_base_url.as_deref(), Some("https://cds.example.org"));
+        assert_eq!(settings.max_prefetch_keys, 10);
+        assert_eq!(settings.cors.allowed_origins, ["https://sandbox.cds-hooks.org"]);
+        assert_eq!(settings.auth.clock_skew_secs, 30);
+        assert_eq!(settings.auth.jwks_refresh_floor_secs, 60, "defaults fill the rest");
+        let [sandbox, epic] = &settings.auth.clients[..] else { panic!("two clients") };
+        assert_eq!(sandbox.algorithms, default_algorithms());
+        assert!(sandbox.jwks_file.is_some() && sandbox.jku_allowlist.is_empty());
+        assert_eq!(epic.algorithms, ["RS384"]);
+        assert_eq!(epic.tenants, ["hospital-a"]);
+        assert_eq!(settings.patient_id_hash_key.as_ref().map(Secret::expose), Some("s3cret"));
+        assert!(!format!("{settings:?}").contains("s3cret"), "secrets stay out of Debug");
+    }
+
+    #[test]
+    fn the_cli_flag_allows_unauthenticated() {
+        let overrides = Overrides { allow_unauthenticated: true, ..Overrides::default() };
+        assert!(Settings::load(None, overrides).unwrap().auth.allow_unauthenticated);
+        assert!(!Settings::load(None, Overrides::default()).unwrap().auth.allow_unauthenticated);
     }
 }

@@ -4,8 +4,9 @@
 //!
 //! A request travels one way: [`http`] → [`pipeline`] (envelope, prefetch,
 //! fallback fetch) → [`fhir`] (patient record) → [`rules`] (evaluation) →
-//! [`cards`] → response.
+//! [`cards`] → response. [`auth`] verifies calling EHRs (wired into [`http`] next).
 
+pub mod auth;
 pub mod cards;
 pub mod cds;
 pub mod cli;
