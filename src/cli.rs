@@ -33,6 +33,10 @@ enum Command {
         /// TOML settings file.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Serve without authentication on a non-loopback address when no
+        /// trusted client is configured (development only; logs a loud warning).
+        #[arg(long)]
+        allow_unauthenticated: bool,
     },
     /// Validate a rule directory; prints every problem as file:line: message.
     Check {
@@ -85,7 +89,9 @@ enum Command {
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
-        Command::Serve { listen, rules, config } => serve(config.as_deref(), Overrides { listen, rules, allow_unauthenticated: false }),
+        Command::Serve { listen, rules, config, allow_unauthenticated } => {
+            serve(config.as_deref(), Overrides { listen, rules, allow_unauthenticated })
+        }
         Command::Check { dir, fixtures } => check(&dir, fixtures),
         Command::Test { dir, fixtures } => test(&dir, fixtures),
         Command::Eval { request, now, service, rules } => eval(&request, now.as_deref(), service.as_deref(), &rules),
@@ -100,14 +106,8 @@ pub fn run() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("HOOKWISE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
+fn init_logging(format: LogFormat) -> Result<(), String> {
+    crate::http::logging::install(format, "info", std::io::stdout)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
@@ -116,7 +116,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 
 fn serve(config: Option<&Path>, overrides: Overrides) -> Result<ExitCode, String> {
     let settings = Settings::load(config, overrides).map_err(|e| format!("invalid settings: {e}"))?;
-    init_logging(settings.log_format);
+    init_logging(settings.log_format)?;
     runtime()?.block_on(async {
         let server = Server::start(&settings).await.map_err(|e| e.to_string())?;
         tracing::info!(addr = %server.addr, rules = %settings.rules.display(), "hookwise listening");

@@ -4,7 +4,7 @@
 //!
 //! A request travels one way: [`http`] → [`pipeline`] (envelope, prefetch,
 //! fallback fetch) → [`fhir`] (patient record) → [`rules`] (evaluation) →
-//! [`cards`] → response. [`auth`] verifies calling EHRs (wired into [`http`] next).
+//! [`cards`] → response. [`auth`] verifies the calling EHR before any of it.
 
 pub mod auth;
 pub mod cards;

@@ -1,9 +1,16 @@
-//! Running the server: load the rules, build the engine, bind, serve until
-//! shutdown. Tests use [`Server::start`] on port 0.
+//! Running the server: load the rules, build the engine and the HTTP policy
+//! (authentication, CORS, limits, log hashing), bind, serve until shutdown.
+//! Tests use [`Server::start`] on port 0.
+//!
+//! Secure by default: a non-loopback address with no trusted client refuses
+//! to start unless `allow_unauthenticated` is set; loopback with no client
+//! runs open (the quick start), with a warning.
 
-use crate::config::Settings;
+use crate::auth::Authenticator;
+use crate::config::{MAX_JSON_DEPTH_CEILING, Settings};
 use crate::fhir::{FhirClient, FhirClientConfig};
-use crate::http::{AppState, router};
+use crate::http::security::check_origin;
+use crate::http::{AppState, AuthPolicy, Limits, PatientHasher, Policy, router_with};
 use crate::pipeline::Engine;
 use crate::rules::{Diagnostic, load_dir};
 use std::net::SocketAddr;
@@ -26,7 +33,16 @@ pub enum StartError {
     /// Binding or client setup failed.
     #[error("{0}")]
     Io(String),
+    /// The settings are inconsistent or unsafe.
+    #[error("{0}")]
+    Config(String),
 }
+
+/// Refusal to listen beyond loopback with nobody to authenticate.
+const UNAUTHENTICATED_REFUSAL: &str = "refusing to serve patient data without authentication on a non-loopback address. \
+Configure a trusted CDS client (an [[auth.clients]] entry with iss and jwks_file or jwks_url, and public_base_url; \
+see \"Connecting an EHR\" in the README), or pass --allow-unauthenticated \
+(HOOKWISE_AUTH__ALLOW_UNAUTHENTICATED=true) to run open on purpose";
 
 /// Builds the engine from settings.
 pub fn build_engine(settings: &Settings) -> Result<Engine, StartError> {
@@ -52,17 +68,104 @@ pub struct Server {
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
+/// Checks limits and CORS origins.
+fn check_settings(settings: &Settings) -> Result<(), StartError> {
+    if settings.max_json_depth == 0 || settings.max_json_depth > MAX_JSON_DEPTH_CEILING {
+        return Err(StartError::Config(format!(
+            "max_json_depth must be between 1 and {MAX_JSON_DEPTH_CEILING} (the request parser's own ceiling)"
+        )));
+    }
+    if settings.max_concurrent_requests == 0 {
+        return Err(StartError::Config("max_concurrent_requests must be at least 1".into()));
+    }
+    for origin in &settings.cors.allowed_origins {
+        check_origin(origin).map_err(StartError::Config)?;
+    }
+    Ok(())
+}
+
+/// The authentication in force, or `None` to run open (when allowed).
+fn build_auth(settings: &Settings, addr: SocketAddr) -> Result<Option<AuthPolicy>, StartError> {
+    let auth = &settings.auth;
+    let loopback = settings.listen.ip().is_loopback();
+    if auth.clients.is_empty() {
+        if !loopback && !auth.allow_unauthenticated {
+            return Err(StartError::Config(UNAUTHENTICATED_REFUSAL.into()));
+        }
+        if loopback {
+            tracing::warn!("no trusted CDS client configured: serving WITHOUT authentication (loopback only)");
+        } else {
+            tracing::warn!(listen = %settings.listen, "!!! --allow-unauthenticated: serving patient data on a non-loopback address \
+                WITHOUT authentication; anyone who can reach this port can call every service !!!");
+        }
+        return Ok(None);
+    }
+    if auth.allow_unauthenticated {
+        tracing::warn!("allow_unauthenticated is ignored: trusted CDS clients are configured, so every call is authenticated");
+    }
+    let public_base_url = match &settings.public_base_url {
+        Some(url) => url.trim_end_matches('/').to_string(),
+        None if loopback => format!("http://{addr}"),
+        None => {
+            return Err(StartError::Config(
+                "public_base_url is required with trusted clients on a non-loopback address: \
+                 JWT aud must equal the URL the EHR calls, e.g. https://cds.example.org"
+                    .into(),
+            ));
+        }
+    };
+    let authenticator = Authenticator::new(auth).map_err(StartError::Config)?;
+    tracing::info!(clients = ?authenticator.issuers(), %public_base_url, "authenticating CDS clients");
+    Ok(Some(AuthPolicy { authenticator, public_base_url }))
+}
+
+/// The patient-id hasher for logs: the configured key, or a random one.
+fn build_hasher(settings: &Settings) -> Result<PatientHasher, StartError> {
+    if let Some(key) = &settings.patient_id_hash_key {
+        return Ok(PatientHasher::new(key.expose().as_bytes()));
+    }
+    let hasher = PatientHasher::random()
+        .ok_or_else(|| StartError::Io("no system randomness for the patient-id hash key".into()))?;
+    tracing::info!(
+        "no patient_id_hash_key configured: patient ids in logs are hashed with a random per-process key, \
+         so hashes do not correlate across restarts or replicas"
+    );
+    Ok(hasher)
+}
+
+/// The HTTP policy for a server bound to `addr`.
+fn build_policy(settings: &Settings, addr: SocketAddr) -> Result<Policy, StartError> {
+    Ok(Policy {
+        auth: build_auth(settings, addr)?,
+        cors_origins: settings.cors.allowed_origins.clone(),
+        limits: Limits {
+            max_json_depth: settings.max_json_depth,
+            max_prefetch_keys: settings.max_prefetch_keys,
+            max_draft_orders: settings.max_draft_orders,
+            max_concurrent_requests: settings.max_concurrent_requests,
+            retry_after_secs: settings.retry_after_secs,
+        },
+        patients: build_hasher(settings)?,
+    })
+}
+
 impl Server {
-    /// Loads everything, binds `settings.listen` and starts serving.
+    /// Checks the settings, loads everything, binds `settings.listen` and
+    /// starts serving. Refuses to run open beyond loopback (see the module docs).
     pub async fn start(settings: &Settings) -> Result<Server, StartError> {
+        check_settings(settings)?;
+        if settings.auth.clients.is_empty() && !settings.listen.ip().is_loopback() && !settings.auth.allow_unauthenticated {
+            return Err(StartError::Config(UNAUTHENTICATED_REFUSAL.into()));
+        }
         let engine = build_engine(settings)?;
         let state = Arc::new(AppState { engine, max_body_bytes: settings.max_body_bytes });
         let listener = TcpListener::bind(settings.listen)
             .await
             .map_err(|e| StartError::Io(format!("cannot listen on {}: {e}", settings.listen)))?;
         let addr = listener.local_addr().map_err(|e| StartError::Io(e.to_string()))?;
+        let policy = build_policy(settings, addr)?;
         let (tx, rx) = oneshot::channel::<()>();
-        let app = router(state);
+        let app = router_with(state, Arc::new(policy));
         let task = tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async {

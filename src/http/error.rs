@@ -1,6 +1,9 @@
-//! The HTTP error type: every error leaves as a 4xx with an OperationOutcome.
+//! The HTTP error type: every error leaves as a 4xx (or a 503 when
+//! saturated) with an OperationOutcome. The 401 is not one of these: it is
+//! empty, see [`super::security`].
 
 use crate::cds::OperationOutcome;
+use super::logging::Outcome;
 use crate::pipeline::CallError;
 use axum::Json;
 use axum::extract::rejection::BytesRejection;
@@ -14,6 +17,7 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     path: Option<String>,
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -24,12 +28,36 @@ impl ApiError {
             code: "invalid",
             message: message.into(),
             path: Some(path.to_string()).filter(|p| !p.is_empty()),
+            retry_after: None,
+        }
+    }
+
+    /// 400 for a call over a configured limit (prefetch keys, draft orders),
+    /// naming the field by JSON path.
+    pub fn too_costly(path: &str, message: impl Into<String>) -> Self {
+        ApiError { code: "too-costly", ..ApiError::bad_request(path, message) }
+    }
+
+    /// 503 with `Retry-After`: every request slot is taken.
+    pub fn overloaded(retry_after_secs: u64) -> Self {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "throttled",
+            message: "too many requests in progress; retry shortly".into(),
+            path: None,
+            retry_after: Some(retry_after_secs),
         }
     }
 
     /// 404.
     pub fn not_found(message: impl Into<String>) -> Self {
-        ApiError { status: StatusCode::NOT_FOUND, code: "not-found", message: message.into(), path: None }
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: "not-found",
+            message: message.into(),
+            path: None,
+            retry_after: None,
+        }
     }
 
     /// 405.
@@ -39,6 +67,7 @@ impl ApiError {
             code: "not-supported",
             message: "method not allowed on this endpoint".into(),
             path: None,
+            retry_after: None,
         }
     }
 }
@@ -56,6 +85,7 @@ impl From<CallError> for ApiError {
                 code: "incomplete",
                 message,
                 path: None,
+                retry_after: None,
             },
         }
     }
@@ -65,7 +95,7 @@ impl From<BytesRejection> for ApiError {
     fn from(rejection: BytesRejection) -> Self {
         let status = rejection.status();
         let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "too-long" } else { "invalid" };
-        ApiError { status, code, message: rejection.body_text(), path: None }
+        ApiError { status, code, message: rejection.body_text(), path: None, retry_after: None }
     }
 }
 
@@ -77,6 +107,24 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             header::HeaderValue::from_static("application/fhir+json"),
         );
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+        }
+        response.extensions_mut().insert(Outcome(log_outcome(self.code)));
         response
+    }
+}
+
+/// The log outcome of an error, by its issue code.
+fn log_outcome(code: &str) -> &'static str {
+    match code {
+        "invalid" => "bad-request",
+        "not-found" => "not-found",
+        "not-supported" => "method-not-allowed",
+        "too-long" => "too-large",
+        "too-costly" => "over-limit",
+        "incomplete" => "precondition-failed",
+        "throttled" => "overloaded",
+        _ => "rejected",
     }
 }

@@ -1,24 +1,37 @@
-//! HTTP: the axum router, its handlers, and the one error type whose
-//! responses are OperationOutcome JSON.
+//! HTTP: the axum router, its handlers, the [`Policy`] around them
+//! (authentication and CORS in [`security`], limits in [`limits`], request
+//! logs in [`logging`]), and the one error type whose responses are
+//! OperationOutcome JSON.
+//!
+//! Layers, outermost first: request log span, CORS (answers every
+//! `OPTIONS`), concurrency limit, JWT check, body size limit, handler.
 
 mod error;
+pub mod limits;
+pub mod logging;
+pub mod security;
 
 pub use error::ApiError;
+pub use limits::Limits;
+pub use logging::PatientHasher;
+pub use security::AuthPolicy;
 
-use crate::cds::{Discovery, ServiceDescriptor};
+use crate::cds::{Discovery, Hook, ServiceDescriptor};
 use crate::pipeline::{CallError, Engine};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
-use axum::http::{Method, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::StatusCode;
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
+use limits::{Gate, Outline};
+use logging::Outcome;
 use serde_json::{Map, Value};
 use std::sync::Arc;
-use std::time::Instant;
 use time::OffsetDateTime;
+use tracing::Span;
 
 /// Shared state of the HTTP layer.
 pub struct AppState {
@@ -28,9 +41,41 @@ pub struct AppState {
     pub max_body_bytes: usize,
 }
 
-/// Builds the router.
+/// What surrounds the handlers: who may call, from which origins, within
+/// which limits, and how patient ids are hashed in logs.
+pub struct Policy {
+    /// JWT authentication; `None` serves anyone (loopback or explicitly allowed).
+    pub auth: Option<AuthPolicy>,
+    /// Allowed CORS origins (`*` for any); none by default.
+    pub cors_origins: Vec<String>,
+    /// Per-call limits.
+    pub limits: Limits,
+    /// Keyed hashing of patient ids for logs.
+    pub patients: PatientHasher,
+}
+
+impl Policy {
+    /// No authentication, no CORS origins, default limits, a random hash key.
+    pub fn open() -> Policy {
+        Policy {
+            auth: None,
+            cors_origins: Vec::new(),
+            limits: Limits::default(),
+            patients: PatientHasher::random().unwrap_or_else(|| PatientHasher::new(b"hookwise")),
+        }
+    }
+}
+
+/// Builds the router with an open [`Policy`] (no authentication): for
+/// benchmarks and embedding. [`crate::server`] uses [`router_with`].
 pub fn router(state: Arc<AppState>) -> Router {
+    router_with(state, Arc::new(Policy::open()))
+}
+
+/// Builds the router under `policy`.
+pub fn router_with(state: Arc<AppState>, policy: Arc<Policy>) -> Router {
     let limit = state.max_body_bytes;
+    let gate = Arc::new(Gate::new(&policy.limits));
     Router::new()
         .route("/cds-services", get(discovery))
         .route("/cds-services/{id}", post(call_service))
@@ -38,7 +83,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
-        .layer(middleware::from_fn(answer_preflight))
+        .layer(middleware::from_fn_with_state(policy.clone(), security::authenticate))
+        .layer(middleware::from_fn_with_state(gate, limits::limit_concurrency))
+        .layer(security::cors(&policy.cors_origins))
+        .layer(middleware::from_fn(logging::log_request))
+        .layer(Extension(policy))
         .with_state(state)
 }
 
@@ -71,34 +120,39 @@ pub fn discovery_document(engine: &Engine) -> Discovery {
     Discovery { services }
 }
 
-/// `POST /cds-services/{id}`.
+/// `POST /cds-services/{id}`: limits, then the engine. The span gets the
+/// service, hook, hashed patient id and card count.
 async fn call_service(
     State(state): State<Arc<AppState>>,
+    Extension(policy): Extension<Arc<Policy>>,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let started = Instant::now();
     let body = body?;
-    let result = state.engine.call(&id, &body, OffsetDateTime::now_utc()).await;
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-    match result {
-        Ok(call) => {
-            tracing::info!(service = %id, hook = %call.hook, cards = call.response.cards.len(),
-                deadline_exceeded = call.deadline_exceeded, latency_ms, "service call");
-            Ok(Json(call.response).into_response())
-        }
-        Err(error) => {
-            tracing::info!(service = %id, outcome = error_kind(&error), latency_ms, "service call rejected");
-            Err(error.into())
-        }
-    }
+    policy.limits.check_depth(&body)?;
+    let outline = Outline::read(&body);
+    record_call(&state.engine, &policy, &id, &outline);
+    policy.limits.check_counts(&outline)?;
+    let call = state.engine.call(&id, &body, OffsetDateTime::now_utc()).await?;
+    Span::current().record("cards", call.response.cards.len());
+    let outcome = if call.deadline_exceeded { "deadline-exceeded" } else { "ok" };
+    let mut response = Json(call.response).into_response();
+    response.extensions_mut().insert(Outcome(outcome));
+    Ok(response)
 }
 
-fn error_kind(error: &CallError) -> &'static str {
-    match error {
-        CallError::UnknownService(_) => "unknown-service",
-        CallError::BadRequest { .. } => "bad-request",
-        CallError::PreconditionFailed(_) => "precondition-failed",
+/// Records on the request span what is safe to log about a call: a known
+/// service id, a known hook, and the patient id hashed.
+fn record_call(engine: &Engine, policy: &Policy, id: &str, outline: &Outline) {
+    let span = Span::current();
+    if engine.rules.service(id).is_some() {
+        span.record("service", id);
+    }
+    if let Some(hook) = outline.hook.as_deref() {
+        span.record("hook", Hook::parse(hook).map_or("unsupported", Hook::as_str));
+    }
+    if let Some(patient) = outline.patient_id.as_deref() {
+        span.record("patient", policy.patients.hash(patient).as_str());
     }
 }
 
@@ -106,6 +160,7 @@ fn error_kind(error: &CallError) -> &'static str {
 /// and measurement of feedback come with the feedback store.
 async fn feedback(
     State(state): State<Arc<AppState>>,
+    Extension(policy): Extension<Arc<Policy>>,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -113,6 +168,8 @@ async fn feedback(
     if state.engine.rules.service(&id).is_none() {
         return Err(CallError::UnknownService(id).into());
     }
+    Span::current().record("service", id.as_str());
+    policy.limits.check_depth(&body)?;
     let parsed: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request("", format!("invalid JSON: {e}")))?;
     if !parsed.get("feedback").is_some_and(Value::is_array) {
@@ -127,17 +184,4 @@ async fn not_found() -> ApiError {
 
 async fn method_not_allowed() -> ApiError {
     ApiError::method_not_allowed()
-}
-
-/// Browsers preflight every path (the EHR sends `Authorization`), so every
-/// `OPTIONS` gets an answer instead of a 404 or 405.
-async fn answer_preflight(request: Request, next: Next) -> Response {
-    if request.method() != Method::OPTIONS {
-        return next.run(request).await;
-    }
-    (
-        StatusCode::NO_CONTENT,
-        [(header::ALLOW, "GET, POST, OPTIONS")],
-    )
-        .into_response()
 }

@@ -2,6 +2,9 @@
 //! and a fake EHR FHIR server.
 #![allow(dead_code)]
 
+pub mod auth;
+pub mod logs;
+
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;

@@ -1,0 +1,174 @@
+//! Structured request logs and their installation.
+//!
+//! Each request runs in a `request` span carrying a request id (the caller's
+//! `X-Request-Id` when it is a short token, else a fresh uuid, echoed in the
+//! response), the method and route template, and, once known, the service,
+//! hook, client `iss`, card count and the patient id as a keyed hash
+//! (HMAC-SHA256). One closing event gives status, outcome and latency.
+//! Tokens, JWTs, names and resource bodies are never logged: handlers record
+//! only the fields above, and error messages stay out of the logs.
+
+use crate::config::LogFormat;
+use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderMap, HeaderValue, Method};
+use axum::middleware::Next;
+use axum::response::Response;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::fmt::Write as _;
+use std::time::Instant;
+use tracing::Instrument;
+use tracing::field::Empty;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+
+/// The request id header, read and echoed.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// A request's outcome for the closing log event, set on the response by
+/// handlers and error responses; otherwise derived from the status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome(pub &'static str);
+
+/// Turns patient ids into log-safe keyed hashes.
+#[derive(Clone)]
+pub struct PatientHasher {
+    mac: Hmac<Sha256>,
+    random: bool,
+}
+
+impl PatientHasher {
+    /// A hasher keyed with `key`.
+    pub fn new(key: &[u8]) -> PatientHasher {
+        PatientHasher { mac: keyed(key), random: false }
+    }
+
+    /// A hasher with a random per-process key; `None` if the system has no
+    /// randomness to give.
+    pub fn random() -> Option<PatientHasher> {
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).ok()?;
+        Some(PatientHasher { mac: keyed(&key), random: true })
+    }
+
+    /// Whether the key was drawn at random (hashes do not survive a restart).
+    pub fn is_random(&self) -> bool {
+        self.random
+    }
+
+    /// The first 128 bits of HMAC-SHA256(key, id), in hex.
+    pub fn hash(&self, patient_id: &str) -> String {
+        let mut mac = self.mac.clone();
+        mac.update(patient_id.as_bytes());
+        let digest = mac.finalize().into_bytes();
+        digest.iter().take(16).fold(String::with_capacity(32), |mut hex, byte| {
+            let _ = write!(hex, "{byte:02x}");
+            hex
+        })
+    }
+}
+
+fn keyed(key: &[u8]) -> Hmac<Sha256> {
+    // HMAC accepts keys of any length, so this never fails.
+    <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
+}
+
+/// Runs the request inside its span and logs its end.
+pub async fn log_request(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = request_id(request.headers());
+    let method = request.method().clone();
+    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string());
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %method,
+        route = route.as_deref().unwrap_or("unmatched"),
+        service = Empty,
+        hook = Empty,
+        patient = Empty,
+        client = Empty,
+        cards = Empty,
+    );
+    let mut response = next.run(request).instrument(span.clone()).await;
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let status = response.status().as_u16();
+    let outcome = response.extensions().get::<Outcome>().map_or_else(|| outcome_of(status), |o| o.0);
+    span.in_scope(|| {
+        if method == Method::OPTIONS {
+            tracing::debug!(status, outcome, latency_ms, "request");
+        } else {
+            tracing::info!(status, outcome, latency_ms, "request");
+        }
+    });
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    response
+}
+
+/// The caller's request id when it is 1 to 64 of `[A-Za-z0-9._-]`, else a new uuid.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64)
+        .filter(|v| v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')))
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string)
+}
+
+fn outcome_of(status: u16) -> &'static str {
+    match status {
+        200..=299 => "ok",
+        401 => "unauthorized",
+        404 => "not-found",
+        405 => "method-not-allowed",
+        413 => "too-large",
+        503 => "overloaded",
+        400..=499 => "rejected",
+        _ => "error",
+    }
+}
+
+/// Installs the global subscriber: `HOOKWISE_LOG` (else `default_filter`),
+/// text or JSON lines, to `writer`. Fails if one is already installed.
+pub fn install<W>(format: LogFormat, default_filter: &str, writer: W) -> Result<(), String>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let filter = EnvFilter::try_from_env("HOOKWISE_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    let result = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+    result.map_err(|e| format!("cannot install logging: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patient_hashes_are_keyed_and_stable() {
+        let a = PatientHasher::new(b"key one");
+        assert_eq!(a.hash("p1"), a.hash("p1"));
+        assert_eq!(a.hash("p1").len(), 32);
+        assert!(!a.hash("p1").contains("p1"));
+        assert_ne!(a.hash("p1"), PatientHasher::new(b"key two").hash("p1"));
+        assert_ne!(a.hash("p1"), a.hash("p2"));
+        let random = PatientHasher::random().unwrap();
+        assert!(random.is_random());
+        assert_ne!(random.hash("p1"), a.hash("p1"));
+    }
+
+    #[test]
+    fn request_ids_are_taken_only_when_harmless() {
+        let mut headers = HeaderMap::new();
+        headers.insert(REQUEST_ID, HeaderValue::from_static("abc-123_x.y"));
+        assert_eq!(request_id(&headers), "abc-123_x.y");
+        headers.insert(REQUEST_ID, HeaderValue::from_static("bad id\" injected"));
+        assert_eq!(request_id(&headers).len(), 36);
+        assert_eq!(request_id(&HeaderMap::new()).len(), 36);
+    }
+}
