@@ -1,1 +1,177 @@
-fn main() {}
+//! Benchmarks of each stage of the request path, on realistic requests built
+//! from Synthea fixtures, against the floor of parsing the same body into
+//! `serde_json::Value`; and of evaluation as the rule count grows.
+//!
+//! Run: `cargo bench --bench request_path`. Results: docs/performance.md.
+
+use axum::body::Body;
+use axum::http::Request;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use hookwise::cards::{CardContext, render_card};
+use hookwise::cds::{Hook, parse_request};
+use hookwise::config::Settings;
+use hookwise::fhir::{PatientRecord, RecordSources};
+use hookwise::http::{AppState, discovery_document, router};
+use hookwise::pipeline::Engine;
+use hookwise::rules::{Evaluator, Verdict};
+use hookwise::server::build_engine;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use time::OffsetDateTime;
+use tower::ServiceExt;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The small (~34 KB: one patient's answers to the deprescribing service's
+/// prefetch templates) and large (~0.9 MB: a whole record, over-sent)
+/// patient-view requests, built by the same script as the load test.
+fn inputs(engine: &Engine) -> Vec<(&'static str, Vec<u8>)> {
+    let dir = tempfile::tempdir().unwrap();
+    let discovery = dir.path().join("discovery.json");
+    std::fs::write(&discovery, serde_json::to_vec(&discovery_document(engine)).unwrap()).unwrap();
+    let status = std::process::Command::new("python3")
+        .arg(root().join("scripts/make-load-requests.py"))
+        .arg(&discovery)
+        .arg(dir.path())
+        .status()
+        .expect("python3 runs scripts/make-load-requests.py");
+    assert!(status.success());
+    ["small", "large"]
+        .into_iter()
+        .map(|name| (name, std::fs::read(dir.path().join(format!("{name}.json"))).unwrap()))
+        .collect()
+}
+
+fn engine() -> Engine {
+    let settings = Settings { rules: root().join("cds-rules"), ..Settings::default() };
+    build_engine(&settings).unwrap()
+}
+
+fn now() -> OffsetDateTime {
+    time::macros::datetime!(2021-06-01 12:00 UTC)
+}
+
+fn record_of(request: &hookwise::cds::CdsRequest) -> PatientRecord<'_> {
+    PatientRecord::build(RecordSources {
+        data: request.prefetch.as_ref().unwrap().values().collect(),
+        ..Default::default()
+    })
+}
+
+fn stages(c: &mut Criterion) {
+    let engine = engine();
+    let rules = engine.rules.clone();
+    let service = rules.service("deprescribing").unwrap().clone();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let bodies = inputs(&engine);
+    let app = router(Arc::new(AppState { engine, max_body_bytes: 16 * 1024 * 1024 }));
+    for (name, body) in bodies {
+        let mut group = c.benchmark_group(format!("request_path/{name}"));
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        eprintln!("{name} request: {} bytes", body.len());
+        group.bench_function("baseline: serde_json::Value parse", |b| {
+            b.iter(|| serde_json::from_slice::<Value>(&body).unwrap())
+        });
+        group.bench_function("1 parse request", |b| b.iter(|| parse_request(&body).unwrap()));
+        let request = parse_request(&body).unwrap();
+        group.bench_function("2 build patient record", |b| b.iter(|| record_of(&request).conditions.len()));
+        let record = record_of(&request);
+        let evaluator = Evaluator { value_sets: &rules.value_sets, record: &record, now: now(), hook: Hook::PatientView };
+        group.bench_function("3 evaluate rules", |b| {
+            b.iter(|| {
+                rules
+                    .candidates(&service, Hook::PatientView, &record)
+                    .into_iter()
+                    .filter(|r| matches!(evaluator.evaluate(r), Verdict::Fires(_)))
+                    .count()
+            })
+        });
+        let fired: Vec<_> = rules
+            .rules_for(&service, Hook::PatientView)
+            .filter_map(|r| match evaluator.evaluate(r) {
+                Verdict::Fires(f) => Some(f),
+                _ => None,
+            })
+            .collect();
+        let ctx = CardContext { hook_instance: "bench", patient_id: "p", now: now() };
+        group.bench_function("4 render cards", |b| {
+            b.iter(|| fired.iter().map(|f| render_card(f, &ctx)).count())
+        });
+        group.bench_function("5 end to end through the router", |b| {
+            b.to_async(&runtime).iter(|| async {
+                let request = Request::post("/cds-services/deprescribing")
+                    .header("content-type", "application/json")
+                    .body(Body::from(body.clone()))
+                    .unwrap();
+                let response = app.clone().oneshot(request).await.unwrap();
+                assert!(response.status().is_success(), "{}", response.status());
+            })
+        });
+        group.bench_function("fhirbolt strict parse of the prefetch", |b| {
+            let values: Vec<Vec<u8>> = request.prefetch.as_ref().unwrap().values().map(|v| serde_json::to_vec(v).unwrap()).collect();
+            b.iter(|| values.iter().filter(|v| hookwise_fhir_r4::validate_resource_json(v).is_ok()).count())
+        });
+        group.finish();
+    }
+}
+
+/// Writes `count` synthetic order-select rules, each triggered by its own
+/// draft-order code, into a rule directory.
+fn synthetic_rules(dir: &Path, count: usize) {
+    std::fs::create_dir_all(dir.join("valuesets")).unwrap();
+    std::fs::create_dir_all(dir.join("synthetic")).unwrap();
+    std::fs::write(dir.join("synthetic/service.yaml"), "id: synthetic\ntitle: Synthetic\ndescription: Benchmark rules\n").unwrap();
+    let condition_vs = json!({"resourceType": "ValueSet", "url": "https://bench/vs/condition",
+        "compose": {"include": [{"system": "http://snomed.info/sct", "concept": [{"code": "38341003"}]}]}});
+    std::fs::write(dir.join("valuesets/condition.json"), condition_vs.to_string()).unwrap();
+    for i in 0..count {
+        let vs = json!({"resourceType": "ValueSet", "url": format!("https://bench/vs/order-{i}"),
+            "compose": {"include": [{"system": "http://loinc.org", "concept": [{"code": format!("9{i:05}-0")}]}]}});
+        std::fs::write(dir.join(format!("valuesets/order-{i}.json")), vs.to_string()).unwrap();
+        let rule = format!(
+            "id: synthetic-{i}\nversion: 1.0.0\ntitle: Synthetic rule {i}\ncategory: laboratory\nhooks: [order-select]\n\
+             evidence: {{ society: Bench, recommendation: A synthetic recommendation., year: 2024, url: https://bench }}\n\
+             when:\n  all:\n    - age: {{ min: 40 }}\n    - draftOrder: {{ valueSet: https://bench/vs/order-{i}, as: order }}\n\
+             exclusions:\n  - {{ id: x, label: a condition, when: {{ condition: {{ valueSet: https://bench/vs/condition }} }} }}\n\
+             card:\n  summary: Synthetic card {i}\n  indicator: info\n  detail: The order {{{{order.display}}}} is synthetic.\n\
+             \x20 source: {{ label: Bench, url: https://bench }}\n  links: [{{ label: Bench, url: https://bench }}]\n\
+             \x20 suggestions: [{{ label: Remove, actions: [{{ deleteDraftOrder: order }}] }}]\n\
+             \x20 overrideReasons: [{{ system: https://bench, code: x, display: X }}]\n"
+        );
+        std::fs::write(dir.join(format!("synthetic/rule-{i:05}.yaml")), rule).unwrap();
+    }
+}
+
+fn rule_count_scaling(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut group = c.benchmark_group("rule_count");
+    for count in [50, 500, 5000] {
+        let dir = tempfile::tempdir().unwrap();
+        synthetic_rules(dir.path(), count);
+        let started = std::time::Instant::now();
+        let settings = Settings { rules: dir.path().to_path_buf(), ..Settings::default() };
+        let engine = build_engine(&settings).unwrap();
+        eprintln!("{count} rules loaded in {:?}", started.elapsed());
+        let body = serde_json::to_vec(&json!({
+            "hook": "order-select", "hookInstance": "i", "context": {"patientId": "p", "userId": "Practitioner/1",
+                "draftOrders": {"resourceType": "Bundle", "entry": [{"resource": {"resourceType": "ServiceRequest", "id": "s",
+                    "status": "draft", "intent": "order", "code": {"coding": [{"system": "http://loinc.org", "code": "900007-0"}]}}}]}},
+            "prefetch": {"patient": {"resourceType": "Patient", "id": "p", "birthDate": "1950-01-01"},
+                "conditions": {"resourceType": "Bundle", "type": "searchset"}}
+        }))
+        .unwrap();
+        group.bench_with_input(BenchmarkId::new("order-select call", count), &body, |b, body| {
+            b.to_async(&runtime).iter(|| async {
+                let result = engine.call("synthetic", body, now()).await.unwrap();
+                assert_eq!(result.response.cards.len(), 1);
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, stages, rule_count_scaling);
+criterion_main!(benches);

@@ -316,6 +316,7 @@ async fn patient_view_gathers_deprescribing_findings_into_one_card() {
             "patient": patient("p1", "female", &born_years_ago(81)),
             "medications": searchset(vec![lorazepam("m1", "active", &days_ago(200))]),
             "conditions": searchset(vec![]),
+            "observations": searchset(vec![]),
             "procedures": null
         }
     });
@@ -341,7 +342,7 @@ async fn patient_view_gathers_deprescribing_findings_into_one_card() {
 async fn a_new_prescription_gets_its_own_card_on_order_select() {
     let app = spawn_app().await;
     let prefetch = json!({"patient": patient("p1", "male", &born_years_ago(70)), "conditions": searchset(vec![]),
-        "medications": searchset(vec![]), "procedures": searchset(vec![])});
+        "medications": searchset(vec![]), "procedures": searchset(vec![]), "observations": searchset(vec![])});
     let request = order_request("order-select", vec![lorazepam("draft-1", "draft", &days_ago(0))], Some(prefetch));
     let (status, body) = app.call("deprescribing", &request).await;
     assert_eq!(status, StatusCode::OK, "{body}");
