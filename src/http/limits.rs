@@ -106,7 +106,7 @@ fn depth_exceeded(body: &[u8], limit: usize) -> Option<usize> {
 /// Answers 503 with `Retry-After` when every permit is taken.
 pub async fn limit_concurrency(State(gate): State<Arc<Gate>>, request: Request, next: Next) -> Response {
     let Ok(permit) = gate.permits.clone().try_acquire_owned() else {
-        tracing::warn!("concurrency limit reached; answering 503");
+        tracing::debug!("concurrency limit reached; answering 503");
         return ApiError::overloaded(gate.retry_after_secs).into_response();
     };
     let response = next.run(request).await;
