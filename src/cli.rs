@@ -1,7 +1,7 @@
 //! The `hookwise` command line: argument parsing and wiring only.
 
 use crate::cds::{CdsResponse, Hook, parse_request};
-use crate::config::{LogFormat, Overrides, Settings};
+use crate::config::{Overrides, Settings};
 use crate::rules::testing::load_tests;
 use crate::rules::{RuleSet, load_dir};
 use crate::server::{Server, build_engine};
@@ -106,8 +106,8 @@ pub fn run() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) -> Result<(), String> {
-    crate::http::logging::install(format, "info", std::io::stdout)
+fn init_logging(settings: &Settings) -> Result<(), String> {
+    crate::http::logging::install(settings.log_format, &settings.log, std::io::stdout)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
@@ -116,7 +116,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 
 fn serve(config: Option<&Path>, overrides: Overrides) -> Result<ExitCode, String> {
     let settings = Settings::load(config, overrides).map_err(|e| format!("invalid settings: {e}"))?;
-    init_logging(settings.log_format)?;
+    init_logging(&settings)?;
     runtime()?.block_on(async {
         let server = Server::start(&settings).await.map_err(|e| e.to_string())?;
         tracing::info!(addr = %server.addr, rules = %settings.rules.display(), "hookwise listening");

@@ -34,6 +34,9 @@ pub struct Settings {
     pub max_concurrent_requests: usize,
     /// Seconds sent in `Retry-After` with a 503 (`HOOKWISE_RETRY_AFTER_SECS`).
     pub retry_after_secs: u64,
+    /// Log filter in `tracing` directive syntax, e.g. `info` or
+    /// `hookwise=debug,warn` (`HOOKWISE_LOG`).
+    pub log: String,
     /// Log format: `text` or `json` (`HOOKWISE_LOG_FORMAT`).
     pub log_format: LogFormat,
     /// Key of the HMAC-SHA256 that turns patient ids into log-safe hashes
@@ -191,6 +194,7 @@ impl Default for Settings {
             max_draft_orders: 100,
             max_concurrent_requests: 256,
             retry_after_secs: 1,
+            log: "info".into(),
             log_format: LogFormat::Text,
             patient_id_hash_key: None,
             public_base_url: None,

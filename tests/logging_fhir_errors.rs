@@ -12,8 +12,6 @@ use std::time::Duration;
 const PATIENT_ID: &str = "pt-4471-failing-read";
 
 #[tokio::test]
-#[ignore = "known leak: FetchError::Status names the last URL segment, which for Patient/{id} is the patient id, \
-            and the pipeline logs it; the fix belongs in src/fhir/client.rs (name the resource type instead)"]
 async fn a_failed_patient_read_does_not_log_the_patient_id() {
     let buffer = Buffer::install("debug");
     let fhir = fake_fhir(Duration::ZERO, |_, _| (StatusCode::INTERNAL_SERVER_ERROR, json!({"resourceType": "OperationOutcome"}))).await;

@@ -43,12 +43,11 @@ pub enum FetchError {
     #[error("could not reach the FHIR server: {0}")]
     Transport(String),
     /// A non-success status.
-    #[error("the FHIR server answered {status} for {resource}")]
+    /// The URL is not named: it holds the patient id.
+    #[error("the FHIR server answered HTTP {status}")]
     Status {
         /// HTTP status.
         status: u16,
-        /// The resource type queried.
-        resource: String,
     },
     /// The body was not FHIR JSON.
     #[error("the FHIR server sent an unusable body: {0}")]
@@ -147,10 +146,7 @@ impl FhirClient {
         let response = request.send().await.map_err(|e| FetchError::Transport(describe(&e)))?;
         let status = response.status();
         if !status.is_success() {
-            return Err(FetchError::Status {
-                status: status.as_u16(),
-                resource: url.path().rsplit('/').find(|s| !s.is_empty()).unwrap_or("").into(),
-            });
+            return Err(FetchError::Status { status: status.as_u16() });
         }
         if response
             .content_length()

@@ -130,13 +130,14 @@ fn outcome_of(status: u16) -> &'static str {
     }
 }
 
-/// Installs the global subscriber: `HOOKWISE_LOG` (else `default_filter`),
-/// text or JSON lines, to `writer`. Fails if one is already installed.
-pub fn install<W>(format: LogFormat, default_filter: &str, writer: W) -> Result<(), String>
+/// Installs the global subscriber: events passing `filter` (directive
+/// syntax, e.g. `info`), as text or JSON lines, to `writer`. Fails if the
+/// filter is invalid or a subscriber is already installed.
+pub fn install<W>(format: LogFormat, filter: &str, writer: W) -> Result<(), String>
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let filter = EnvFilter::try_from_env("HOOKWISE_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let filter = EnvFilter::try_new(filter).map_err(|e| format!("invalid log filter {filter:?}: {e}"))?;
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     let result = match format {
         LogFormat::Json => builder.json().try_init(),
