@@ -52,16 +52,19 @@ pub fn render_card(finding: &Finding<'_, '_>, ctx: &CardContext<'_>) -> Card {
             })
         })
         .collect();
-    let selection_behavior = (!suggestions.is_empty()).then(|| {
-        match template.selection_behavior.as_deref() {
+    let selection_behavior =
+        (!suggestions.is_empty()).then(|| match template.selection_behavior.as_deref() {
             Some("any") => SelectionBehavior::Any,
             _ => SelectionBehavior::AtMostOne,
-        }
-    });
+        });
     Card {
         uuid: card_uuid.to_string(),
         summary: shorten(render(&template.summary, finding, ctx.now).trim()),
-        detail: Some(render(&template.detail, finding, ctx.now).trim().to_string()),
+        detail: Some(
+            render(&template.detail, finding, ctx.now)
+                .trim()
+                .to_string(),
+        ),
         indicator: indicator(&template.indicator),
         source: Source {
             label: template.source.label.clone(),
@@ -74,7 +77,11 @@ pub fn render_card(finding: &Finding<'_, '_>, ctx: &CardContext<'_>) -> Card {
         links: template
             .links
             .iter()
-            .map(|l| Link { label: l.label.clone(), url: l.url.clone(), kind: "absolute" })
+            .map(|l| Link {
+                label: l.label.clone(),
+                url: l.url.clone(),
+                kind: "absolute",
+            })
             .collect(),
     }
 }
@@ -96,17 +103,31 @@ impl<'p> Part<'p> {
             .bindings
             .iter()
             .flat_map(|(_, items)| items)
-            .filter(|b| b.resource.is_some() || b.reference.as_deref().is_some_and(|r| r.starts_with("Medication")))
+            .filter(|b| {
+                b.resource.is_some()
+                    || b.reference
+                        .as_deref()
+                        .is_some_and(|r| r.starts_with("Medication"))
+            })
             .map(|b| b.display)
             .collect();
-        Part { title: &finding.rule.title, drugs, card: render_card(finding, ctx) }
+        Part {
+            title: &finding.rule.title,
+            drugs,
+            card: render_card(finding, ctx),
+        }
     }
 }
 
 /// Gathers the cards of several findings into one (the deprescribing review
 /// on patient-view): a section per rule, every rule's suggestions, the most
 /// urgent indicator.
-pub fn combine(template: &CombinedCardTemplate, service_id: &str, parts: Vec<Part<'_>>, ctx: &CardContext<'_>) -> Card {
+pub fn combine(
+    template: &CombinedCardTemplate,
+    service_id: &str,
+    parts: Vec<Part<'_>>,
+    ctx: &CardContext<'_>,
+) -> Card {
     let mut drugs: Vec<&str> = parts.iter().flat_map(|p| p.drugs.iter().copied()).collect();
     drugs.sort_unstable();
     drugs.dedup();
@@ -116,27 +137,49 @@ pub fn combine(template: &CombinedCardTemplate, service_id: &str, parts: Vec<Par
         .replace("{{drugs}}", &drugs.join(", "));
     let detail = parts
         .iter()
-        .map(|p| format!("### {}\n\n{}", p.title, p.card.detail.as_deref().unwrap_or_default()))
+        .map(|p| {
+            format!(
+                "### {}\n\n{}",
+                p.title,
+                p.card.detail.as_deref().unwrap_or_default()
+            )
+        })
         .collect::<Vec<_>>()
         .join("\n\n");
     let mut links: Vec<Link> = template
         .links
         .iter()
-        .map(|l| Link { label: l.label.clone(), url: l.url.clone(), kind: "absolute" })
+        .map(|l| Link {
+            label: l.label.clone(),
+            url: l.url.clone(),
+            kind: "absolute",
+        })
         .collect();
     for link in parts.iter().flat_map(|p| &p.card.links) {
         if !links.iter().any(|l| l.url == link.url) {
             links.push(link.clone());
         }
     }
-    let indicator = parts.iter().map(|p| p.card.indicator).max().unwrap_or(Indicator::Info);
+    let indicator = parts
+        .iter()
+        .map(|p| p.card.indicator)
+        .max()
+        .unwrap_or(Indicator::Info);
     let suggestions: Vec<Suggestion> = parts.into_iter().flat_map(|p| p.card.suggestions).collect();
     Card {
-        uuid: Uuid::new_v5(&UUID_NAMESPACE, format!("{}/{service_id}", ctx.hook_instance).as_bytes()).to_string(),
+        uuid: Uuid::new_v5(
+            &UUID_NAMESPACE,
+            format!("{}/{service_id}", ctx.hook_instance).as_bytes(),
+        )
+        .to_string(),
         summary: shorten(&summary),
         detail: Some(detail),
         indicator,
-        source: Source { label: template.source.label.clone(), url: Some(template.source.url.clone()), topic: None },
+        source: Source {
+            label: template.source.label.clone(),
+            url: Some(template.source.url.clone()),
+            topic: None,
+        },
         selection_behavior: (!suggestions.is_empty()).then_some(SelectionBehavior::Any),
         suggestions,
         override_reasons: template.override_reasons.clone(),
@@ -154,7 +197,11 @@ fn indicator(name: &str) -> Indicator {
 
 /// The actions of one template action: one delete per matched draft order
 /// (none when that criterion matched nothing), or one create.
-fn actions_for(action: &ActionTemplate, finding: &Finding<'_, '_>, ctx: &CardContext<'_>) -> Vec<Action> {
+fn actions_for(
+    action: &ActionTemplate,
+    finding: &Finding<'_, '_>,
+    ctx: &CardContext<'_>,
+) -> Vec<Action> {
     match action {
         ActionTemplate::DeleteDraftOrder(name) => finding
             .bound(name)
@@ -175,7 +222,11 @@ fn actions_for(action: &ActionTemplate, finding: &Finding<'_, '_>, ctx: &CardCon
                 Some(Action {
                     kind: ActionType::Create,
                     description: format!("Plan a taper of {}", b.display),
-                    resource: Some(taper_task(b.reference.as_deref()?, b.display, ctx.patient_id)),
+                    resource: Some(taper_task(
+                        b.reference.as_deref()?,
+                        b.display,
+                        ctx.patient_id,
+                    )),
                     resource_id: None,
                 })
             })
@@ -224,7 +275,11 @@ fn draft_resource(create: &CreateTemplate, patient_id: &str) -> Value {
         "intent": "order",
         "subject": {"reference": format!("Patient/{patient_id}")},
     });
-    let field = if create.resource_type == "MedicationRequest" { "medicationCodeableConcept" } else { "code" };
+    let field = if create.resource_type == "MedicationRequest" {
+        "medicationCodeableConcept"
+    } else {
+        "code"
+    };
     resource[field] = concept;
     resource
 }

@@ -89,13 +89,32 @@ enum Command {
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
-        Command::Serve { listen, rules, config, allow_unauthenticated } => {
-            serve(config.as_deref(), Overrides { listen, rules, allow_unauthenticated })
-        }
+        Command::Serve {
+            listen,
+            rules,
+            config,
+            allow_unauthenticated,
+        } => serve(
+            config.as_deref(),
+            Overrides {
+                listen,
+                rules,
+                allow_unauthenticated,
+            },
+        ),
         Command::Check { dir, fixtures } => check(&dir, fixtures),
         Command::Test { dir, fixtures } => test(&dir, fixtures),
-        Command::Eval { request, now, service, rules } => eval(&request, now.as_deref(), service.as_deref(), &rules),
-        Command::Rules { rules, json, markdown } => list_rules(&rules, json, markdown),
+        Command::Eval {
+            request,
+            now,
+            service,
+            rules,
+        } => eval(&request, now.as_deref(), service.as_deref(), &rules),
+        Command::Rules {
+            rules,
+            json,
+            markdown,
+        } => list_rules(&rules, json, markdown),
     };
     match outcome {
         Ok(code) => code,
@@ -115,7 +134,8 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 }
 
 fn serve(config: Option<&Path>, overrides: Overrides) -> Result<ExitCode, String> {
-    let settings = Settings::load(config, overrides).map_err(|e| format!("invalid settings: {e}"))?;
+    let settings =
+        Settings::load(config, overrides).map_err(|e| format!("invalid settings: {e}"))?;
     init_logging(&settings)?;
     runtime()?.block_on(async {
         let server = Server::start(&settings).await.map_err(|e| e.to_string())?;
@@ -144,7 +164,11 @@ fn check(dir: &Path, fixtures: Option<PathBuf>) -> Result<ExitCode, String> {
         for problem in &problems {
             println!("{problem}");
         }
-        format!("{} problem(s) in {}", problems.len(), dir.join("tests").display())
+        format!(
+            "{} problem(s) in {}",
+            problems.len(),
+            dir.join("tests").display()
+        )
     })?;
     println!(
         "ok: {} rules in {} services, {} value sets, {} test cases",
@@ -170,32 +194,59 @@ fn test(dir: &Path, fixtures: Option<PathBuf>) -> Result<ExitCode, String> {
     }
     let failed = results.iter().filter(|r| !r.passed()).count();
     println!("{} passed, {} failed", results.len() - failed, failed);
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
-fn eval(request: &Path, now: Option<&str>, service: Option<&str>, rules: &Path) -> Result<ExitCode, String> {
-    let body = std::fs::read(request).map_err(|e| format!("cannot read {}: {e}", request.display()))?;
+fn eval(
+    request: &Path,
+    now: Option<&str>,
+    service: Option<&str>,
+    rules: &Path,
+) -> Result<ExitCode, String> {
+    let body =
+        std::fs::read(request).map_err(|e| format!("cannot read {}: {e}", request.display()))?;
     let now = match now {
         Some(text) => OffsetDateTime::parse(text, &Rfc3339).map_err(|e| format!("--now: {e}"))?,
         None => OffsetDateTime::now_utc(),
     };
-    let parsed = parse_request(&body).map_err(|e| format!("{}: {} {}", request.display(), e.path, e.message))?;
-    let hook = Hook::parse(&parsed.hook).ok_or_else(|| format!("unsupported hook {:?}", parsed.hook))?;
-    let settings = Settings { rules: rules.to_path_buf(), ..Settings::default() };
+    let parsed = parse_request(&body)
+        .map_err(|e| format!("{}: {} {}", request.display(), e.path, e.message))?;
+    let hook =
+        Hook::parse(&parsed.hook).ok_or_else(|| format!("unsupported hook {:?}", parsed.hook))?;
+    let settings = Settings {
+        rules: rules.to_path_buf(),
+        ..Settings::default()
+    };
     let engine = build_engine(&settings).map_err(|e| e.to_string())?;
     let ids: Vec<String> = match service {
         Some(id) => vec![id.to_string()],
-        None => engine.rules.services.iter().filter(|s| s.hooks.contains(&hook)).map(|s| s.id.clone()).collect(),
+        None => engine
+            .rules
+            .services
+            .iter()
+            .filter(|s| s.hooks.contains(&hook))
+            .map(|s| s.id.clone())
+            .collect(),
     };
     let mut response = CdsResponse::default();
     runtime()?.block_on(async {
         for id in &ids {
-            let result = engine.call(id, &body, now).await.map_err(|e| format!("{id}: {e}"))?;
+            let result = engine
+                .call(id, &body, now)
+                .await
+                .map_err(|e| format!("{id}: {e}"))?;
             response.cards.extend(result.response.cards);
         }
         Ok::<(), String>(())
     })?;
-    println!("{}", serde_json::to_string_pretty(&response).map_err(|e| e.to_string())?);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&response).map_err(|e| e.to_string())?
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -219,10 +270,16 @@ fn list_rules(dir: &Path, json: bool, markdown: bool) -> Result<ExitCode, String
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&list).map_err(|e| e.to_string())?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&list).map_err(|e| e.to_string())?
+        );
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<32} {:<18} {:<30} {:<40} SOURCE", "ID", "CATEGORY", "HOOKS", "TITLE");
+    println!(
+        "{:<32} {:<18} {:<30} {:<40} SOURCE",
+        "ID", "CATEGORY", "HOOKS", "TITLE"
+    );
     for service in &rules.services {
         for rule in service.rules.iter().map(|i| &rules.rules[*i]) {
             println!(

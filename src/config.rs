@@ -207,7 +207,11 @@ impl Default for Settings {
 
 impl Default for FhirSettings {
     fn default() -> Self {
-        FhirSettings { insecure_hosts: Vec::new(), request_timeout_ms: 1500, max_pages: 20 }
+        FhirSettings {
+            insecure_hosts: Vec::new(),
+            request_timeout_ms: 1500,
+            max_pages: 20,
+        }
     }
 }
 
@@ -224,9 +228,12 @@ pub struct Overrides {
 
 impl Settings {
     /// Layers defaults, the file, the environment and the overrides.
-    pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<Settings, config::ConfigError> {
-        let mut builder = config::Config::builder()
-            .add_source(config::Config::try_from(&Settings::default())?);
+    pub fn load(
+        file: Option<&Path>,
+        overrides: Overrides,
+    ) -> Result<Settings, config::ConfigError> {
+        let mut builder =
+            config::Config::builder().add_source(config::Config::try_from(&Settings::default())?);
         if let Some(file) = file {
             builder = builder.add_source(config::File::from(file).required(true));
         }
@@ -291,24 +298,54 @@ tenants = ["hospital-a"]
         )
         .unwrap();
         let settings = Settings::load(Some(&file), Overrides::default()).unwrap();
-        assert_eq!(settings.public_base_url.as_deref(), Some("https://cds.example.org"));
+        assert_eq!(
+            settings.public_base_url.as_deref(),
+            Some("https://cds.example.org")
+        );
         assert_eq!(settings.max_prefetch_keys, 10);
-        assert_eq!(settings.cors.allowed_origins, ["https://sandbox.cds-hooks.org"]);
+        assert_eq!(
+            settings.cors.allowed_origins,
+            ["https://sandbox.cds-hooks.org"]
+        );
         assert_eq!(settings.auth.clock_skew_secs, 30);
-        assert_eq!(settings.auth.jwks_refresh_floor_secs, 60, "defaults fill the rest");
-        let [sandbox, epic] = &settings.auth.clients[..] else { panic!("two clients") };
+        assert_eq!(
+            settings.auth.jwks_refresh_floor_secs, 60,
+            "defaults fill the rest"
+        );
+        let [sandbox, epic] = &settings.auth.clients[..] else {
+            panic!("two clients")
+        };
         assert_eq!(sandbox.algorithms, default_algorithms());
         assert!(sandbox.jwks_file.is_some() && sandbox.jku_allowlist.is_empty());
         assert_eq!(epic.algorithms, ["RS384"]);
         assert_eq!(epic.tenants, ["hospital-a"]);
-        assert_eq!(settings.patient_id_hash_key.as_ref().map(Secret::expose), Some("s3cret"));
-        assert!(!format!("{settings:?}").contains("s3cret"), "secrets stay out of Debug");
+        assert_eq!(
+            settings.patient_id_hash_key.as_ref().map(Secret::expose),
+            Some("s3cret")
+        );
+        assert!(
+            !format!("{settings:?}").contains("s3cret"),
+            "secrets stay out of Debug"
+        );
     }
 
     #[test]
     fn the_cli_flag_allows_unauthenticated() {
-        let overrides = Overrides { allow_unauthenticated: true, ..Overrides::default() };
-        assert!(Settings::load(None, overrides).unwrap().auth.allow_unauthenticated);
-        assert!(!Settings::load(None, Overrides::default()).unwrap().auth.allow_unauthenticated);
+        let overrides = Overrides {
+            allow_unauthenticated: true,
+            ..Overrides::default()
+        };
+        assert!(
+            Settings::load(None, overrides)
+                .unwrap()
+                .auth
+                .allow_unauthenticated
+        );
+        assert!(
+            !Settings::load(None, Overrides::default())
+                .unwrap()
+                .auth
+                .allow_unauthenticated
+        );
     }
 }

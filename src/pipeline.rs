@@ -6,12 +6,12 @@
 
 use crate::cards::{CardContext, Part, combine as combine_cards, render_card};
 use crate::cds::{Card, CdsRequest, CdsResponse, Hook, parse_request};
-use crate::rules::model::{CombinedCardTemplate, Rule};
 use crate::fhir::{
-    FhirClient, PatientRecord, PrefetchKey, PrefetchState, RecordSources,
-    classify_prefetch, next_link, render_template,
+    FhirClient, PatientRecord, PrefetchKey, PrefetchState, RecordSources, classify_prefetch,
+    next_link, render_template,
 };
-use crate::rules::{RuleSet, Verdict, Evaluator};
+use crate::rules::model::{CombinedCardTemplate, Rule};
+use crate::rules::{Evaluator, RuleSet, Verdict};
 use futures::future::join_all;
 use serde_json::Value;
 use std::sync::Arc;
@@ -59,14 +59,21 @@ pub struct CallResult {
 
 impl Engine {
     /// Serves one call to `service_id` with a raw JSON body, evaluated at `now`.
-    pub async fn call(&self, service_id: &str, body: &[u8], now: OffsetDateTime) -> Result<CallResult, CallError> {
+    pub async fn call(
+        &self,
+        service_id: &str,
+        body: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<CallResult, CallError> {
         let started = tokio::time::Instant::now();
         let service = self
             .rules
             .service(service_id)
             .ok_or_else(|| CallError::UnknownService(service_id.to_string()))?;
-        let request = parse_request(body)
-            .map_err(|e| CallError::BadRequest { path: e.path, message: e.message })?;
+        let request = parse_request(body).map_err(|e| CallError::BadRequest {
+            path: e.path,
+            message: e.message,
+        })?;
         let hook = Hook::parse(&request.hook)
             .filter(|h| service.hooks.contains(h))
             .ok_or_else(|| unsupported_hook(&request.hook, service))?;
@@ -79,7 +86,11 @@ impl Engine {
             false => self.rules.rules_for(service, hook).collect(),
         };
         if possible.is_empty() {
-            return Ok(CallResult { response: CdsResponse::default(), hook, deadline_exceeded: false });
+            return Ok(CallResult {
+                response: CdsResponse::default(),
+                hook,
+                deadline_exceeded: false,
+            });
         }
         let keys = self.rules.prefetch_keys(possible.into_iter());
         let budget = self.deadline.saturating_sub(started.elapsed());
@@ -87,7 +98,11 @@ impl Engine {
             Ok(result) => result?,
             Err(_) => {
                 tracing::warn!(service = service_id, hook = %hook, "deadline exceeded while fetching FHIR data; answering with no cards");
-                return Ok(CallResult { response: CdsResponse::default(), hook, deadline_exceeded: true });
+                return Ok(CallResult {
+                    response: CdsResponse::default(),
+                    hook,
+                    deadline_exceeded: true,
+                });
             }
         };
         let mut data: Vec<&Value> = provided(&request, &keys);
@@ -100,18 +115,40 @@ impl Engine {
         record.draft_orders = drafts.draft_orders;
         let candidates = self.rules.candidates(service, hook, &record);
         let combine = match hook {
-            Hook::PatientView => service.patient_view_card.as_ref().map(|t| (t, service.id.as_str())),
+            Hook::PatientView => service
+                .patient_view_card
+                .as_ref()
+                .map(|t| (t, service.id.as_str())),
             _ => None,
         };
-        let response = evaluate(&self.rules, candidates, &record, hook, &request, now, combine);
-        Ok(CallResult { response, hook, deadline_exceeded: false })
+        let response = evaluate(
+            &self.rules,
+            candidates,
+            &record,
+            hook,
+            &request,
+            now,
+            combine,
+        );
+        Ok(CallResult {
+            response,
+            hook,
+            deadline_exceeded: false,
+        })
     }
 
     /// Fetches every key that prefetch lacks (missing, or an OperationOutcome)
     /// and the remaining pages of paginated prefetch Bundles.
-    async fn gather(&self, request: &CdsRequest, keys: &[PrefetchKey]) -> Result<Vec<Value>, CallError> {
+    async fn gather(
+        &self,
+        request: &CdsRequest,
+        keys: &[PrefetchKey],
+    ) -> Result<Vec<Value>, CallError> {
         let prefetch = request.prefetch.as_ref();
-        let token = request.fhir_authorization.as_ref().map(|a| a.access_token.as_str());
+        let token = request
+            .fhir_authorization
+            .as_ref()
+            .map(|a| a.access_token.as_str());
         let mut jobs = Vec::new();
         for key in keys {
             match classify_prefetch(prefetch, key.key) {
@@ -119,7 +156,11 @@ impl Engine {
                 PrefetchState::Provided(value) => {
                     if let Some(next) = next_link(value) {
                         let server = self.server(request, key, "is paginated")?;
-                        jobs.push(Job::Pages { server, next, key: key.key });
+                        jobs.push(Job::Pages {
+                            server,
+                            next,
+                            key: key.key,
+                        });
                     }
                 }
                 PrefetchState::Missing | PrefetchState::Failed => {
@@ -127,7 +168,11 @@ impl Engine {
                         continue; // e.g. no encounterId: the key does not apply
                     };
                     let server = self.server(request, key, "is missing or failed")?;
-                    jobs.push(Job::Query { server, query, key: key.key });
+                    jobs.push(Job::Query {
+                        server,
+                        query,
+                        key: key.key,
+                    });
                 }
             }
         }
@@ -139,7 +184,12 @@ impl Engine {
         Ok(pages)
     }
 
-    fn server<'r>(&self, request: &'r CdsRequest, key: &PrefetchKey, why: &str) -> Result<&'r str, CallError> {
+    fn server<'r>(
+        &self,
+        request: &'r CdsRequest,
+        key: &PrefetchKey,
+        why: &str,
+    ) -> Result<&'r str, CallError> {
         request.fhir_server.as_deref().ok_or_else(|| {
             CallError::PreconditionFailed(format!(
                 "prefetch key {:?} ({}) {why}, and the request has no fhirServer to fetch it from",
@@ -150,7 +200,9 @@ impl Engine {
 
     async fn run(&self, job: Job<'_>, token: Option<&str>) -> Result<Vec<Value>, CallError> {
         let (key, result) = match job {
-            Job::Query { server, query, key } => (key, self.fhir.fetch(server, &query, token).await),
+            Job::Query { server, query, key } => {
+                (key, self.fhir.fetch(server, &query, token).await)
+            }
             Job::Pages { server, next, key } => (key, self.fhir.fetch(server, &next, token).await),
         };
         result.map_err(|e| {
@@ -161,15 +213,27 @@ impl Engine {
 }
 
 enum Job<'r> {
-    Query { server: &'r str, query: String, key: &'static str },
-    Pages { server: &'r str, next: String, key: &'static str },
+    Query {
+        server: &'r str,
+        query: String,
+        key: &'static str,
+    },
+    Pages {
+        server: &'r str,
+        next: String,
+        key: &'static str,
+    },
 }
 
 fn unsupported_hook(hook: &str, service: &crate::rules::Service) -> CallError {
     let served: Vec<&str> = service.hooks.iter().map(|h| h.as_str()).collect();
     CallError::BadRequest {
         path: "hook".into(),
-        message: format!("service {:?} does not serve hook {hook:?}; it serves {}", service.id, served.join(", ")),
+        message: format!(
+            "service {:?} does not serve hook {hook:?}; it serves {}",
+            service.id,
+            served.join(", ")
+        ),
     }
 }
 
@@ -189,10 +253,12 @@ fn draft_orders(request: &CdsRequest, hook: Hook) -> PatientRecord<'_> {
 /// The prefetch values usable as they are.
 fn provided<'r>(request: &'r CdsRequest, keys: &[PrefetchKey]) -> Vec<&'r Value> {
     keys.iter()
-        .filter_map(|k| match classify_prefetch(request.prefetch.as_ref(), k.key) {
-            PrefetchState::Provided(v) => Some(v),
-            _ => None,
-        })
+        .filter_map(
+            |k| match classify_prefetch(request.prefetch.as_ref(), k.key) {
+                PrefetchState::Provided(v) => Some(v),
+                _ => None,
+            },
+        )
         .collect()
 }
 
@@ -207,10 +273,19 @@ pub fn evaluate(
     now: OffsetDateTime,
     combine: Option<(&CombinedCardTemplate, &str)>,
 ) -> CdsResponse {
-    let evaluator = Evaluator { value_sets: &rules.value_sets, record, now, hook };
+    let evaluator = Evaluator {
+        value_sets: &rules.value_sets,
+        record,
+        now,
+        hook,
+    };
     let ctx = CardContext {
         hook_instance: &request.hook_instance,
-        patient_id: request.context.get("patientId").and_then(Value::as_str).unwrap_or_default(),
+        patient_id: request
+            .context
+            .get("patientId")
+            .and_then(Value::as_str)
+            .unwrap_or_default(),
         now,
     };
     let findings: Vec<_> = candidates

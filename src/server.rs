@@ -57,7 +57,11 @@ pub fn build_engine(settings: &Settings) -> Result<Engine, StartError> {
         ..Default::default()
     })
     .map_err(|e| StartError::Io(format!("cannot build the FHIR client: {e}")))?;
-    Ok(Engine { rules: Arc::new(rules), fhir, deadline: settings.deadline() })
+    Ok(Engine {
+        rules: Arc::new(rules),
+        fhir,
+        deadline: settings.deadline(),
+    })
 }
 
 /// A running server.
@@ -76,7 +80,9 @@ fn check_settings(settings: &Settings) -> Result<(), StartError> {
         )));
     }
     if settings.max_concurrent_requests == 0 {
-        return Err(StartError::Config("max_concurrent_requests must be at least 1".into()));
+        return Err(StartError::Config(
+            "max_concurrent_requests must be at least 1".into(),
+        ));
     }
     for origin in &settings.cors.allowed_origins {
         check_origin(origin).map_err(StartError::Config)?;
@@ -93,7 +99,9 @@ fn build_auth(settings: &Settings, addr: SocketAddr) -> Result<Option<AuthPolicy
             return Err(StartError::Config(UNAUTHENTICATED_REFUSAL.into()));
         }
         if loopback {
-            tracing::warn!("no trusted CDS client configured: serving WITHOUT authentication (loopback only)");
+            tracing::warn!(
+                "no trusted CDS client configured: serving WITHOUT authentication (loopback only)"
+            );
         } else {
             tracing::warn!(listen = %settings.listen, "!!! --allow-unauthenticated: serving patient data on a non-loopback address \
                 WITHOUT authentication; anyone who can reach this port can call every service !!!");
@@ -101,7 +109,9 @@ fn build_auth(settings: &Settings, addr: SocketAddr) -> Result<Option<AuthPolicy
         return Ok(None);
     }
     if auth.allow_unauthenticated {
-        tracing::warn!("allow_unauthenticated is ignored: trusted CDS clients are configured, so every call is authenticated");
+        tracing::warn!(
+            "allow_unauthenticated is ignored: trusted CDS clients are configured, so every call is authenticated"
+        );
     }
     let public_base_url = match &settings.public_base_url {
         Some(url) => url.trim_end_matches('/').to_string(),
@@ -116,7 +126,10 @@ fn build_auth(settings: &Settings, addr: SocketAddr) -> Result<Option<AuthPolicy
     };
     let authenticator = Authenticator::new(auth).map_err(StartError::Config)?;
     tracing::info!(clients = ?authenticator.issuers(), %public_base_url, "authenticating CDS clients");
-    Ok(Some(AuthPolicy { authenticator, public_base_url }))
+    Ok(Some(AuthPolicy {
+        authenticator,
+        public_base_url,
+    }))
 }
 
 /// The patient-id hasher for logs: the configured key, or a random one.
@@ -154,15 +167,23 @@ impl Server {
     /// starts serving. Refuses to run open beyond loopback (see the module docs).
     pub async fn start(settings: &Settings) -> Result<Server, StartError> {
         check_settings(settings)?;
-        if settings.auth.clients.is_empty() && !settings.listen.ip().is_loopback() && !settings.auth.allow_unauthenticated {
+        if settings.auth.clients.is_empty()
+            && !settings.listen.ip().is_loopback()
+            && !settings.auth.allow_unauthenticated
+        {
             return Err(StartError::Config(UNAUTHENTICATED_REFUSAL.into()));
         }
         let engine = build_engine(settings)?;
-        let state = Arc::new(AppState { engine, max_body_bytes: settings.max_body_bytes });
+        let state = Arc::new(AppState {
+            engine,
+            max_body_bytes: settings.max_body_bytes,
+        });
         let listener = TcpListener::bind(settings.listen)
             .await
             .map_err(|e| StartError::Io(format!("cannot listen on {}: {e}", settings.listen)))?;
-        let addr = listener.local_addr().map_err(|e| StartError::Io(e.to_string()))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| StartError::Io(e.to_string()))?;
         let policy = build_policy(settings, addr)?;
         let (tx, rx) = oneshot::channel::<()>();
         let app = router_with(state, Arc::new(policy));
@@ -173,7 +194,11 @@ impl Server {
                 })
                 .await
         });
-        Ok(Server { addr, shutdown: Some(tx), task })
+        Ok(Server {
+            addr,
+            shutdown: Some(tx),
+            task,
+        })
     }
 
     /// Stops accepting connections, lets in-flight requests finish, and waits.

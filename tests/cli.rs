@@ -11,7 +11,11 @@ fn hookwise(args: &[&str]) -> (bool, String) {
         .current_dir(common::root())
         .output()
         .expect("hookwise runs");
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
     (output.status.success(), text)
 }
 
@@ -50,7 +54,11 @@ fn write(dir: &Path, name: &str, text: &str) {
 fn rule_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "valuesets/psa.json", VALUE_SET);
-    write(dir.path(), "family/service.yaml", "id: family\ntitle: Family\ndescription: Test family\n");
+    write(
+        dir.path(),
+        "family/service.yaml",
+        "id: family\ntitle: Family\ndescription: Test family\n",
+    );
     write(dir.path(), "family/good.yaml", GOOD_RULE);
     dir
 }
@@ -68,22 +76,42 @@ fn check_reports_every_problem_with_file_and_line() {
     let broken = GOOD_RULE
         .replace("id: good-rule", "id: good-rule") // duplicate id below
         .replace("min: 70 }", "min: 70, max: 60 }")
-        .replace("https://example.org/vs/psa, as", "https://example.org/vs/unknown, as")
+        .replace(
+            "https://example.org/vs/psa, as",
+            "https://example.org/vs/unknown, as",
+        )
         .replace("{{order.display}}", "{{order.colour}}");
     write(dir.path(), "family/zz-broken.yaml", &broken);
-    let long = GOOD_RULE.replace("id: good-rule", "id: long-summary").replace("A fine summary", &"x".repeat(150));
+    let long = GOOD_RULE
+        .replace("id: good-rule", "id: long-summary")
+        .replace("A fine summary", &"x".repeat(150));
     write(dir.path(), "family/long.yaml", &long);
     write(dir.path(), "family/bad-yaml.yaml", "id: [unclosed\n");
     let (ok, out) = hookwise(&["check", dir.path().to_str().unwrap()]);
     assert!(!ok, "{out}");
     let broken_path = dir.path().join("family/zz-broken.yaml");
     let expect = [
-        format!("{}:1: duplicate rule id \"good-rule\"", broken_path.display()),
-        format!("{}:10: unknown value set https://example.org/vs/unknown", broken_path.display()),
-        format!("{}:9: unreachable: age min 70 is above max 60", broken_path.display()),
-        format!("{}:14: {{{{order.colour}}}}: unknown field \"colour\"", broken_path.display()),
+        format!(
+            "{}:1: duplicate rule id \"good-rule\"",
+            broken_path.display()
+        ),
+        format!(
+            "{}:10: unknown value set https://example.org/vs/unknown",
+            broken_path.display()
+        ),
+        format!(
+            "{}:9: unreachable: age min 70 is above max 60",
+            broken_path.display()
+        ),
+        format!(
+            "{}:14: {{{{order.colour}}}}: unknown field \"colour\"",
+            broken_path.display()
+        ),
         format!("{}:12:", dir.path().join("family/long.yaml").display()),
-        format!("{}:1: invalid YAML", dir.path().join("family/bad-yaml.yaml").display()),
+        format!(
+            "{}:1: invalid YAML",
+            dir.path().join("family/bad-yaml.yaml").display()
+        ),
     ];
     for line in expect {
         assert!(out.contains(&line), "missing {line:?} in:\n{out}");
@@ -94,16 +122,35 @@ fn check_reports_every_problem_with_file_and_line() {
 fn check_catches_schema_errors_and_tests_naming_unknown_rules() {
     let dir = rule_dir();
     let typo = GOOD_RULE.replace("indicator: info", "indicator: info\n  colour: red");
-    write(dir.path(), "family/typo.yaml", &typo.replace("good-rule", "typo-rule"));
+    write(
+        dir.path(),
+        "family/typo.yaml",
+        &typo.replace("good-rule", "typo-rule"),
+    );
     let (ok, out) = hookwise(&["check", dir.path().to_str().unwrap()]);
     assert!(!ok);
-    assert!(out.contains("typo.yaml:14: /card: Additional properties are not allowed ('colour'"), "{out}");
+    assert!(
+        out.contains("typo.yaml:14: /card: Additional properties are not allowed ('colour'"),
+        "{out}"
+    );
 
     let dir = rule_dir();
-    write(dir.path(), "tests/good.yaml", "cases:\n  - name: names a ghost\n    hook: order-select\n    now: 2026-01-01T00:00:00Z\n    patient: { birthDate: 1950-01-01 }\n    expect:\n      fires: [ghost-rule]\n");
-    let (ok, out) = hookwise(&["check", dir.path().to_str().unwrap(), "--fixtures", dir.path().to_str().unwrap()]);
+    write(
+        dir.path(),
+        "tests/good.yaml",
+        "cases:\n  - name: names a ghost\n    hook: order-select\n    now: 2026-01-01T00:00:00Z\n    patient: { birthDate: 1950-01-01 }\n    expect:\n      fires: [ghost-rule]\n",
+    );
+    let (ok, out) = hookwise(&[
+        "check",
+        dir.path().to_str().unwrap(),
+        "--fixtures",
+        dir.path().to_str().unwrap(),
+    ]);
     assert!(!ok);
-    assert!(out.contains("good.yaml:7: case \"names a ghost\" names unknown rule \"ghost-rule\""), "{out}");
+    assert!(
+        out.contains("good.yaml:7: case \"names a ghost\" names unknown rule \"ghost-rule\""),
+        "{out}"
+    );
 }
 
 #[test]
@@ -127,10 +174,18 @@ cases:
     expect: { fires: [good-rule] }
 ";
     write(dir.path(), "tests/good.yaml", cases);
-    let (ok, out) = hookwise(&["test", dir.path().to_str().unwrap(), "--fixtures", dir.path().to_str().unwrap()]);
+    let (ok, out) = hookwise(&[
+        "test",
+        dir.path().to_str().unwrap(),
+        "--fixtures",
+        dir.path().to_str().unwrap(),
+    ]);
     assert!(!ok, "a failing case fails the command");
     assert!(out.contains("PASS") && out.contains("fires at 70"), "{out}");
-    assert!(out.contains("FAIL") && out.contains("expected good-rule to fire, but criteria not met"), "{out}");
+    assert!(
+        out.contains("FAIL") && out.contains("expected good-rule to fire, but criteria not met"),
+        "{out}"
+    );
     assert!(out.contains("1 passed, 1 failed"), "{out}");
 }
 
@@ -140,19 +195,41 @@ fn eval_prints_the_response_for_a_request_file() {
     let request = common::order_request(
         "order-select",
         vec![common::psa_order("sr-1")],
-        Some(serde_json::json!({"patient": common::patient("p1", "male", "1950-03-01"),
-            "conditions": common::searchset(vec![])})),
+        Some(
+            serde_json::json!({"patient": common::patient("p1", "male", "1950-03-01"),
+            "conditions": common::searchset(vec![])}),
+        ),
     );
     let path = dir.path().join("request.json");
     std::fs::write(&path, serde_json::to_vec(&request).unwrap()).unwrap();
-    let (ok, out) = hookwise(&["eval", "--request", path.to_str().unwrap(), "--now", "2020-02-29T12:00:00Z"]);
+    let (ok, out) = hookwise(&[
+        "eval",
+        "--request",
+        path.to_str().unwrap(),
+        "--now",
+        "2020-02-29T12:00:00Z",
+    ]);
     assert!(ok, "{out}");
     let response: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(response["cards"].as_array().unwrap().len(), 0, "69 on that date");
-    let (ok, out) = hookwise(&["eval", "--request", path.to_str().unwrap(), "--now", "2020-03-01T12:00:00Z"]);
+    assert_eq!(
+        response["cards"].as_array().unwrap().len(),
+        0,
+        "69 on that date"
+    );
+    let (ok, out) = hookwise(&[
+        "eval",
+        "--request",
+        path.to_str().unwrap(),
+        "--now",
+        "2020-03-01T12:00:00Z",
+    ]);
     assert!(ok, "{out}");
     let response: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(response["cards"].as_array().unwrap().len(), 1, "70 on that date: {out}");
+    assert_eq!(
+        response["cards"].as_array().unwrap().len(),
+        1,
+        "70 on that date: {out}"
+    );
 }
 
 #[test]
@@ -160,10 +237,21 @@ fn rules_lists_id_title_category_hooks_and_source() {
     let (ok, out) = hookwise(&["rules", "--json"]);
     assert!(ok, "{out}");
     let list: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
-    let psa = list.iter().find(|r| r["id"] == "cw-psa-screening-70-plus").expect("PSA rule listed");
+    let psa = list
+        .iter()
+        .find(|r| r["id"] == "cw-psa-screening-70-plus")
+        .expect("PSA rule listed");
     assert_eq!(psa["category"], "screening");
-    assert_eq!(psa["hooks"], serde_json::json!(["order-select", "order-sign"]));
-    assert!(psa["source"]["url"].as_str().unwrap().starts_with("https://"));
+    assert_eq!(
+        psa["hooks"],
+        serde_json::json!(["order-select", "order-sign"])
+    );
+    assert!(
+        psa["source"]["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://")
+    );
     let (ok, table) = hookwise(&["rules"]);
     assert!(ok && table.contains("cw-psa-screening-70-plus"));
 }
@@ -174,7 +262,9 @@ fn the_rule_catalogue_in_the_readme_is_current() {
     assert!(ok, "{table}");
     let readme = std::fs::read_to_string(common::root().join("cds-rules/README.md")).unwrap();
     assert!(
-        readme.contains(&format!("<!-- catalogue:start -->\n{table}<!-- catalogue:end -->")),
+        readme.contains(&format!(
+            "<!-- catalogue:start -->\n{table}<!-- catalogue:end -->"
+        )),
         "cds-rules/README.md is stale: run scripts/update-rule-catalogue"
     );
 }

@@ -22,17 +22,41 @@ async fn discovery_lists_each_service_per_hook_with_derived_prefetch() {
     let services = body["services"].as_array().unwrap();
     let pairs: Vec<(String, String)> = services
         .iter()
-        .map(|s| (s["id"].as_str().unwrap().into(), s["hook"].as_str().unwrap().into()))
+        .map(|s| {
+            (
+                s["id"].as_str().unwrap().into(),
+                s["hook"].as_str().unwrap().into(),
+            )
+        })
         .collect();
-    assert!(pairs.contains(&("choosing-wisely".into(), "order-select".into())), "{pairs:?}");
-    assert!(pairs.contains(&("choosing-wisely".into(), "order-sign".into())), "{pairs:?}");
-    let cw = services.iter().find(|s| s["id"] == "choosing-wisely").unwrap();
+    assert!(
+        pairs.contains(&("choosing-wisely".into(), "order-select".into())),
+        "{pairs:?}"
+    );
+    assert!(
+        pairs.contains(&("choosing-wisely".into(), "order-sign".into())),
+        "{pairs:?}"
+    );
+    let cw = services
+        .iter()
+        .find(|s| s["id"] == "choosing-wisely")
+        .unwrap();
     assert!(cw["description"].as_str().is_some_and(|d| !d.is_empty()));
     assert_eq!(cw["prefetch"]["patient"], "Patient/{{context.patientId}}");
-    assert_eq!(cw["prefetch"]["conditions"], "Condition?patient={{context.patientId}}");
-    for template in services.iter().flat_map(|s| s["prefetch"].as_object().unwrap().values()) {
+    assert_eq!(
+        cw["prefetch"]["conditions"],
+        "Condition?patient={{context.patientId}}"
+    );
+    for template in services
+        .iter()
+        .flat_map(|s| s["prefetch"].as_object().unwrap().values())
+    {
         let template = template.as_str().unwrap();
-        for token in template.split("{{").skip(1).map(|t| t.split("}}").next().unwrap()) {
+        for token in template
+            .split("{{")
+            .skip(1)
+            .map(|t| t.split("}}").next().unwrap())
+        {
             assert!(
                 token.starts_with("context.") || token.starts_with("user"),
                 "template {template} uses a non-2.0 token"
@@ -44,7 +68,11 @@ async fn discovery_lists_each_service_per_hook_with_derived_prefetch() {
 #[tokio::test]
 async fn order_select_with_prefetch_returns_a_complete_card() {
     let app = spawn_app().await;
-    let request = order_request("order-select", vec![psa_order("sr-1")], Some(psa_prefetch(&born_years_ago(74), vec![])));
+    let request = order_request(
+        "order-select",
+        vec![psa_order("sr-1")],
+        Some(psa_prefetch(&born_years_ago(74), vec![])),
+    );
     let (status, body) = app.call("choosing-wisely", &request).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_no_empty_optionals(&body, "$");
@@ -57,8 +85,18 @@ async fn order_select_with_prefetch_returns_a_complete_card() {
     assert!(summary.contains("74"), "summary names the age: {summary}");
     assert_eq!(card["indicator"], "info");
     assert!(card["source"]["label"].as_str().is_some());
-    assert!(card["source"]["url"].as_str().unwrap().starts_with("https://"));
-    assert!(card["detail"].as_str().unwrap().contains("Prostate specific Ag"));
+    assert!(
+        card["source"]["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://")
+    );
+    assert!(
+        card["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Prostate specific Ag")
+    );
     assert!(!card["detail"].as_str().unwrap().contains("{{"));
     for link in card["links"].as_array().unwrap() {
         assert_eq!(link["type"], "absolute");
@@ -71,7 +109,10 @@ async fn order_select_with_prefetch_returns_a_complete_card() {
     assert_eq!(suggestion["uuid"].as_str().unwrap().len(), 36);
     assert_ne!(suggestion["uuid"], card["uuid"]);
     assert_eq!(suggestion["actions"][0]["type"], "delete");
-    assert_eq!(suggestion["actions"][0]["resourceId"], "ServiceRequest/sr-1");
+    assert_eq!(
+        suggestion["actions"][0]["resourceId"],
+        "ServiceRequest/sr-1"
+    );
     assert!(suggestion["actions"][0].get("resource").is_none());
 
     // A retry of the same hookInstance gets the same card uuid.
@@ -82,10 +123,17 @@ async fn order_select_with_prefetch_returns_a_complete_card() {
 #[tokio::test]
 async fn order_sign_judges_every_draft() {
     let app = spawn_app().await;
-    let request = order_request("order-sign", vec![psa_order("sr-9")], Some(psa_prefetch(&born_years_ago(80), vec![])));
+    let request = order_request(
+        "order-sign",
+        vec![psa_order("sr-9")],
+        Some(psa_prefetch(&born_years_ago(80), vec![])),
+    );
     let (status, body) = app.call("choosing-wisely", &request).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body["cards"][0]["suggestions"][0]["actions"][0]["resourceId"], "ServiceRequest/sr-9");
+    assert_eq!(
+        body["cards"][0]["suggestions"][0]["actions"][0]["resourceId"],
+        "ServiceRequest/sr-9"
+    );
 }
 
 #[tokio::test]
@@ -93,9 +141,22 @@ async fn no_advice_is_an_empty_card_list() {
     let app = spawn_app().await;
     for (age, conditions) in [
         (69, vec![]),
-        (75, vec![condition("c1", ICD10, "C61", "Malignant neoplasm of prostate", "2019-01-01")]),
+        (
+            75,
+            vec![condition(
+                "c1",
+                ICD10,
+                "C61",
+                "Malignant neoplasm of prostate",
+                "2019-01-01",
+            )],
+        ),
     ] {
-        let request = order_request("order-select", vec![psa_order("sr-1")], Some(psa_prefetch(&born_years_ago(age), conditions)));
+        let request = order_request(
+            "order-select",
+            vec![psa_order("sr-1")],
+            Some(psa_prefetch(&born_years_ago(age), conditions)),
+        );
         let (status, body) = app.call("choosing-wisely", &request).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body, json!({"cards": []}), "age {age}");
@@ -107,7 +168,12 @@ async fn an_order_hook_without_usable_drafts_needs_no_data() {
     let app = spawn_app().await;
     // The order screen just opened: a draft with no code yet, and no prefetch or fhirServer.
     let empty_draft = json!({"resourceType": "MedicationRequest", "id": "m1", "status": "draft", "intent": "order"});
-    let (status, body) = app.call("choosing-wisely", &order_request("order-select", vec![empty_draft], None)).await;
+    let (status, body) = app
+        .call(
+            "choosing-wisely",
+            &order_request("order-select", vec![empty_draft], None),
+        )
+        .await;
     assert_eq!((status, body), (StatusCode::OK, json!({"cards": []})));
     // A draft order bundle of the wrong shape altogether.
     let mut request = order_request("order-select", vec![], None);
@@ -122,8 +188,15 @@ async fn sloppy_fhir_is_read_leniently() {
     let mut draft = psa_order("sr-1");
     draft["category"] = json!({"text": "an object where FHIR wants an array"});
     draft["code"]["coding"] = draft["code"]["coding"][0].clone(); // one Coding, not an array
-    let mut request = order_request("order-select", vec![draft], Some(psa_prefetch(&born_years_ago(72), vec![])));
-    request["context"]["draftOrders"].as_object_mut().unwrap().remove("type");
+    let mut request = order_request(
+        "order-select",
+        vec![draft],
+        Some(psa_prefetch(&born_years_ago(72), vec![])),
+    );
+    request["context"]["draftOrders"]
+        .as_object_mut()
+        .unwrap()
+        .remove("type");
     request["prefetch"]["patient"]["birthDate"] = json!(born_years_ago(72));
     request["prefetch"]["patient"]["name"] = json!("a string where FHIR wants HumanName[]");
     let (status, body) = app.call("choosing-wisely", &request).await;
@@ -138,14 +211,29 @@ async fn missing_prefetch_is_fetched_with_the_bearer_token_across_pages() {
         "/fhir/Patient/p1" => (StatusCode::OK, patient("p1", "male", &birth)),
         "/fhir/Condition" if query.contains("page=2") => (
             StatusCode::OK,
-            searchset(vec![condition("c2", ICD10, "C61", "Malignant neoplasm of prostate", "2018-05-01")]),
+            searchset(vec![condition(
+                "c2",
+                ICD10,
+                "C61",
+                "Malignant neoplasm of prostate",
+                "2018-05-01",
+            )]),
         ),
         "/fhir/Condition" => {
-            let mut page = searchset(vec![condition("c1", ICD10, "I10", "Essential hypertension", "2010-01-01")]);
+            let mut page = searchset(vec![condition(
+                "c1",
+                ICD10,
+                "I10",
+                "Essential hypertension",
+                "2010-01-01",
+            )]);
             page["link"] = json!([{"relation": "next", "url": "Condition?patient=p1&page=2"}]);
             (StatusCode::OK, page)
         }
-        _ => (StatusCode::NOT_FOUND, json!({"resourceType": "OperationOutcome"})),
+        _ => (
+            StatusCode::NOT_FOUND,
+            json!({"resourceType": "OperationOutcome"}),
+        ),
     })
     .await;
     let app = spawn_app().await;
@@ -158,7 +246,10 @@ async fn missing_prefetch_is_fetched_with_the_bearer_token_across_pages() {
     // The prostate cancer is only on page 2: no card proves the page was read.
     assert_eq!(body, json!({"cards": []}));
     let seen = fhir.seen.lock().unwrap();
-    assert!(seen.requests.iter().any(|r| r.contains("page=2")), "{seen:?}");
+    assert!(
+        seen.requests.iter().any(|r| r.contains("page=2")),
+        "{seen:?}"
+    );
     assert_eq!(seen.authorizations.len(), seen.requests.len());
     assert!(seen.authorizations.iter().all(|a| a == "Bearer tok-123"));
 }
@@ -168,7 +259,10 @@ async fn null_keys_are_not_fetched_and_operation_outcome_keys_are() {
     let birth = born_years_ago(78);
     let fhir = fake_fhir(Duration::ZERO, move |path, _| match path {
         "/fhir/Patient/p1" => (StatusCode::OK, patient("p1", "male", &birth)),
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, json!({"resourceType": "OperationOutcome"})),
+        _ => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"resourceType": "OperationOutcome"}),
+        ),
     })
     .await;
     let app = spawn_app().await;
@@ -182,21 +276,41 @@ async fn null_keys_are_not_fetched_and_operation_outcome_keys_are() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["cards"].as_array().unwrap().len(), 1);
     let seen = fhir.seen.lock().unwrap();
-    assert_eq!(seen.requests, ["/fhir/Patient/p1?"], "only the failed key is fetched");
-    assert!(seen.authorizations.is_empty(), "no token was given, none is sent");
+    assert_eq!(
+        seen.requests,
+        ["/fhir/Patient/p1?"],
+        "only the failed key is fetched"
+    );
+    assert!(
+        seen.authorizations.is_empty(),
+        "no token was given, none is sent"
+    );
 }
 
 #[tokio::test]
 async fn data_that_cannot_be_had_is_a_412() {
     let app = spawn_app().await;
     // Missing keys and no fhirServer.
-    let (status, body) = app.call("choosing-wisely", &order_request("order-select", vec![psa_order("sr-1")], None)).await;
+    let (status, body) = app
+        .call(
+            "choosing-wisely",
+            &order_request("order-select", vec![psa_order("sr-1")], None),
+        )
+        .await;
     assert_eq!(status, StatusCode::PRECONDITION_FAILED);
     assert_eq!(body["resourceType"], "OperationOutcome");
-    assert!(body["issue"][0]["diagnostics"].as_str().unwrap().contains("fhirServer"));
+    assert!(
+        body["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("fhirServer")
+    );
 
     // The FHIR server fails.
-    let fhir = fake_fhir(Duration::ZERO, |_, _| (StatusCode::INTERNAL_SERVER_ERROR, json!({}))).await;
+    let fhir = fake_fhir(Duration::ZERO, |_, _| {
+        (StatusCode::INTERNAL_SERVER_ERROR, json!({}))
+    })
+    .await;
     let mut request = order_request("order-select", vec![psa_order("sr-1")], None);
     request["fhirServer"] = json!(fhir.base());
     let (status, body) = app.call("choosing-wisely", &request).await;
@@ -208,12 +322,21 @@ async fn data_that_cannot_be_had_is_a_412() {
     request["fhirServer"] = json!("http://ehr.example.org/fhir");
     let (status, body) = app.call("choosing-wisely", &request).await;
     assert_eq!(status, StatusCode::PRECONDITION_FAILED);
-    assert!(body["issue"][0]["diagnostics"].as_str().unwrap().contains("https"), "{body}");
+    assert!(
+        body["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("https"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
 async fn a_slow_fhir_server_ends_in_no_cards_within_the_deadline() {
-    let fhir = fake_fhir(Duration::from_secs(5), |_, _| (StatusCode::OK, json!({"resourceType": "Bundle"}))).await;
+    let fhir = fake_fhir(Duration::from_secs(5), |_, _| {
+        (StatusCode::OK, json!({"resourceType": "Bundle"}))
+    })
+    .await;
     let mut settings = test_settings();
     settings.deadline_ms = 300;
     let app = spawn_app_with(settings).await;
@@ -222,16 +345,29 @@ async fn a_slow_fhir_server_ends_in_no_cards_within_the_deadline() {
     let started = std::time::Instant::now();
     let (status, body) = app.call("choosing-wisely", &request).await;
     assert_eq!((status, body), (StatusCode::OK, json!({"cards": []})));
-    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
-async fn assert_outcome(app: &TestApp, path: &str, body: Vec<u8>, status: StatusCode, expression: Option<&str>) -> Value {
+async fn assert_outcome(
+    app: &TestApp,
+    path: &str,
+    body: Vec<u8>,
+    status: StatusCode,
+    expression: Option<&str>,
+) -> Value {
     let (got, outcome) = app.post_raw(path, body).await;
     assert_eq!(got, status, "{outcome}");
     assert_eq!(outcome["resourceType"], "OperationOutcome", "{outcome}");
     assert_eq!(outcome["issue"][0]["severity"], "error");
     if let Some(expression) = expression {
-        assert_eq!(outcome["issue"][0]["expression"][0], expression, "{outcome}");
+        assert_eq!(
+            outcome["issue"][0]["expression"][0], expression,
+            "{outcome}"
+        );
     }
     outcome
 }
@@ -240,29 +376,116 @@ async fn assert_outcome(app: &TestApp, path: &str, body: Vec<u8>, status: Status
 async fn bad_input_gets_a_4xx_operation_outcome() {
     let app = spawn_app().await;
     let cw = "/cds-services/choosing-wisely";
-    assert_outcome(&app, cw, b"{not json".to_vec(), StatusCode::BAD_REQUEST, None).await;
+    assert_outcome(
+        &app,
+        cw,
+        b"{not json".to_vec(),
+        StatusCode::BAD_REQUEST,
+        None,
+    )
+    .await;
     assert_outcome(&app, cw, b"[]".to_vec(), StatusCode::BAD_REQUEST, None).await;
     let wrong_context = json!({"hook": "order-select", "hookInstance": "x", "context": "patient"});
-    assert_outcome(&app, cw, serde_json::to_vec(&wrong_context).unwrap(), StatusCode::BAD_REQUEST, Some("context")).await;
+    assert_outcome(
+        &app,
+        cw,
+        serde_json::to_vec(&wrong_context).unwrap(),
+        StatusCode::BAD_REQUEST,
+        Some("context"),
+    )
+    .await;
     let no_instance = json!({"hook": "order-select", "context": {"patientId": "p1"}});
-    let outcome = assert_outcome(&app, cw, serde_json::to_vec(&no_instance).unwrap(), StatusCode::BAD_REQUEST, None).await;
-    assert!(outcome["issue"][0]["diagnostics"].as_str().unwrap().contains("hookInstance"));
+    let outcome = assert_outcome(
+        &app,
+        cw,
+        serde_json::to_vec(&no_instance).unwrap(),
+        StatusCode::BAD_REQUEST,
+        None,
+    )
+    .await;
+    assert!(
+        outcome["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("hookInstance")
+    );
     let wrong_type = json!({"hook": 7, "hookInstance": "x", "context": {"patientId": "p1"}});
-    assert_outcome(&app, cw, serde_json::to_vec(&wrong_type).unwrap(), StatusCode::BAD_REQUEST, Some("hook")).await;
+    assert_outcome(
+        &app,
+        cw,
+        serde_json::to_vec(&wrong_type).unwrap(),
+        StatusCode::BAD_REQUEST,
+        Some("hook"),
+    )
+    .await;
     let no_patient = json!({"hook": "order-select", "hookInstance": "x", "context": {"userId": "Practitioner/1"}});
-    assert_outcome(&app, cw, serde_json::to_vec(&no_patient).unwrap(), StatusCode::BAD_REQUEST, Some("context.patientId")).await;
-    let unknown_hook = json!({"hook": "appointment-book", "hookInstance": "x", "context": {"patientId": "p1"}});
-    let outcome = assert_outcome(&app, cw, serde_json::to_vec(&unknown_hook).unwrap(), StatusCode::BAD_REQUEST, Some("hook")).await;
-    assert!(outcome["issue"][0]["diagnostics"].as_str().unwrap().contains("order-select"));
-    let unserved = json!({"hook": "patient-view", "hookInstance": "x", "context": {"patientId": "p1"}});
-    assert_outcome(&app, cw, serde_json::to_vec(&unserved).unwrap(), StatusCode::BAD_REQUEST, Some("hook")).await;
-    assert_outcome(&app, "/cds-services/no-such-service", b"{}".to_vec(), StatusCode::NOT_FOUND, None).await;
-    assert_outcome(&app, "/elsewhere", b"{}".to_vec(), StatusCode::NOT_FOUND, None).await;
+    assert_outcome(
+        &app,
+        cw,
+        serde_json::to_vec(&no_patient).unwrap(),
+        StatusCode::BAD_REQUEST,
+        Some("context.patientId"),
+    )
+    .await;
+    let unknown_hook =
+        json!({"hook": "appointment-book", "hookInstance": "x", "context": {"patientId": "p1"}});
+    let outcome = assert_outcome(
+        &app,
+        cw,
+        serde_json::to_vec(&unknown_hook).unwrap(),
+        StatusCode::BAD_REQUEST,
+        Some("hook"),
+    )
+    .await;
+    assert!(
+        outcome["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("order-select")
+    );
+    let unserved =
+        json!({"hook": "patient-view", "hookInstance": "x", "context": {"patientId": "p1"}});
+    assert_outcome(
+        &app,
+        cw,
+        serde_json::to_vec(&unserved).unwrap(),
+        StatusCode::BAD_REQUEST,
+        Some("hook"),
+    )
+    .await;
+    assert_outcome(
+        &app,
+        "/cds-services/no-such-service",
+        b"{}".to_vec(),
+        StatusCode::NOT_FOUND,
+        None,
+    )
+    .await;
+    assert_outcome(
+        &app,
+        "/elsewhere",
+        b"{}".to_vec(),
+        StatusCode::NOT_FOUND,
+        None,
+    )
+    .await;
     let nested = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
-    let deep = format!(r#"{{"hook":"order-select","hookInstance":"x","context":{{"patientId":"p1"}},"extension":{nested}}}"#);
+    let deep = format!(
+        r#"{{"hook":"order-select","hookInstance":"x","context":{{"patientId":"p1"}},"extension":{nested}}}"#
+    );
     assert_outcome(&app, cw, deep.into_bytes(), StatusCode::BAD_REQUEST, None).await;
-    let huge = format!(r#"{{"hook":"order-select","pad":"{}"}}"#, "x".repeat(6 * 1024 * 1024));
-    assert_outcome(&app, cw, huge.into_bytes(), StatusCode::PAYLOAD_TOO_LARGE, None).await;
+    let huge = format!(
+        r#"{{"hook":"order-select","pad":"{}"}}"#,
+        "x".repeat(6 * 1024 * 1024)
+    );
+    assert_outcome(
+        &app,
+        cw,
+        huge.into_bytes(),
+        StatusCode::PAYLOAD_TOO_LARGE,
+        None,
+    )
+    .await;
 
     let (status, outcome) = app.get("/cds-services/choosing-wisely").await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
@@ -272,17 +495,28 @@ async fn bad_input_gets_a_4xx_operation_outcome() {
 #[tokio::test]
 async fn every_path_answers_a_preflight() {
     let app = spawn_app().await;
-    for path in ["/cds-services", "/cds-services/choosing-wisely", "/cds-services/choosing-wisely/feedback"] {
+    for path in [
+        "/cds-services",
+        "/cds-services/choosing-wisely",
+        "/cds-services/choosing-wisely/feedback",
+    ] {
         let response = app
             .client
             .request(reqwest::Method::OPTIONS, format!("{}{path}", app.base))
             .header("Origin", "https://sandbox.cds-hooks.org")
             .header("Access-Control-Request-Method", "POST")
-            .header("Access-Control-Request-Headers", "authorization,content-type")
+            .header(
+                "Access-Control-Request-Headers",
+                "authorization,content-type",
+            )
             .send()
             .await
             .unwrap();
-        assert!(response.status().is_success(), "{path}: {}", response.status());
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
     }
 }
 
@@ -291,11 +525,28 @@ async fn feedback_accepts_a_batch_for_a_known_service() {
     let app = spawn_app().await;
     let feedback = json!({"feedback": [{"card": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea", "outcome": "overridden",
         "outcomeTimestamp": "2026-01-01T10:00:00Z"}]});
-    let (status, _) = app.post_raw("/cds-services/choosing-wisely/feedback", serde_json::to_vec(&feedback).unwrap()).await;
+    let (status, _) = app
+        .post_raw(
+            "/cds-services/choosing-wisely/feedback",
+            serde_json::to_vec(&feedback).unwrap(),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _) = app.post_raw("/cds-services/nope/feedback", serde_json::to_vec(&feedback).unwrap()).await;
+    let (status, _) = app
+        .post_raw(
+            "/cds-services/nope/feedback",
+            serde_json::to_vec(&feedback).unwrap(),
+        )
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_outcome(&app, "/cds-services/choosing-wisely/feedback", b"{}".to_vec(), StatusCode::BAD_REQUEST, Some("feedback")).await;
+    assert_outcome(
+        &app,
+        "/cds-services/choosing-wisely/feedback",
+        b"{}".to_vec(),
+        StatusCode::BAD_REQUEST,
+        Some("feedback"),
+    )
+    .await;
 }
 
 fn lorazepam(id: &str, status: &str, authored: &str) -> Value {
@@ -326,9 +577,24 @@ async fn patient_view_gathers_deprescribing_findings_into_one_card() {
     let cards = body["cards"].as_array().unwrap();
     assert_eq!(cards.len(), 1, "{body:#}");
     let card = &cards[0];
-    assert!(card["summary"].as_str().unwrap().starts_with("Medication review"), "{card}");
-    assert!(card["summary"].as_str().unwrap().contains("lorazepam 1 MG Oral Tablet"), "{card}");
-    assert!(card["detail"].as_str().unwrap().contains("### "), "a section per rule");
+    assert!(
+        card["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("Medication review"),
+        "{card}"
+    );
+    assert!(
+        card["summary"]
+            .as_str()
+            .unwrap()
+            .contains("lorazepam 1 MG Oral Tablet"),
+        "{card}"
+    );
+    assert!(
+        card["detail"].as_str().unwrap().contains("### "),
+        "a section per rule"
+    );
     assert_eq!(card["indicator"], "warning");
 
     // Younger than 65: no advice.
@@ -343,11 +609,25 @@ async fn a_new_prescription_gets_its_own_card_on_order_select() {
     let app = spawn_app().await;
     let prefetch = json!({"patient": patient("p1", "male", &born_years_ago(70)), "conditions": searchset(vec![]),
         "medications": searchset(vec![]), "procedures": searchset(vec![]), "observations": searchset(vec![])});
-    let request = order_request("order-select", vec![lorazepam("draft-1", "draft", &days_ago(0))], Some(prefetch));
+    let request = order_request(
+        "order-select",
+        vec![lorazepam("draft-1", "draft", &days_ago(0))],
+        Some(prefetch),
+    );
     let (status, body) = app.call("deprescribing", &request).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let cards = body["cards"].as_array().unwrap();
     assert_eq!(cards.len(), 1, "{body:#}");
-    let actions: Vec<&Value> = cards[0]["suggestions"].as_array().unwrap().iter().flat_map(|s| s["actions"].as_array().unwrap()).collect();
-    assert!(actions.iter().any(|a| a["type"] == "delete" && a["resourceId"] == "MedicationRequest/draft-1"), "{body:#}");
+    let actions: Vec<&Value> = cards[0]["suggestions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["actions"].as_array().unwrap())
+        .collect();
+    assert!(
+        actions
+            .iter()
+            .any(|a| a["type"] == "delete" && a["resourceId"] == "MedicationRequest/draft-1"),
+        "{body:#}"
+    );
 }

@@ -7,8 +7,8 @@ mod common;
 
 use axum::http::StatusCode;
 use common::auth::*;
-use common::*;
 use common::logs::Buffer;
+use common::*;
 use hookwise::config::{LogFormat, Secret};
 use hookwise::http::PatientHasher;
 use serde_json::{Value, json};
@@ -41,12 +41,18 @@ async fn logs_carry_request_fields_and_never_phi_or_secrets() {
     let fhir = fake_fhir(Duration::ZERO, |path, _| match path {
         p if p.ends_with(&format!("/Patient/{PATIENT_ID}")) => (StatusCode::OK, patient_resource()),
         "/fhir/Condition" => (StatusCode::OK, searchset(vec![])),
-        _ => (StatusCode::NOT_FOUND, json!({"resourceType": "OperationOutcome"})),
+        _ => (
+            StatusCode::NOT_FOUND,
+            json!({"resourceType": "OperationOutcome"}),
+        ),
     })
     .await;
     // Fails the Condition search; a failed Patient read is in logging_fhir_errors.rs.
     let failing = fake_fhir(Duration::ZERO, |path, _| match path {
-        "/fhir/Condition" => (StatusCode::INTERNAL_SERVER_ERROR, json!({"resourceType": "OperationOutcome"})),
+        "/fhir/Condition" => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"resourceType": "OperationOutcome"}),
+        ),
         _ => (StatusCode::OK, patient_resource()),
     })
     .await;
@@ -59,7 +65,9 @@ async fn logs_carry_request_fields_and_never_phi_or_secrets() {
     let app = spawn_app_with(settings).await;
     let path = "/cds-services/choosing-wisely";
     let forger = TestKey::es384("log-key");
-    let jwts: Vec<String> = (0..5).map(|_| key.sign(&claims(EHR, &app.url(path)), None)).collect();
+    let jwts: Vec<String> = (0..5)
+        .map(|_| key.sign(&claims(EHR, &app.url(path)), None))
+        .collect();
     let forged = forger.sign(&claims(EHR, &app.url(path)), None);
 
     // A full successful call with a fallback fetch using the access token.
@@ -67,40 +75,93 @@ async fn logs_carry_request_fields_and_never_phi_or_secrets() {
     let raw = app.post_token(path, ok, &request(&fhir.base())).await;
     assert_eq!(raw.status, StatusCode::OK, "{}", raw.body);
     assert!(raw.body.contains("PSA"), "a card: {}", raw.body);
-    assert!(fhir.seen.lock().unwrap().authorizations.iter().all(|a| a == &format!("Bearer {ACCESS_TOKEN}")));
+    assert!(
+        fhir.seen
+            .lock()
+            .unwrap()
+            .authorizations
+            .iter()
+            .all(|a| a == &format!("Bearer {ACCESS_TOKEN}"))
+    );
     // The same JWT again: replayed, 401.
-    assert_eq!(app.post_token(path, ok, &request(&fhir.base())).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.post_token(path, ok, &request(&fhir.base()))
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
     // A JWT signed by another key: 401.
-    assert_eq!(app.post_token(path, &forged, &request(&fhir.base())).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.post_token(path, &forged, &request(&fhir.base()))
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
     // The FHIR server fails: 412.
-    let raw = app.post_token(path, &jwts[1], &request(&failing.base())).await;
+    let raw = app
+        .post_token(path, &jwts[1], &request(&failing.base()))
+        .await;
     assert_eq!(raw.status, StatusCode::PRECONDITION_FAILED);
     // A bad envelope: 400.
     let mut bad = request(&fhir.base());
     bad["hook"] = json!(7);
-    assert_eq!(app.post_token(path, &jwts[2], &bad).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        app.post_token(path, &jwts[2], &bad).await.status,
+        StatusCode::BAD_REQUEST
+    );
 
     tokio::time::sleep(Duration::from_millis(100)).await;
     let logs = buffer.text();
-    let lines: Vec<Value> = logs.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}"))).collect();
+    let lines: Vec<Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect();
     assert!(!lines.is_empty());
 
     // Nothing that identifies the patient or grants access.
-    for secret in [PATIENT_ID, ACCESS_TOKEN, NAME, "Zebulon", "birthDate", "resourceType"] {
-        assert!(!logs.contains(secret), "{secret:?} leaked into the logs:\n{logs}");
+    for secret in [
+        PATIENT_ID,
+        ACCESS_TOKEN,
+        NAME,
+        "Zebulon",
+        "birthDate",
+        "resourceType",
+    ] {
+        assert!(
+            !logs.contains(secret),
+            "{secret:?} leaked into the logs:\n{logs}"
+        );
     }
     for jwt in jwts.iter().chain([&forged]) {
         for part in jwt.split('.').filter(|p| p.len() > 8) {
-            assert!(!logs.contains(part), "a JWT part leaked into the logs:\n{logs}");
+            assert!(
+                !logs.contains(part),
+                "a JWT part leaked into the logs:\n{logs}"
+            );
         }
     }
 
     // What is there: one closing event per request, with its fields.
-    let requests: Vec<&Value> = lines.iter().filter(|l| l["fields"]["message"] == "request").collect();
+    let requests: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["fields"]["message"] == "request")
+        .collect();
     assert_eq!(requests.len(), 5, "{logs}");
     let hash = PatientHasher::new(HASH_KEY.as_bytes()).hash(PATIENT_ID);
-    let outcomes: Vec<&str> = requests.iter().map(|l| l["fields"]["outcome"].as_str().unwrap()).collect();
-    assert_eq!(outcomes, ["ok", "unauthorized", "unauthorized", "precondition-failed", "bad-request"]);
+    let outcomes: Vec<&str> = requests
+        .iter()
+        .map(|l| l["fields"]["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            "ok",
+            "unauthorized",
+            "unauthorized",
+            "precondition-failed",
+            "bad-request"
+        ]
+    );
     let first = requests[0];
     assert_eq!(first["fields"]["status"], 200);
     assert!(first["fields"]["latency_ms"].as_f64().is_some());
@@ -111,8 +172,15 @@ async fn logs_carry_request_fields_and_never_phi_or_secrets() {
     assert_eq!(span["client"], EHR);
     assert_eq!(span["cards"], 1);
     assert_eq!(span["request_id"].as_str().unwrap().len(), 36);
-    assert_eq!(requests[3]["span"]["patient"], hash.as_str(), "failed calls are correlated too");
-    assert!(requests[1]["span"].get("patient").is_none(), "nothing is read before authentication");
+    assert_eq!(
+        requests[3]["span"]["patient"],
+        hash.as_str(),
+        "failed calls are correlated too"
+    );
+    assert!(
+        requests[1]["span"].get("patient").is_none(),
+        "nothing is read before authentication"
+    );
     let reasons: Vec<&str> = lines
         .iter()
         .filter(|l| l["fields"]["message"] == "authentication failed")

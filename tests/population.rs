@@ -31,8 +31,16 @@ fn patient_view_findings_on_synthea_patients_are_the_reviewed_set() {
     assert!(fixtures.len() >= 3, "expected Synthea fixtures");
     for path in fixtures {
         let bundle: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        let record = PatientRecord::build(RecordSources { data: vec![&bundle], ..Default::default() });
-        let evaluator = Evaluator { value_sets: &rules.value_sets, record: &record, now: NOW, hook: Hook::PatientView };
+        let record = PatientRecord::build(RecordSources {
+            data: vec![&bundle],
+            ..Default::default()
+        });
+        let evaluator = Evaluator {
+            value_sets: &rules.value_sets,
+            record: &record,
+            now: NOW,
+            hook: Hook::PatientView,
+        };
         let mut fired: Vec<String> = rules
             .services
             .iter()
@@ -42,14 +50,28 @@ fn patient_view_findings_on_synthea_patients_are_the_reviewed_set() {
             .collect();
         fired.sort();
         let name = path.file_name().unwrap().to_string_lossy().to_string();
-        println!("{name}: {}", if fired.is_empty() { "-".to_string() } else { fired.join(", ") });
+        println!(
+            "{name}: {}",
+            if fired.is_empty() {
+                "-".to_string()
+            } else {
+                fired.join(", ")
+            }
+        );
         actual.insert(name, fired);
     }
     let expected_path = root.join("fhir-fixtures/expected-patient-view.json");
     if std::env::var_os("HOOKWISE_BLESS").is_some() {
-        std::fs::write(&expected_path, serde_json::to_string_pretty(&actual).unwrap() + "\n").unwrap();
+        std::fs::write(
+            &expected_path,
+            serde_json::to_string_pretty(&actual).unwrap() + "\n",
+        )
+        .unwrap();
     }
     let expected: BTreeMap<String, Vec<String>> =
         serde_json::from_str(&std::fs::read_to_string(&expected_path).unwrap()).unwrap();
-    assert_eq!(actual, expected, "patient-view findings changed: review them, then bless");
+    assert_eq!(
+        actual, expected,
+        "patient-view findings changed: review them, then bless"
+    );
 }

@@ -10,20 +10,53 @@ use hookwise::rules::testing::load_tests;
 fn bundled_rule_cases_pass() {
     let dir = common::root().join("cds-rules");
     let rules = load_dir(&dir).unwrap_or_else(|problems| {
-        panic!("{}", problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))
+        panic!(
+            "{}",
+            problems
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
     });
-    let suite = load_tests(&rules, &dir, &common::root().join("fhir-fixtures")).unwrap_or_else(|problems| {
-        panic!("{}", problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))
-    });
-    assert!(suite.len() >= 3, "expected rule test cases, found {}", suite.len());
+    let suite = load_tests(&rules, &dir, &common::root().join("fhir-fixtures")).unwrap_or_else(
+        |problems| {
+            panic!(
+                "{}",
+                problems
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        },
+    );
+    assert!(
+        suite.len() >= 3,
+        "expected rule test cases, found {}",
+        suite.len()
+    );
     let results = suite.run(&rules);
     for result in &results {
         println!("{}", result.line());
     }
-    let failed: Vec<String> = results.iter().filter(|r| !r.passed()).map(|r| r.line()).collect();
-    assert!(failed.is_empty(), "{} failed:\n{}", failed.len(), failed.join("\n"));
+    let failed: Vec<String> = results
+        .iter()
+        .filter(|r| !r.passed())
+        .map(|r| r.line())
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} failed:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
     for rule in &rules.rules {
-        let tested = results.iter().any(|r| r.file.file_stem().is_some_and(|s| rule.id.ends_with(&*s.to_string_lossy())));
+        let tested = results.iter().any(|r| {
+            r.file
+                .file_stem()
+                .is_some_and(|s| rule.id.ends_with(&*s.to_string_lossy()))
+        });
         assert!(tested, "rule {} has no test file named after it", rule.id);
     }
 }

@@ -35,8 +35,16 @@ async fn es384_app() -> (TestApp, TestKey) {
 
 fn assert_401(raw: &Raw, what: &str) {
     assert_eq!(raw.status, StatusCode::UNAUTHORIZED, "{what}: {}", raw.body);
-    assert!(raw.body.is_empty(), "{what}: a 401 carries no detail, got {:?}", raw.body);
-    assert_eq!(raw.headers.get("www-authenticate").unwrap(), "Bearer", "{what}");
+    assert!(
+        raw.body.is_empty(),
+        "{what}: a 401 carries no detail, got {:?}",
+        raw.body
+    );
+    assert_eq!(
+        raw.headers.get("www-authenticate").unwrap(),
+        "Bearer",
+        "{what}"
+    );
 }
 
 /// A token with a service-call audience for `app`, with `edit` applied to the claims.
@@ -51,7 +59,10 @@ fn b64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
         for i in 0..=chunk.len() {
             out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
         }
@@ -62,12 +73,32 @@ fn b64(bytes: &[u8]) -> String {
 #[tokio::test]
 async fn a_valid_es384_token_passes_on_every_endpoint() {
     let (app, key) = es384_app().await;
-    let raw = app.get_token(DISCOVERY, &key.sign(&claims(EHR, &app.url(DISCOVERY)), None)).await;
+    let raw = app
+        .get_token(
+            DISCOVERY,
+            &key.sign(&claims(EHR, &app.url(DISCOVERY)), None),
+        )
+        .await;
     assert_eq!(raw.status, StatusCode::OK, "{}", raw.body);
     assert!(raw.body.contains("choosing-wisely"));
-    let raw = app.post_token(CW, &key.sign(&claims(EHR, &app.url(CW)), None), &call_body()).await;
-    assert_eq!((raw.status, raw.body.as_str()), (StatusCode::OK, r#"{"cards":[]}"#));
-    let raw = app.post_token(CW_FEEDBACK, &key.sign(&claims(EHR, &app.url(CW_FEEDBACK)), None), &feedback_body()).await;
+    let raw = app
+        .post_token(
+            CW,
+            &key.sign(&claims(EHR, &app.url(CW)), None),
+            &call_body(),
+        )
+        .await;
+    assert_eq!(
+        (raw.status, raw.body.as_str()),
+        (StatusCode::OK, r#"{"cards":[]}"#)
+    );
+    let raw = app
+        .post_token(
+            CW_FEEDBACK,
+            &key.sign(&claims(EHR, &app.url(CW_FEEDBACK)), None),
+            &feedback_body(),
+        )
+        .await;
     assert_eq!(raw.status, StatusCode::OK, "{}", raw.body);
 }
 
@@ -79,7 +110,13 @@ async fn a_valid_rs384_token_from_a_jwks_url_passes() {
     ehr.jwks_url = Some(server.url("/jwks.json"));
     let app = spawn_auth_app(vec![ehr]).await;
     for _ in 0..3 {
-        let raw = app.post_token(CW, &key.sign(&claims(EHR, &app.url(CW)), None), &call_body()).await;
+        let raw = app
+            .post_token(
+                CW,
+                &key.sign(&claims(EHR, &app.url(CW)), None),
+                &call_body(),
+            )
+            .await;
         assert_eq!(raw.status, StatusCode::OK, "{}", raw.body);
     }
     assert_eq!(server.hits("/jwks.json"), 1, "the JWKS is cached");
@@ -98,7 +135,9 @@ async fn epic_style_rs384_with_sub_nbf_and_its_jku_passes() {
     let iat = claims["iat"].as_u64().unwrap();
     claims["sub"] = json!("epic-cds-client-id");
     claims["nbf"] = json!(iat - 300);
-    let raw = app.post_token(CW, &key.sign(&claims, Some(&jku)), &call_body()).await;
+    let raw = app
+        .post_token(CW, &key.sign(&claims, Some(&jku)), &call_body())
+        .await;
     assert_eq!(raw.status, StatusCode::OK, "{}", raw.body);
 }
 
@@ -115,7 +154,13 @@ async fn no_token_is_401_on_every_path() {
         let raw = app.send(method, path, None, Some(&call_body())).await;
         assert_401(&raw, path);
     }
-    let raw = app.client.get(app.url(DISCOVERY)).header("Authorization", "Basic dXNlcjpwYXNz").send().await.unwrap();
+    let raw = app
+        .client
+        .get(app.url(DISCOVERY))
+        .header("Authorization", "Basic dXNlcjpwYXNz")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(raw.status().as_u16(), 401);
 }
 
@@ -139,8 +184,17 @@ async fn hs256_signed_with_the_public_key_as_secret_is_401() {
     let (app, key) = es384_app().await;
     let mut header = Header::new(Algorithm::HS256);
     header.kid = Some(key.kid.clone());
-    for secret in [key.jwk.to_string(), jwks(&[&key]).to_string(), key.jwk["x"].as_str().unwrap().to_string()] {
-        let token = jsonwebtoken::encode(&header, &claims(EHR, &app.url(CW)), &EncodingKey::from_secret(secret.as_bytes())).unwrap();
+    for secret in [
+        key.jwk.to_string(),
+        jwks(&[&key]).to_string(),
+        key.jwk["x"].as_str().unwrap().to_string(),
+    ] {
+        let token = jsonwebtoken::encode(
+            &header,
+            &claims(EHR, &app.url(CW)),
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap();
         assert_401(&app.post_token(CW, &token, &call_body()).await, "HS256");
     }
 }
@@ -148,27 +202,45 @@ async fn hs256_signed_with_the_public_key_as_secret_is_401() {
 #[tokio::test]
 async fn a_wrong_audience_is_401() {
     let (app, key) = es384_app().await;
-    for aud in [app.url(DISCOVERY), app.url("/cds-services/deprescribing"), "https://other.example.org/cds-services/choosing-wisely".into()] {
+    for aud in [
+        app.url(DISCOVERY),
+        app.url("/cds-services/deprescribing"),
+        "https://other.example.org/cds-services/choosing-wisely".into(),
+    ] {
         let token = token_with(&app, &key, |c| c["aud"] = json!(aud));
         assert_401(&app.post_token(CW, &token, &call_body()).await, &aud);
     }
-    let token = token_with(&app, &key, |c| drop(c.as_object_mut().unwrap().remove("aud")));
+    let token = token_with(&app, &key, |c| {
+        drop(c.as_object_mut().unwrap().remove("aud"))
+    });
     assert_401(&app.post_token(CW, &token, &call_body()).await, "no aud");
     // A list of audiences passes when one is the URL invoked.
-    let token = token_with(&app, &key, |c| c["aud"] = json!(["https://x.example.org", app.url(CW)]));
-    assert_eq!(app.post_token(CW, &token, &call_body()).await.status, StatusCode::OK);
+    let token = token_with(&app, &key, |c| {
+        c["aud"] = json!(["https://x.example.org", app.url(CW)])
+    });
+    assert_eq!(
+        app.post_token(CW, &token, &call_body()).await.status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
 async fn feedback_accepts_its_own_url_and_the_service_url_as_audience() {
     let (app, key) = es384_app().await;
-    for aud in [app.url(CW_FEEDBACK), app.url(CW), format!("{}/", app.url(CW_FEEDBACK))] {
+    for aud in [
+        app.url(CW_FEEDBACK),
+        app.url(CW),
+        format!("{}/", app.url(CW_FEEDBACK)),
+    ] {
         let token = key.sign(&claims(EHR, &aud), None);
         let raw = app.post_token(CW_FEEDBACK, &token, &feedback_body()).await;
         assert_eq!(raw.status, StatusCode::OK, "aud {aud}: {}", raw.body);
     }
     let token = key.sign(&claims(EHR, &app.url("/cds-services/deprescribing")), None);
-    assert_401(&app.post_token(CW_FEEDBACK, &token, &feedback_body()).await, "another service's URL");
+    assert_401(
+        &app.post_token(CW_FEEDBACK, &token, &feedback_body()).await,
+        "another service's URL",
+    );
 }
 
 #[tokio::test]
@@ -184,7 +256,10 @@ async fn an_expired_token_is_401() {
         c["iat"] = json!(now() - 300);
         c["exp"] = json!(now() - 30);
     });
-    assert_eq!(app.post_token(CW, &token, &call_body()).await.status, StatusCode::OK);
+    assert_eq!(
+        app.post_token(CW, &token, &call_body()).await.status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -205,7 +280,9 @@ async fn iat_in_the_future_or_a_long_lifetime_is_401() {
     let token = token_with(&app, &key, |c| c["exp"] = json!(now() + 86_400));
     assert_401(&app.post_token(CW, &token, &call_body()).await, "lifetime");
     for missing in ["iat", "jti", "exp", "iss"] {
-        let token = token_with(&app, &key, |c| drop(c.as_object_mut().unwrap().remove(missing)));
+        let token = token_with(&app, &key, |c| {
+            drop(c.as_object_mut().unwrap().remove(missing))
+        });
         assert_401(&app.post_token(CW, &token, &call_body()).await, missing);
     }
 }
@@ -214,29 +291,45 @@ async fn iat_in_the_future_or_a_long_lifetime_is_401() {
 async fn a_replayed_jti_is_401() {
     let (app, key) = es384_app().await;
     let token = key.sign(&claims(EHR, &app.url(CW)), None);
-    assert_eq!(app.post_token(CW, &token, &call_body()).await.status, StatusCode::OK);
-    assert_401(&app.post_token(CW, &token, &call_body()).await, "same token again");
+    assert_eq!(
+        app.post_token(CW, &token, &call_body()).await.status,
+        StatusCode::OK
+    );
+    assert_401(
+        &app.post_token(CW, &token, &call_body()).await,
+        "same token again",
+    );
     let jti = uuid::Uuid::new_v4().to_string();
     let first = token_with(&app, &key, |c| c["jti"] = json!(jti));
     let second = token_with(&app, &key, |c| {
         c["jti"] = json!(jti);
         c["iat"] = json!(now() - 1);
     });
-    assert_eq!(app.post_token(CW, &first, &call_body()).await.status, StatusCode::OK);
-    assert_401(&app.post_token(CW, &second, &call_body()).await, "another token with the same jti");
+    assert_eq!(
+        app.post_token(CW, &first, &call_body()).await.status,
+        StatusCode::OK
+    );
+    assert_401(
+        &app.post_token(CW, &second, &call_body()).await,
+        "another token with the same jti",
+    );
 }
 
 #[tokio::test]
 async fn an_unknown_issuer_is_401() {
     let (app, key) = es384_app().await;
-    let token = token_with(&app, &key, |c| c["iss"] = json!("https://intruder.example.org"));
+    let token = token_with(&app, &key, |c| {
+        c["iss"] = json!("https://intruder.example.org")
+    });
     assert_401(&app.post_token(CW, &token, &call_body()).await, "iss");
 }
 
 #[tokio::test]
 async fn an_unknown_kid_is_401() {
     let (app, key) = es384_app().await;
-    let token = key.renamed("not-in-the-jwks").sign(&claims(EHR, &app.url(CW)), None);
+    let token = key
+        .renamed("not-in-the-jwks")
+        .sign(&claims(EHR, &app.url(CW)), None);
     assert_401(&app.post_token(CW, &token, &call_body()).await, "kid");
     let mut header = Header::new(Algorithm::ES384);
     header.kid = None;
@@ -256,11 +349,19 @@ async fn a_jku_off_the_allowlist_is_401_and_never_fetched() {
     let app = spawn_auth_app(vec![ehr]).await;
     let token = attacker.sign(&claims(EHR, &app.url(CW)), Some(&server.url("/evil.json")));
     assert_401(&app.post_token(CW, &token, &call_body()).await, "jku");
-    assert_eq!(server.hits("/evil.json"), 0, "an off-list jku is never fetched");
+    assert_eq!(
+        server.hits("/evil.json"),
+        0,
+        "an off-list jku is never fetched"
+    );
     // Allowlisted jkus and the configured URL are used.
     for jku in [good.url("/rotated.json"), good.url("/jwks.json")] {
         let token = key.sign(&claims(EHR, &app.url(CW)), Some(&jku));
-        assert_eq!(app.post_token(CW, &token, &call_body()).await.status, StatusCode::OK, "{jku}");
+        assert_eq!(
+            app.post_token(CW, &token, &call_body()).await.status,
+            StatusCode::OK,
+            "{jku}"
+        );
     }
 }
 
@@ -272,16 +373,35 @@ async fn a_tampered_payload_is_401() {
     let mut payload = claims(EHR, &app.url(CW));
     payload["jti"] = json!("tampered");
     parts[1] = b64(payload.to_string().as_bytes());
-    assert_401(&app.post_token(CW, &parts.join("."), &call_body()).await, "tampered");
+    assert_401(
+        &app.post_token(CW, &parts.join("."), &call_body()).await,
+        "tampered",
+    );
 }
 
 #[tokio::test]
 async fn a_signature_from_another_key_is_401() {
     let (app, _) = es384_app().await;
     let impostor = TestKey::es384("ehr-key-1"); // same kid, other key
-    assert_401(&app.post_token(CW, &impostor.sign(&claims(EHR, &app.url(CW)), None), &call_body()).await, "EC");
+    assert_401(
+        &app.post_token(
+            CW,
+            &impostor.sign(&claims(EHR, &app.url(CW)), None),
+            &call_body(),
+        )
+        .await,
+        "EC",
+    );
     let rsa = TestKey::rsa("ehr-key-1", Algorithm::RS384, 1); // same kid, other algorithm family
-    assert_401(&app.post_token(CW, &rsa.sign(&claims(EHR, &app.url(CW)), None), &call_body()).await, "RSA");
+    assert_401(
+        &app.post_token(
+            CW,
+            &rsa.sign(&claims(EHR, &app.url(CW)), None),
+            &call_body(),
+        )
+        .await,
+        "RSA",
+    );
 }
 
 #[tokio::test]
@@ -293,13 +413,27 @@ async fn es256_and_rs256_pass_only_where_configured() {
     strict.jwks_file = Some(keys.clone());
     let app = spawn_auth_app(vec![strict.clone()]).await;
     for key in [&es256, &rs256] {
-        assert_401(&app.post_token(CW, &key.sign(&claims(EHR, &app.url(CW)), None), &call_body()).await, &key.kid);
+        assert_401(
+            &app.post_token(
+                CW,
+                &key.sign(&claims(EHR, &app.url(CW)), None),
+                &call_body(),
+            )
+            .await,
+            &key.kid,
+        );
     }
     let mut lenient = strict;
     lenient.algorithms = vec!["ES256".into(), "RS256".into()];
     let app = spawn_auth_app(vec![lenient]).await;
     for key in [&es256, &rs256] {
-        let raw = app.post_token(CW, &key.sign(&claims(EHR, &app.url(CW)), None), &call_body()).await;
+        let raw = app
+            .post_token(
+                CW,
+                &key.sign(&claims(EHR, &app.url(CW)), None),
+                &call_body(),
+            )
+            .await;
         assert_eq!(raw.status, StatusCode::OK, "{}", key.kid);
     }
 }
@@ -312,10 +446,20 @@ async fn a_tenant_allowlist_requires_a_listed_tenant() {
     ehr.tenants = vec!["hospital-a".into()];
     let app = spawn_auth_app(vec![ehr]).await;
     let ok = token_with(&app, &key, |c| c["tenant"] = json!("hospital-a"));
-    assert_eq!(app.post_token(CW, &ok, &call_body()).await.status, StatusCode::OK);
+    assert_eq!(
+        app.post_token(CW, &ok, &call_body()).await.status,
+        StatusCode::OK
+    );
     let other = token_with(&app, &key, |c| c["tenant"] = json!("hospital-b"));
-    assert_401(&app.post_token(CW, &other, &call_body()).await, "other tenant");
-    assert_401(&app.post_token(CW, &token_with(&app, &key, |_| {}), &call_body()).await, "no tenant");
+    assert_401(
+        &app.post_token(CW, &other, &call_body()).await,
+        "other tenant",
+    );
+    assert_401(
+        &app.post_token(CW, &token_with(&app, &key, |_| {}), &call_body())
+            .await,
+        "no tenant",
+    );
 }
 
 #[tokio::test]
@@ -330,27 +474,63 @@ async fn an_unknown_kid_refreshes_the_jwks_once_within_the_floor() {
     let mut settings = auth_settings(vec![ehr.clone()]);
     settings.auth.jwks_refresh_floor_secs = 0;
     let app = spawn_app_with(settings).await;
-    assert_eq!(app.post_token(CW, &old.sign(&claims(EHR, &app.url(CW)), None), &call_body()).await.status, StatusCode::OK);
+    assert_eq!(
+        app.post_token(
+            CW,
+            &old.sign(&claims(EHR, &app.url(CW)), None),
+            &call_body()
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
     *server.set.lock().unwrap() = jwks(&[&old, &new]);
-    assert_eq!(app.post_token(CW, &new.sign(&claims(EHR, &app.url(CW)), None), &call_body()).await.status, StatusCode::OK);
+    assert_eq!(
+        app.post_token(
+            CW,
+            &new.sign(&claims(EHR, &app.url(CW)), None),
+            &call_body()
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
     assert_eq!(server.hits("/jwks.json"), 2);
 
     // The default floor (60 s): a flood of unknown kids costs the EHR no more requests.
     let app = spawn_auth_app(vec![ehr]).await;
     let before = server.hits("/jwks.json");
-    assert_eq!(app.post_token(CW, &old.sign(&claims(EHR, &app.url(CW)), None), &call_body()).await.status, StatusCode::OK);
+    assert_eq!(
+        app.post_token(
+            CW,
+            &old.sign(&claims(EHR, &app.url(CW)), None),
+            &call_body()
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
     for i in 0..20 {
-        let token = old.renamed(&format!("bogus-{i}")).sign(&claims(EHR, &app.url(CW)), None);
+        let token = old
+            .renamed(&format!("bogus-{i}"))
+            .sign(&claims(EHR, &app.url(CW)), None);
         assert_401(&app.post_token(CW, &token, &call_body()).await, "bogus kid");
     }
-    assert_eq!(server.hits("/jwks.json") - before, 1, "one fetch, no refresh inside the floor");
+    assert_eq!(
+        server.hits("/jwks.json") - before,
+        1,
+        "one fetch, no refresh inside the floor"
+    );
 }
 
 /// The sandbox signs each call with ES384, header kid + jku, claims iss,
 /// aud = the URL called, exp = iat + 300, a uuid jti, no sub or tenant.
 fn sandbox_token(key: &TestKey, aud: &str) -> String {
     let claims = claims(SANDBOX_ISS, aud);
-    assert_eq!(claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(), 300);
+    assert_eq!(
+        claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
+        300
+    );
     key.sign(&claims, Some(SANDBOX_JKU))
 }
 
@@ -362,12 +542,18 @@ async fn a_sandbox_shaped_token_is_verified_against_a_pinned_jwks() {
     sandbox.jwks_file = Some(root().join("tests/data/cds-hooks-sandbox-jwks.json"));
     let app = spawn_auth_app(vec![sandbox.clone()]).await;
     let ours = TestKey::es384(SANDBOX_KID);
-    assert_401(&app.post_token(CW, &sandbox_token(&ours, &app.url(CW)), &call_body()).await, "not the sandbox's key");
+    assert_401(
+        &app.post_token(CW, &sandbox_token(&ours, &app.url(CW)), &call_body())
+            .await,
+        "not the sandbox's key",
+    );
 
     // The same shape signed by a key we hold, pinned under the sandbox kid:
     // the claim handling accepts exactly what the sandbox sends, on every
     // endpoint, and never fetches the jku.
-    let published: Value = serde_json::from_slice(&std::fs::read(sandbox.jwks_file.as_ref().unwrap()).unwrap()).unwrap();
+    let published: Value =
+        serde_json::from_slice(&std::fs::read(sandbox.jwks_file.as_ref().unwrap()).unwrap())
+            .unwrap();
     let mut shaped = ours.jwk.clone();
     for field in ["kty", "use", "crv", "kid", "alg"] {
         assert_eq!(shaped[field], published["keys"][0][field], "{field}");
@@ -375,11 +561,21 @@ async fn a_sandbox_shaped_token_is_verified_against_a_pinned_jwks() {
     shaped["kid"] = json!(SANDBOX_KID);
     sandbox.jwks_file = Some(jwks_file(&json!({"keys": [shaped]})));
     let app = spawn_auth_app(vec![sandbox]).await;
-    let raw = app.get_token(DISCOVERY, &sandbox_token(&ours, &app.url(DISCOVERY))).await;
+    let raw = app
+        .get_token(DISCOVERY, &sandbox_token(&ours, &app.url(DISCOVERY)))
+        .await;
     assert_eq!(raw.status, StatusCode::OK);
-    let raw = app.post_token(CW, &sandbox_token(&ours, &app.url(CW)), &call_body()).await;
+    let raw = app
+        .post_token(CW, &sandbox_token(&ours, &app.url(CW)), &call_body())
+        .await;
     assert_eq!(raw.status, StatusCode::OK, "{}", raw.body);
     // The sandbox signs feedback with aud = {service-url}/feedback.
-    let raw = app.post_token(CW_FEEDBACK, &sandbox_token(&ours, &app.url(CW_FEEDBACK)), &feedback_body()).await;
+    let raw = app
+        .post_token(
+            CW_FEEDBACK,
+            &sandbox_token(&ours, &app.url(CW_FEEDBACK)),
+            &feedback_body(),
+        )
+        .await;
     assert_eq!(raw.status, StatusCode::OK, "{}", raw.body);
 }

@@ -11,8 +11,12 @@ use serde_json::{Value, json};
 use std::time::Duration;
 
 const SANDBOX_ORIGIN: &str = "https://sandbox.cds-hooks.org";
-const PATHS: [&str; 4] =
-    ["/cds-services", "/cds-services/choosing-wisely", "/cds-services/choosing-wisely/feedback", "/elsewhere"];
+const PATHS: [&str; 4] = [
+    "/cds-services",
+    "/cds-services/choosing-wisely",
+    "/cds-services/choosing-wisely/feedback",
+    "/elsewhere",
+];
 
 async fn start_error(settings: hookwise::config::Settings) -> String {
     match Server::start(&settings).await {
@@ -35,7 +39,9 @@ async fn a_non_loopback_address_without_clients_refuses_to_start() {
 
     // An explicit opt-out starts (with a loud warning).
     settings.auth.allow_unauthenticated = true;
-    let server = Server::start(&settings).await.expect("starts when explicitly allowed");
+    let server = Server::start(&settings)
+        .await
+        .expect("starts when explicitly allowed");
     server.shutdown().await.unwrap();
 
     // Trusted clients beyond loopback need the public base URL for `aud`.
@@ -47,7 +53,12 @@ async fn a_non_loopback_address_without_clients_refuses_to_start() {
     let message = start_error(settings.clone()).await;
     assert!(message.contains("public_base_url"), "{message}");
     settings.public_base_url = Some("https://cds.example.org".into());
-    Server::start(&settings).await.expect("starts").shutdown().await.unwrap();
+    Server::start(&settings)
+        .await
+        .expect("starts")
+        .shutdown()
+        .await
+        .unwrap();
 }
 
 #[test]
@@ -60,7 +71,10 @@ fn the_cli_explains_how_to_configure_a_client() {
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("--allow-unauthenticated") && stderr.contains("Connecting an EHR"), "{stderr}");
+    assert!(
+        stderr.contains("--allow-unauthenticated") && stderr.contains("Connecting an EHR"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
@@ -70,15 +84,31 @@ async fn bad_client_entries_refuse_to_start() {
     let mut hmac = client("https://ehr.example.org");
     hmac.jwks_file = Some(file.clone());
     hmac.algorithms = vec!["HS256".into()];
-    assert!(start_error(auth_settings(vec![hmac])).await.contains("HMAC"));
+    assert!(
+        start_error(auth_settings(vec![hmac]))
+            .await
+            .contains("HMAC")
+    );
     let no_keys = client("https://ehr.example.org");
-    assert!(start_error(auth_settings(vec![no_keys])).await.contains("jwks_file"));
+    assert!(
+        start_error(auth_settings(vec![no_keys]))
+            .await
+            .contains("jwks_file")
+    );
     let mut plain_http = client("https://ehr.example.org");
     plain_http.jwks_url = Some("http://ehr.example.org/jwks".into());
-    assert!(start_error(auth_settings(vec![plain_http])).await.contains("https"));
+    assert!(
+        start_error(auth_settings(vec![plain_http]))
+            .await
+            .contains("https")
+    );
     let mut missing = client("https://ehr.example.org");
     missing.jwks_file = Some(root().join("tests/data/no-such-jwks.json"));
-    assert!(start_error(auth_settings(vec![missing])).await.contains("cannot read"));
+    assert!(
+        start_error(auth_settings(vec![missing]))
+            .await
+            .contains("cannot read")
+    );
     let mut settings = test_settings();
     settings.cors.allowed_origins = vec!["sandbox.cds-hooks.org".into()];
     assert!(start_error(settings).await.contains("CORS origin"));
@@ -89,7 +119,10 @@ async fn preflight(app: &TestApp, path: &str, origin: &str) -> reqwest::Response
         .request(reqwest::Method::OPTIONS, app.url(path))
         .header("Origin", origin)
         .header("Access-Control-Request-Method", "POST")
-        .header("Access-Control-Request-Headers", "authorization,content-type")
+        .header(
+            "Access-Control-Request-Headers",
+            "authorization,content-type",
+        )
         .send()
         .await
         .unwrap()
@@ -105,23 +138,54 @@ async fn preflight_works_on_every_path_without_a_token_for_allowed_origins() {
     let app = spawn_app_with(settings).await;
     for path in PATHS {
         let response = preflight(&app, path, SANDBOX_ORIGIN).await;
-        assert!(response.status().is_success(), "{path}: {}", response.status());
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
         let headers = response.headers();
-        assert_eq!(headers["access-control-allow-origin"], SANDBOX_ORIGIN, "{path}");
+        assert_eq!(
+            headers["access-control-allow-origin"], SANDBOX_ORIGIN,
+            "{path}"
+        );
         let methods = headers["access-control-allow-methods"].to_str().unwrap();
-        assert!(methods.contains("GET") && methods.contains("POST"), "{methods}");
-        let allowed = headers["access-control-allow-headers"].to_str().unwrap().to_ascii_lowercase();
-        assert!(allowed.contains("authorization") && allowed.contains("content-type"), "{allowed}");
+        assert!(
+            methods.contains("GET") && methods.contains("POST"),
+            "{methods}"
+        );
+        let allowed = headers["access-control-allow-headers"]
+            .to_str()
+            .unwrap()
+            .to_ascii_lowercase();
+        assert!(
+            allowed.contains("authorization") && allowed.contains("content-type"),
+            "{allowed}"
+        );
 
         // Another origin gets an answer, but no permission.
         let response = preflight(&app, path, "https://evil.example.org").await;
         assert!(response.status().is_success(), "{path}");
-        assert!(response.headers().get("access-control-allow-origin").is_none(), "{path}");
+        assert!(
+            response
+                .headers()
+                .get("access-control-allow-origin")
+                .is_none(),
+            "{path}"
+        );
     }
     // The 401 of a real call carries CORS headers, so a browser EHR sees it.
-    let response = app.client.post(app.url(PATHS[1])).header("Origin", SANDBOX_ORIGIN).send().await.unwrap();
+    let response = app
+        .client
+        .post(app.url(PATHS[1]))
+        .header("Origin", SANDBOX_ORIGIN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status().as_u16(), 401);
-    assert_eq!(response.headers()["access-control-allow-origin"], SANDBOX_ORIGIN);
+    assert_eq!(
+        response.headers()["access-control-allow-origin"],
+        SANDBOX_ORIGIN
+    );
 }
 
 #[tokio::test]
@@ -130,7 +194,13 @@ async fn no_origin_is_allowed_by_default() {
     for path in PATHS {
         let response = preflight(&app, path, SANDBOX_ORIGIN).await;
         assert!(response.status().is_success(), "{path}");
-        assert!(response.headers().get("access-control-allow-origin").is_none(), "{path}");
+        assert!(
+            response
+                .headers()
+                .get("access-control-allow-origin")
+                .is_none(),
+            "{path}"
+        );
     }
 }
 
@@ -162,15 +232,30 @@ async fn the_json_depth_limit_is_configurable() {
     let mut request = order_request("order-select", vec![], None);
     request["extension"] = nested(12);
     let (status, body) = spawn_app().await.call("choosing-wisely", &request).await;
-    assert_eq!(status, StatusCode::OK, "depth 14 is fine by default: {body}");
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "depth 14 is fine by default: {body}"
+    );
 
     let mut settings = test_settings();
     settings.max_json_depth = 10;
     let app = spawn_app_with(settings).await;
     let (status, body) = app.call("choosing-wisely", &request).await;
     outcome_of(status, &body, StatusCode::BAD_REQUEST, None);
-    assert!(body["issue"][0]["diagnostics"].as_str().unwrap().contains("10 levels"), "{body}");
-    let (status, _) = app.post_raw("/cds-services/choosing-wisely/feedback", serde_json::to_vec(&json!({"feedback": [nested(12)]})).unwrap()).await;
+    assert!(
+        body["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("10 levels"),
+        "{body}"
+    );
+    let (status, _) = app
+        .post_raw(
+            "/cds-services/choosing-wisely/feedback",
+            serde_json::to_vec(&json!({"feedback": [nested(12)]})).unwrap(),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
     let mut settings = test_settings();
@@ -185,22 +270,47 @@ async fn prefetch_keys_and_draft_orders_are_limited() {
     settings.max_draft_orders = 1;
     let app = spawn_app_with(settings).await;
     let prefetch = json!({"patient": patient("p1", "male", &born_years_ago(75)), "conditions": searchset(vec![]), "extra": null});
-    let (status, body) = app.call("choosing-wisely", &order_request("order-select", vec![psa_order("sr-1")], Some(prefetch))).await;
+    let (status, body) = app
+        .call(
+            "choosing-wisely",
+            &order_request("order-select", vec![psa_order("sr-1")], Some(prefetch)),
+        )
+        .await;
     outcome_of(status, &body, StatusCode::BAD_REQUEST, Some("prefetch"));
     assert_eq!(body["issue"][0]["code"], "too-costly");
 
-    let two = order_request("order-sign", vec![psa_order("sr-1"), psa_order("sr-2")], None);
+    let two = order_request(
+        "order-sign",
+        vec![psa_order("sr-1"), psa_order("sr-2")],
+        None,
+    );
     let (status, body) = app.call("choosing-wisely", &two).await;
-    outcome_of(status, &body, StatusCode::BAD_REQUEST, Some("context.draftOrders"));
+    outcome_of(
+        status,
+        &body,
+        StatusCode::BAD_REQUEST,
+        Some("context.draftOrders"),
+    );
 
     let prefetch = json!({"patient": patient("p1", "male", &born_years_ago(75)), "conditions": searchset(vec![])});
-    let (status, body) = app.call("choosing-wisely", &order_request("order-select", vec![psa_order("sr-1")], Some(prefetch))).await;
+    let (status, body) = app
+        .call(
+            "choosing-wisely",
+            &order_request("order-select", vec![psa_order("sr-1")], Some(prefetch)),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "at the limits: {body}");
 }
 
 #[tokio::test]
 async fn a_saturated_server_answers_503_with_retry_after() {
-    let fhir = fake_fhir(Duration::from_millis(1000), |_, _| (StatusCode::OK, json!({"resourceType": "Bundle", "type": "searchset"}))).await;
+    let fhir = fake_fhir(Duration::from_millis(1000), |_, _| {
+        (
+            StatusCode::OK,
+            json!({"resourceType": "Bundle", "type": "searchset"}),
+        )
+    })
+    .await;
     let mut settings = test_settings();
     settings.max_concurrent_requests = 1;
     settings.retry_after_secs = 2;
@@ -214,7 +324,12 @@ async fn a_saturated_server_answers_503_with_retry_after() {
         async move { app.call("choosing-wisely", &slow).await }
     });
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let response = app.client.get(app.url("/cds-services")).send().await.unwrap();
+    let response = app
+        .client
+        .get(app.url("/cds-services"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status().as_u16(), 503);
     assert_eq!(response.headers()["retry-after"], "2");
     let body: Value = response.json().await.unwrap();
@@ -228,7 +343,10 @@ async fn a_saturated_server_answers_503_with_retry_after() {
 
 #[tokio::test]
 async fn a_fhir_redirect_is_not_followed_so_the_token_stays_home() {
-    let elsewhere = fake_fhir(Duration::ZERO, |_, _| (StatusCode::OK, patient("p1", "male", "1940-01-01"))).await;
+    let elsewhere = fake_fhir(Duration::ZERO, |_, _| {
+        (StatusCode::OK, patient("p1", "male", "1940-01-01"))
+    })
+    .await;
     let target = format!("{}/Patient/p1", elsewhere.base());
     let redirector = axum::Router::new().fallback(move || {
         let target = target.clone();
@@ -239,12 +357,19 @@ async fn a_fhir_redirect_is_not_followed_so_the_token_stays_home() {
     tokio::spawn(async move { axum::serve(listener, redirector).await.unwrap() });
 
     let app = spawn_app().await;
-    let mut request = order_request("order-select", vec![psa_order("sr-1")], Some(json!({"conditions": searchset(vec![])})));
+    let mut request = order_request(
+        "order-select",
+        vec![psa_order("sr-1")],
+        Some(json!({"conditions": searchset(vec![])})),
+    );
     request["fhirServer"] = json!(format!("http://{addr}/fhir"));
     request["fhirAuthorization"] = json!({"access_token": "secret-token-1", "token_type": "Bearer", "expires_in": 300,
         "scope": "user/*.read", "subject": "hookwise"});
     let (status, body) = app.call("choosing-wisely", &request).await;
     assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{body}");
     assert!(!body.to_string().contains("secret-token-1"));
-    assert!(elsewhere.seen.lock().unwrap().requests.is_empty(), "the redirect was followed");
+    assert!(
+        elsewhere.seen.lock().unwrap().requests.is_empty(),
+        "the redirect was followed"
+    );
 }

@@ -11,8 +11,16 @@ use serde_json::{Map, Value, json};
 fn prefetch_from(fixture: &str) -> (String, Value) {
     let path = root().join("fhir-fixtures/synthea").join(fixture);
     let bundle: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let resources: Vec<&Value> = bundle["entry"].as_array().unwrap().iter().map(|e| &e["resource"]).collect();
-    let patient = resources.iter().find(|r| r["resourceType"] == "Patient").unwrap();
+    let resources: Vec<&Value> = bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["resource"])
+        .collect();
+    let patient = resources
+        .iter()
+        .find(|r| r["resourceType"] == "Patient")
+        .unwrap();
     let keyed = [
         ("conditions", "Condition"),
         ("medications", "MedicationRequest"),
@@ -23,10 +31,17 @@ fn prefetch_from(fixture: &str) -> (String, Value) {
     let mut prefetch = Map::new();
     prefetch.insert("patient".into(), (*patient).clone());
     for (key, kind) in keyed {
-        let of_kind: Vec<Value> = resources.iter().filter(|r| r["resourceType"] == kind).map(|r| (*r).clone()).collect();
+        let of_kind: Vec<Value> = resources
+            .iter()
+            .filter(|r| r["resourceType"] == kind)
+            .map(|r| (*r).clone())
+            .collect();
         prefetch.insert(key.into(), searchset(of_kind));
     }
-    (patient["id"].as_str().unwrap().to_string(), Value::Object(prefetch))
+    (
+        patient["id"].as_str().unwrap().to_string(),
+        Value::Object(prefetch),
+    )
 }
 
 #[tokio::test]
@@ -46,7 +61,10 @@ async fn psa_orders_for_synthea_men() {
     let (status, body) = app.call("choosing-wisely", &request).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["cards"].as_array().unwrap().len(), 1, "{body:#}");
-    assert_eq!(body["cards"][0]["suggestions"][0]["actions"][0]["resourceId"], "ServiceRequest/sr-2");
+    assert_eq!(
+        body["cards"][0]["suggestions"][0]["actions"][0]["resourceId"],
+        "ServiceRequest/sr-2"
+    );
 }
 
 #[tokio::test]
@@ -63,6 +81,9 @@ async fn patient_view_over_whole_synthea_records_answers_within_the_protocol() {
         let (status, body) = app.call("deprescribing", &request).await;
         assert_eq!(status, StatusCode::OK, "{fixture}: {body}");
         assert_no_empty_optionals(&body, "$");
-        assert!(body["cards"].as_array().unwrap().len() <= 1, "one combined card at most: {body:#}");
+        assert!(
+            body["cards"].as_array().unwrap().len() <= 1,
+            "one combined card at most: {body:#}"
+        );
     }
 }

@@ -29,14 +29,26 @@ pub struct KeyStore {
 
 impl KeyStore {
     /// A store keeping sets for `ttl`, fetching one URL at most once per `floor`.
-    pub fn new(ttl: Duration, floor: Duration, timeout: Duration) -> Result<KeyStore, reqwest::Error> {
+    pub fn new(
+        ttl: Duration,
+        floor: Duration,
+        timeout: Duration,
+    ) -> Result<KeyStore, reqwest::Error> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(timeout)
             .user_agent(concat!("hookwise/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        let sets = Cache::builder().max_capacity(1024).time_to_live(ttl).build();
-        Ok(KeyStore { http, sets, last_fetch: Mutex::new(HashMap::new()), floor })
+        let sets = Cache::builder()
+            .max_capacity(1024)
+            .time_to_live(ttl)
+            .build();
+        Ok(KeyStore {
+            http,
+            sets,
+            last_fetch: Mutex::new(HashMap::new()),
+            floor,
+        })
     }
 
     /// The key `kid` of the JWKS at `url`, refreshing the set once if needed.
@@ -86,14 +98,29 @@ impl KeyStore {
             .header("Accept", "application/json")
             .send()
             .await
-            .map_err(|e| unavailable(if e.is_timeout() { "timed out" } else { "transport error" }))?;
+            .map_err(|e| {
+                unavailable(if e.is_timeout() {
+                    "timed out"
+                } else {
+                    "transport error"
+                })
+            })?;
         if !response.status().is_success() {
-            return Err(unavailable(&format!("status {}", response.status().as_u16())));
+            return Err(unavailable(&format!(
+                "status {}",
+                response.status().as_u16()
+            )));
         }
-        if response.content_length().is_some_and(|n| n as usize > MAX_JWKS_BYTES) {
+        if response
+            .content_length()
+            .is_some_and(|n| n as usize > MAX_JWKS_BYTES)
+        {
             return Err(unavailable("too large"));
         }
-        let body = response.bytes().await.map_err(|_| unavailable("transport error"))?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|_| unavailable("transport error"))?;
         if body.len() > MAX_JWKS_BYTES {
             return Err(unavailable("too large"));
         }
@@ -107,12 +134,17 @@ impl KeyStore {
 /// host (development).
 pub fn check_url(url: &str) -> Result<(), String> {
     let parsed = Url::parse(url).map_err(|_| format!("{url:?} is not a URL"))?;
-    let host = parsed.host_str().unwrap_or_default().trim_matches(['[', ']']);
+    let host = parsed
+        .host_str()
+        .unwrap_or_default()
+        .trim_matches(['[', ']']);
     let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
     match parsed.scheme() {
         "https" => Ok(()),
         "http" if loopback => Ok(()),
-        _ => Err(format!("{url:?} must be https (plain http only on a loopback host)")),
+        _ => Err(format!(
+            "{url:?} must be https (plain http only on a loopback host)"
+        )),
     }
 }
 
@@ -131,7 +163,12 @@ mod tests {
 
     #[test]
     fn fetches_of_one_url_respect_the_floor() {
-        let store = KeyStore::new(Duration::from_secs(60), Duration::from_secs(60), Duration::from_secs(1)).unwrap();
+        let store = KeyStore::new(
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+            Duration::from_secs(1),
+        )
+        .unwrap();
         assert!(store.claim_fetch("https://a/jwks"));
         assert!(!store.claim_fetch("https://a/jwks"));
         assert!(store.claim_fetch("https://b/jwks"));

@@ -127,7 +127,8 @@ impl Authenticator {
     pub fn new(settings: &AuthSettings) -> Result<Authenticator, String> {
         let mut clients = HashMap::new();
         for entry in &settings.clients {
-            let client = build_client(entry).map_err(|e| format!("auth client {:?}: {e}", entry.iss))?;
+            let client =
+                build_client(entry).map_err(|e| format!("auth client {:?}: {e}", entry.iss))?;
             if clients.insert(entry.iss.clone(), client).is_some() {
                 return Err(format!("auth client {:?} is configured twice", entry.iss));
             }
@@ -154,15 +155,25 @@ impl Authenticator {
 
     /// Checks the `Authorization` header value of a call whose acceptable
     /// audiences are `audiences` (see [`audiences`]).
-    pub async fn verify(&self, authorization: Option<&[u8]>, audiences: &[String]) -> Result<Caller, AuthError> {
+    pub async fn verify(
+        &self,
+        authorization: Option<&[u8]>,
+        audiences: &[String],
+    ) -> Result<Caller, AuthError> {
         let jwt = bearer(authorization).ok_or(AuthError::MissingToken)?;
         let header = token::header(jwt)?;
         let iss = token::unverified_issuer(jwt)?;
-        let client = self.clients.get(&iss).ok_or_else(|| AuthError::UnknownIssuer(iss.clone()))?;
+        let client = self
+            .clients
+            .get(&iss)
+            .ok_or_else(|| AuthError::UnknownIssuer(iss.clone()))?;
         if !client.algorithms.contains(&header.alg) {
             return Err(AuthError::Algorithm("not allowed for this client"));
         }
-        let kid = header.kid.as_deref().ok_or(AuthError::Malformed("no kid"))?;
+        let kid = header
+            .kid
+            .as_deref()
+            .ok_or(AuthError::Malformed("no kid"))?;
         let jwk = self.key(client, header.jku.as_deref(), kid).await?;
         check_key(&jwk, header.alg)?;
         let claims = token::verify(jwt, &jwk, header.alg, &iss, self.skew)?;
@@ -170,14 +181,28 @@ impl Authenticator {
         if !token::audience_matches(&claims.aud, audiences) {
             return Err(AuthError::WrongAudience);
         }
-        if !client.tenants.is_empty() && !claims.tenant.as_ref().is_some_and(|t| client.tenants.contains(t)) {
+        if !client.tenants.is_empty()
+            && !claims
+                .tenant
+                .as_ref()
+                .is_some_and(|t| client.tenants.contains(t))
+        {
             return Err(AuthError::WrongTenant);
         }
-        let ttl = Duration::from_secs(claims.exp.saturating_add(self.skew).saturating_sub(token::now()).max(1));
+        let ttl = Duration::from_secs(
+            claims
+                .exp
+                .saturating_add(self.skew)
+                .saturating_sub(token::now())
+                .max(1),
+        );
         if !self.replay.first_use(&iss, &claims.jti, ttl).await {
             return Err(AuthError::Replayed);
         }
-        Ok(Caller { iss, tenant: claims.tenant })
+        Ok(Caller {
+            iss,
+            tenant: claims.tenant,
+        })
     }
 
     /// Resolves `kid` for `client`, honouring its key source and `jku` allowlist.
@@ -208,7 +233,11 @@ fn build_client(entry: &TrustedClient) -> Result<Client, String> {
     if entry.iss.trim().is_empty() {
         return Err("iss must not be empty".into());
     }
-    let algorithms = entry.algorithms.iter().map(|a| parse_algorithm(a)).collect::<Result<Vec<_>, _>>()?;
+    let algorithms = entry
+        .algorithms
+        .iter()
+        .map(|a| parse_algorithm(a))
+        .collect::<Result<Vec<_>, _>>()?;
     if algorithms.is_empty() {
         return Err("algorithms must not be empty".into());
     }
@@ -222,28 +251,42 @@ fn build_client(entry: &TrustedClient) -> Result<Client, String> {
         (None, None) if !entry.jku_allowlist.is_empty() => KeySource::JkuOnly,
         (None, None) => return Err("needs jwks_file, jwks_url or jku_allowlist".into()),
     };
-    Ok(Client { keys, jku_allowlist: entry.jku_allowlist.clone(), algorithms, tenants: entry.tenants.clone() })
+    Ok(Client {
+        keys,
+        jku_allowlist: entry.jku_allowlist.clone(),
+        algorithms,
+        tenants: entry.tenants.clone(),
+    })
 }
 
 /// Parses a configured algorithm name; HMAC and unknown names are errors.
 fn parse_algorithm(name: &str) -> Result<Algorithm, String> {
     let alg = Algorithm::from_str(name).map_err(|_| format!("unknown algorithm {name:?}"))?;
     if alg.family() == AlgorithmFamily::Hmac {
-        return Err(format!("{name} is symmetric (HMAC), which CDS Hooks forbids"));
+        return Err(format!(
+            "{name} is symmetric (HMAC), which CDS Hooks forbids"
+        ));
     }
     Ok(alg)
 }
 
 /// Reads a pinned JWKS file; every key must be usable.
 pub fn load_jwks(path: &Path) -> Result<JwkSet, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let set: JwkSet = serde_json::from_str(&text).map_err(|e| format!("{} is not a JWKS: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let set: JwkSet = serde_json::from_str(&text)
+        .map_err(|e| format!("{} is not a JWKS: {e}", path.display()))?;
     if set.keys.is_empty() {
         return Err(format!("{} holds no keys", path.display()));
     }
     for jwk in &set.keys {
-        jsonwebtoken::DecodingKey::from_jwk(jwk)
-            .map_err(|e| format!("{}: key {:?} is unusable: {e}", path.display(), jwk.common.key_id))?;
+        jsonwebtoken::DecodingKey::from_jwk(jwk).map_err(|e| {
+            format!(
+                "{}: key {:?} is unusable: {e}",
+                path.display(),
+                jwk.common.key_id
+            )
+        })?;
     }
     Ok(set)
 }
@@ -251,7 +294,12 @@ pub fn load_jwks(path: &Path) -> Result<JwkSet, String> {
 /// Checks that `jwk` is a public signing key for `alg`.
 fn check_key(jwk: &Jwk, alg: Algorithm) -> Result<(), AuthError> {
     use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, PublicKeyUse};
-    if jwk.common.public_key_use.as_ref().is_some_and(|u| *u != PublicKeyUse::Signature) {
+    if jwk
+        .common
+        .public_key_use
+        .as_ref()
+        .is_some_and(|u| *u != PublicKeyUse::Signature)
+    {
         return Err(AuthError::KeyMismatch("key use is not sig"));
     }
     if let Some(key_alg) = jwk.common.key_algorithm
@@ -260,13 +308,25 @@ fn check_key(jwk: &Jwk, alg: Algorithm) -> Result<(), AuthError> {
         return Err(AuthError::KeyMismatch("key alg differs from token alg"));
     }
     let fits = match (&jwk.algorithm, alg) {
-        (AlgorithmParameters::EllipticCurve(ec), Algorithm::ES256) => ec.curve == EllipticCurve::P256,
-        (AlgorithmParameters::EllipticCurve(ec), Algorithm::ES384) => ec.curve == EllipticCurve::P384,
-        (AlgorithmParameters::RSA(rsa), _) => alg.family() == AlgorithmFamily::Rsa && modulus_bits(&rsa.n) >= 2048,
-        (AlgorithmParameters::OctetKeyPair(okp), Algorithm::EdDSA) => okp.curve == EllipticCurve::Ed25519,
+        (AlgorithmParameters::EllipticCurve(ec), Algorithm::ES256) => {
+            ec.curve == EllipticCurve::P256
+        }
+        (AlgorithmParameters::EllipticCurve(ec), Algorithm::ES384) => {
+            ec.curve == EllipticCurve::P384
+        }
+        (AlgorithmParameters::RSA(rsa), _) => {
+            alg.family() == AlgorithmFamily::Rsa && modulus_bits(&rsa.n) >= 2048
+        }
+        (AlgorithmParameters::OctetKeyPair(okp), Algorithm::EdDSA) => {
+            okp.curve == EllipticCurve::Ed25519
+        }
         _ => false,
     };
-    if fits { Ok(()) } else { Err(AuthError::KeyMismatch("key type, curve or size")) }
+    if fits {
+        Ok(())
+    } else {
+        Err(AuthError::KeyMismatch("key type, curve or size"))
+    }
 }
 
 /// Approximate size of a base64url RSA modulus, in bits.
@@ -296,7 +356,8 @@ mod tests {
 
     #[test]
     fn the_sandbox_jwks_parses_into_an_es384_key() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/cds-hooks-sandbox-jwks.json");
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/cds-hooks-sandbox-jwks.json");
         let set = load_jwks(&path).unwrap();
         let jwk = set.find("44823f3d-0b01-4a6c-a80e-b9d3e8a7226f").unwrap();
         assert_eq!(check_key(jwk, Algorithm::ES384), Ok(()));

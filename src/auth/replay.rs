@@ -18,7 +18,12 @@ pub struct ReplayStore {
 struct UntilExpiry;
 
 impl Expiry<String, Duration> for UntilExpiry {
-    fn expire_after_create(&self, _key: &String, ttl: &Duration, _created_at: Instant) -> Option<Duration> {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        ttl: &Duration,
+        _created_at: Instant,
+    ) -> Option<Duration> {
         Some(*ttl)
     }
 }
@@ -26,7 +31,12 @@ impl Expiry<String, Duration> for UntilExpiry {
 impl ReplayStore {
     /// A store holding at most `capacity` ids.
     pub fn new(capacity: u64) -> ReplayStore {
-        ReplayStore { seen: Cache::builder().max_capacity(capacity).expire_after(UntilExpiry).build() }
+        ReplayStore {
+            seen: Cache::builder()
+                .max_capacity(capacity)
+                .expire_after(UntilExpiry)
+                .build(),
+        }
     }
 
     /// Records `jti` of `iss` for `ttl`; false when it was already recorded.

@@ -50,16 +50,24 @@ struct IssuerOnly {
 
 /// Seconds since the epoch.
 pub(super) fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
 }
 
 /// Decodes the header; `none`, unknown algorithms and HMAC are rejected here.
 pub(super) fn header(jwt: &str) -> Result<Header, AuthError> {
-    let header = jsonwebtoken::decode_header(jwt).map_err(|_| AuthError::Malformed("header (or alg none/unknown)"))?;
+    let header = jsonwebtoken::decode_header(jwt)
+        .map_err(|_| AuthError::Malformed("header (or alg none/unknown)"))?;
     if header.alg.family() == AlgorithmFamily::Hmac {
         return Err(AuthError::Algorithm("HMAC is never accepted"));
     }
-    if header.typ.as_deref().is_some_and(|t| !t.eq_ignore_ascii_case("JWT")) {
+    if header
+        .typ
+        .as_deref()
+        .is_some_and(|t| !t.eq_ignore_ascii_case("JWT"))
+    {
         return Err(AuthError::Malformed("typ is not JWT"));
     }
     Ok(header)
@@ -73,7 +81,13 @@ pub(super) fn unverified_issuer(jwt: &str) -> Result<String, AuthError> {
 }
 
 /// Verifies the signature with `jwk` and `alg`, then `exp`, `nbf` and `iss`.
-pub(super) fn verify(jwt: &str, jwk: &Jwk, alg: Algorithm, iss: &str, skew: u64) -> Result<Claims, AuthError> {
+pub(super) fn verify(
+    jwt: &str,
+    jwk: &Jwk,
+    alg: Algorithm,
+    iss: &str,
+    skew: u64,
+) -> Result<Claims, AuthError> {
     let key = DecodingKey::from_jwk(jwk).map_err(|_| AuthError::KeyMismatch("unusable key"))?;
     let mut validation = Validation::new(alg);
     validation.leeway = skew;
@@ -82,18 +96,22 @@ pub(super) fn verify(jwt: &str, jwk: &Jwk, alg: Algorithm, iss: &str, skew: u64)
     validation.validate_aud = false; // checked by `audience_matches`, which tolerates a trailing slash
     validation.set_issuer(&[iss]);
     validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-    jsonwebtoken::decode::<Claims>(jwt, &key, &validation).map(|data| data.claims).map_err(|e| match e.kind() {
-        ErrorKind::InvalidSignature => AuthError::BadSignature,
-        ErrorKind::ExpiredSignature => AuthError::Time("expired"),
-        ErrorKind::ImmatureSignature => AuthError::Time("nbf in the future"),
-        ErrorKind::InvalidAlgorithm => AuthError::Algorithm("does not match the key"),
-        ErrorKind::InvalidIssuer => AuthError::Malformed("iss"),
-        ErrorKind::MissingRequiredClaim(_) => AuthError::Malformed("a required claim is missing"),
-        ErrorKind::InvalidEcdsaKey | ErrorKind::InvalidRsaKey(_) | ErrorKind::InvalidKeyFormat => {
-            AuthError::KeyMismatch("unusable key")
-        }
-        _ => AuthError::Malformed("claims (exp, iat, aud and jti are required)"),
-    })
+    jsonwebtoken::decode::<Claims>(jwt, &key, &validation)
+        .map(|data| data.claims)
+        .map_err(|e| match e.kind() {
+            ErrorKind::InvalidSignature => AuthError::BadSignature,
+            ErrorKind::ExpiredSignature => AuthError::Time("expired"),
+            ErrorKind::ImmatureSignature => AuthError::Time("nbf in the future"),
+            ErrorKind::InvalidAlgorithm => AuthError::Algorithm("does not match the key"),
+            ErrorKind::InvalidIssuer => AuthError::Malformed("iss"),
+            ErrorKind::MissingRequiredClaim(_) => {
+                AuthError::Malformed("a required claim is missing")
+            }
+            ErrorKind::InvalidEcdsaKey
+            | ErrorKind::InvalidRsaKey(_)
+            | ErrorKind::InvalidKeyFormat => AuthError::KeyMismatch("unusable key"),
+            _ => AuthError::Malformed("claims (exp, iat, aud and jti are required)"),
+        })
 }
 
 /// `iat` not in the future, a bounded lifetime, and a sane `jti`.
@@ -116,7 +134,11 @@ pub(super) fn check_times(claims: &Claims, skew: u64, max_lifetime: u64) -> Resu
 /// Whether one of the token's audiences is one of `expected`, ignoring a
 /// trailing slash on either side.
 pub(super) fn audience_matches(aud: &Audience, expected: &[String]) -> bool {
-    let one = |a: &String| expected.iter().any(|e| e.trim_end_matches('/') == a.trim_end_matches('/'));
+    let one = |a: &String| {
+        expected
+            .iter()
+            .any(|e| e.trim_end_matches('/') == a.trim_end_matches('/'))
+    };
     match aud {
         Audience::One(a) => one(a),
         Audience::Many(list) => list.iter().any(one),
@@ -130,7 +152,9 @@ pub fn audiences(base: &str, path: &str) -> Vec<String> {
     let base = base.trim_end_matches('/');
     let mut list = vec![format!("{base}{path}")];
     let service = path.trim_end_matches('/').strip_suffix("/feedback");
-    if let Some(service) = service.filter(|s| s.starts_with("/cds-services/") && s.len() > "/cds-services/".len()) {
+    if let Some(service) =
+        service.filter(|s| s.starts_with("/cds-services/") && s.len() > "/cds-services/".len())
+    {
         list.push(format!("{base}{service}"));
     }
     list
@@ -143,16 +167,37 @@ mod tests {
     #[test]
     fn feedback_accepts_the_service_url_too() {
         let list = audiences("https://cds.example.org/", "/cds-services/cw/feedback");
-        assert_eq!(list, ["https://cds.example.org/cds-services/cw/feedback", "https://cds.example.org/cds-services/cw"]);
-        assert_eq!(audiences("https://x.org", "/cds-services"), ["https://x.org/cds-services"]);
+        assert_eq!(
+            list,
+            [
+                "https://cds.example.org/cds-services/cw/feedback",
+                "https://cds.example.org/cds-services/cw"
+            ]
+        );
+        assert_eq!(
+            audiences("https://x.org", "/cds-services"),
+            ["https://x.org/cds-services"]
+        );
     }
 
     #[test]
     fn audience_tolerates_a_trailing_slash_only() {
         let expected = audiences("https://x.org", "/cds-services/cw");
-        assert!(audience_matches(&Audience::One("https://x.org/cds-services/cw/".into()), &expected));
-        assert!(audience_matches(&Audience::Many(vec!["a".into(), "https://x.org/cds-services/cw".into()]), &expected));
-        assert!(!audience_matches(&Audience::One("https://x.org/cds-services".into()), &expected));
-        assert!(!audience_matches(&Audience::One("https://x.org/cds-services/cw2".into()), &expected));
+        assert!(audience_matches(
+            &Audience::One("https://x.org/cds-services/cw/".into()),
+            &expected
+        ));
+        assert!(audience_matches(
+            &Audience::Many(vec!["a".into(), "https://x.org/cds-services/cw".into()]),
+            &expected
+        ));
+        assert!(!audience_matches(
+            &Audience::One("https://x.org/cds-services".into()),
+            &expected
+        ));
+        assert!(!audience_matches(
+            &Audience::One("https://x.org/cds-services/cw2".into()),
+            &expected
+        ));
     }
 }

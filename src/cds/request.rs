@@ -129,7 +129,10 @@ fn locate_error(body: &[u8]) -> EnvelopeError {
         }
         Ok(_) => EnvelopeError {
             path: String::new(),
-            message: de.end().err().map_or("invalid request body".into(), |e| e.to_string()),
+            message: de
+                .end()
+                .err()
+                .map_or("invalid request body".into(), |e| e.to_string()),
         },
     }
 }
@@ -187,17 +190,26 @@ mod tests {
         assert_eq!(err.path, "context");
         let err = parse_request(br#"{"hook":"patient-view","context":{}}"#).unwrap_err();
         assert!(err.message.contains("hookInstance"), "{err:?}");
-        let err =
-            parse_request(br#"{"hook":"patient-view","hookInstance":"x","context":{"patientId":3}}"#)
-                .unwrap_err();
+        let err = parse_request(
+            br#"{"hook":"patient-view","hookInstance":"x","context":{"patientId":3}}"#,
+        )
+        .unwrap_err();
         assert_eq!(err.path, "context.patientId");
     }
 
     #[test]
     fn refuses_deep_nesting_but_not_brackets_in_strings() {
         let deep = format!(r#"{{"x":{}{}}}"#, "[".repeat(100), "]".repeat(100));
-        assert!(parse_request(deep.as_bytes()).unwrap_err().message.contains("nested"));
-        let text = format!(r#"{{"hook":"patient-view","hookInstance":"x","context":{{"patientId":"p","note":"{}\\\""}}}}"#, "[".repeat(100));
+        assert!(
+            parse_request(deep.as_bytes())
+                .unwrap_err()
+                .message
+                .contains("nested")
+        );
+        let text = format!(
+            r#"{{"hook":"patient-view","hookInstance":"x","context":{{"patientId":"p","note":"{}\\\""}}}}"#,
+            "[".repeat(100)
+        );
         assert!(parse_request(text.as_bytes()).is_ok(), "{text}");
     }
 

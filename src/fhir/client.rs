@@ -139,14 +139,22 @@ impl FhirClient {
     }
 
     async fn get_json(&self, url: &Url, token: Option<&str>) -> Result<Value, FetchError> {
-        let mut request = self.http.get(url.clone()).header("Accept", "application/fhir+json");
+        let mut request = self
+            .http
+            .get(url.clone())
+            .header("Accept", "application/fhir+json");
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
-        let response = request.send().await.map_err(|e| FetchError::Transport(describe(&e)))?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| FetchError::Transport(describe(&e)))?;
         let status = response.status();
         if !status.is_success() {
-            return Err(FetchError::Status { status: status.as_u16() });
+            return Err(FetchError::Status {
+                status: status.as_u16(),
+            });
         }
         if response
             .content_length()
@@ -154,7 +162,10 @@ impl FhirClient {
         {
             return Err(FetchError::Body("response too large".into()));
         }
-        let body = response.bytes().await.map_err(|e| FetchError::Transport(describe(&e)))?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| FetchError::Transport(describe(&e)))?;
         if body.len() > self.config.max_response_bytes {
             return Err(FetchError::Body("response too large".into()));
         }

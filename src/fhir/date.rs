@@ -38,7 +38,10 @@ mod tests {
             parse_datetime("2020-05-01T10:00:00+02:00"),
             Some(datetime!(2020-05-01 08:00 UTC))
         );
-        assert_eq!(parse_datetime("2020-05-01"), Some(datetime!(2020-05-01 00:00 UTC)));
+        assert_eq!(
+            parse_datetime("2020-05-01"),
+            Some(datetime!(2020-05-01 00:00 UTC))
+        );
         assert_eq!(parse_datetime("garbage"), None);
     }
 }

@@ -43,15 +43,24 @@ impl PrefetchKey {
     pub fn for_need(need: DataNeed, observation_codes: &[String]) -> PrefetchKey {
         let (key, template) = match need {
             DataNeed::Patient => ("patient", "Patient/{{context.patientId}}".to_string()),
-            DataNeed::Conditions => ("conditions", "Condition?patient={{context.patientId}}".into()),
+            DataNeed::Conditions => (
+                "conditions",
+                "Condition?patient={{context.patientId}}".into(),
+            ),
             DataNeed::Medications => (
                 "medications",
                 "MedicationRequest?patient={{context.patientId}}&status=active".into(),
             ),
             DataNeed::Observations => ("observations", observation_template(observation_codes)),
-            DataNeed::Procedures => ("procedures", "Procedure?patient={{context.patientId}}".into()),
+            DataNeed::Procedures => (
+                "procedures",
+                "Procedure?patient={{context.patientId}}".into(),
+            ),
             DataNeed::CurrentEncounter => ("encounter", "Encounter/{{context.encounterId}}".into()),
-            DataNeed::Encounters => ("encounters", "Encounter?patient={{context.patientId}}".into()),
+            DataNeed::Encounters => (
+                "encounters",
+                "Encounter?patient={{context.patientId}}".into(),
+            ),
         };
         PrefetchKey { key, template }
     }
@@ -63,7 +72,11 @@ fn observation_template(codes: &[String]) -> String {
         return base;
     }
     let filtered = format!("{base}&code={}", codes.join(","));
-    if filtered.len() <= MAX_TEMPLATE_LEN { filtered } else { base }
+    if filtered.len() <= MAX_TEMPLATE_LEN {
+        filtered
+    } else {
+        base
+    }
 }
 
 /// What the EHR sent for one prefetch key.
@@ -80,7 +93,10 @@ pub enum PrefetchState<'a> {
 }
 
 /// Classifies a prefetch key's value.
-pub fn classify_prefetch<'a>(prefetch: Option<&'a Map<String, Value>>, key: &str) -> PrefetchState<'a> {
+pub fn classify_prefetch<'a>(
+    prefetch: Option<&'a Map<String, Value>>,
+    key: &str,
+) -> PrefetchState<'a> {
     match prefetch.and_then(|p| p.get(key)) {
         None => PrefetchState::Missing,
         Some(Value::Null) => PrefetchState::NoData,
@@ -168,8 +184,14 @@ mod tests {
             render_template("Practitioner/{{userPractitionerId}}", context).unwrap(),
             "Practitioner/42"
         );
-        assert_eq!(render_template("Encounter/{{context.encounterId}}", context), None);
-        assert_eq!(render_template("PractitionerRole/{{userPractitionerRoleId}}", context), None);
+        assert_eq!(
+            render_template("Encounter/{{context.encounterId}}", context),
+            None
+        );
+        assert_eq!(
+            render_template("PractitionerRole/{{userPractitionerRoleId}}", context),
+            None
+        );
     }
 
     #[test]
@@ -185,7 +207,10 @@ mod tests {
         assert_eq!(classify_prefetch(p, "a"), PrefetchState::NoData);
         assert_eq!(classify_prefetch(p, "b"), PrefetchState::Failed);
         assert_eq!(classify_prefetch(p, "c"), PrefetchState::Failed);
-        assert!(matches!(classify_prefetch(p, "d"), PrefetchState::Provided(_)));
+        assert!(matches!(
+            classify_prefetch(p, "d"),
+            PrefetchState::Provided(_)
+        ));
         assert_eq!(classify_prefetch(p, "e"), PrefetchState::Failed);
         assert_eq!(classify_prefetch(p, "z"), PrefetchState::Missing);
         assert_eq!(classify_prefetch(None, "a"), PrefetchState::Missing);
@@ -194,8 +219,14 @@ mod tests {
     #[test]
     fn long_observation_filters_fall_back_to_all_observations() {
         let few = vec!["http://loinc.org|4548-4".to_string()];
-        let many: Vec<String> = (0..200).map(|i| format!("http://loinc.org|{i}-0")).collect();
-        assert!(PrefetchKey::for_need(DataNeed::Observations, &few).template.ends_with("code=http://loinc.org|4548-4"));
+        let many: Vec<String> = (0..200)
+            .map(|i| format!("http://loinc.org|{i}-0"))
+            .collect();
+        assert!(
+            PrefetchKey::for_need(DataNeed::Observations, &few)
+                .template
+                .ends_with("code=http://loinc.org|4548-4")
+        );
         assert_eq!(
             PrefetchKey::for_need(DataNeed::Observations, &many).template,
             "Observation?patient={{context.patientId}}"

@@ -115,7 +115,9 @@ pub struct DraftOrder<'a> {
 impl DraftOrder<'_> {
     /// `Type/id`, as a delete action's `resourceId`.
     pub fn reference(&self) -> Option<String> {
-        self.coded.id.map(|id| format!("{}/{}", self.resource_type, id))
+        self.coded
+            .id
+            .map(|id| format!("{}/{}", self.resource_type, id))
     }
 }
 
@@ -271,10 +273,14 @@ const RENEWAL_GRACE: time::Duration = time::Duration::days(30);
 fn carry_back_renewals(medications: &mut [MedicationFact<'_>], past: &mut [PastPrescription<'_>]) {
     past.sort_by_key(|p| std::cmp::Reverse(p.start));
     for medication in medications.iter_mut() {
-        let (Some(drug), Some(mut start)) = (medication.coded.codes.first(), medication.start) else {
+        let (Some(drug), Some(mut start)) = (medication.coded.codes.first(), medication.start)
+        else {
             continue;
         };
-        for prior in past.iter().filter(|p| p.drug.system == drug.system && p.drug.code == drug.code) {
+        for prior in past
+            .iter()
+            .filter(|p| p.drug.system == drug.system && p.drug.code == drug.code)
+        {
             if prior.start >= start {
                 continue;
             }
@@ -333,7 +339,9 @@ impl<'a> Reader<'a> {
         // A later Patient refines an earlier one (a test may override a fixture's birthDate).
         record.patient_id = self.string(r, "id").or(record.patient_id);
         record.gender = self.string(r, "gender").or(record.gender);
-        let birth_date = self.string(r, "birthDate").and_then(|s| self.valid(parse_date(s)));
+        let birth_date = self
+            .string(r, "birthDate")
+            .and_then(|s| self.valid(parse_date(s)));
         record.birth_date = birth_date.or(record.birth_date);
     }
 
@@ -358,7 +366,10 @@ impl<'a> Reader<'a> {
     }
 
     fn medication_request(&mut self, r: &'a Value) -> Option<MedicationFact<'a>> {
-        if matches!(self.string(r, "intent"), Some("proposal" | "option" | "plan")) {
+        if matches!(
+            self.string(r, "intent"),
+            Some("proposal" | "option" | "plan")
+        ) {
             return None;
         }
         let status = self.string(r, "status");
@@ -366,13 +377,16 @@ impl<'a> Reader<'a> {
             return None;
         }
         let authored = self.datetime(r, "authoredOn");
-        let validity = r.get("dispenseRequest").and_then(|d| d.get("validityPeriod"));
+        let validity = r
+            .get("dispenseRequest")
+            .and_then(|d| d.get("validityPeriod"));
         let validity_start = validity.and_then(|p| self.datetime(p, "start"));
         if status != Some("active") {
             let drug = self.medication(r).codes.first().copied();
             if let (Some(drug), Some(start)) = (drug, earliest(authored, validity_start)) {
                 let end = validity.and_then(|p| self.datetime(p, "end"));
-                self.past_prescriptions.push(PastPrescription { drug, start, end });
+                self.past_prescriptions
+                    .push(PastPrescription { drug, start, end });
             }
             return None;
         }
@@ -401,7 +415,10 @@ impl<'a> Reader<'a> {
     }
 
     fn observation(&mut self, r: &'a Value) -> Option<ObservationFact<'a>> {
-        if matches!(self.string(r, "status"), Some("entered-in-error" | "cancelled")) {
+        if matches!(
+            self.string(r, "status"),
+            Some("entered-in-error" | "cancelled")
+        ) {
             return None;
         }
         let when = self
@@ -414,7 +431,10 @@ impl<'a> Reader<'a> {
             if number.is_none() {
                 self.skipped += 1;
             }
-            let unit = q.get("code").or_else(|| q.get("unit")).and_then(Value::as_str);
+            let unit = q
+                .get("code")
+                .or_else(|| q.get("unit"))
+                .and_then(Value::as_str);
             number.map(|n| (n, unit))
         });
         Some(ObservationFact {
@@ -425,7 +445,10 @@ impl<'a> Reader<'a> {
     }
 
     fn procedure(&mut self, r: &'a Value) -> Option<ProcedureFact<'a>> {
-        if !matches!(self.string(r, "status"), None | Some("completed" | "in-progress")) {
+        if !matches!(
+            self.string(r, "status"),
+            None | Some("completed" | "in-progress")
+        ) {
             return None;
         }
         let when = self
@@ -444,9 +467,12 @@ impl<'a> Reader<'a> {
             Value::Array(items) => items.first()?,
             other => other,
         };
-        let code = coding
-            .get("code")
-            .or_else(|| coding.get("coding").and_then(|c| c.get(0)).and_then(|c| c.get("code")));
+        let code = coding.get("code").or_else(|| {
+            coding
+                .get("coding")
+                .and_then(|c| c.get(0))
+                .and_then(|c| c.get("code"))
+        });
         match code.and_then(Value::as_str) {
             Some(code) => Some(code),
             None => {
@@ -533,7 +559,10 @@ impl<'a> Reader<'a> {
     fn coded(&mut self, r: &'a Value, key: &str) -> Coded<'a> {
         let id = self.string(r, "id");
         let Some(concept) = r.get(key) else {
-            return Coded { id, ..Default::default() };
+            return Coded {
+                id,
+                ..Default::default()
+            };
         };
         let codings: Vec<&Value> = match concept.get("coding") {
             Some(Value::Array(items)) => items.iter().collect(),
@@ -656,9 +685,16 @@ mod tests {
                 "medicationReference": {"reference": "#x"}}}
         ]});
         let record = build(&bundle);
-        let codes: Vec<&str> = record.medications.iter().map(|m| m.coded.codes[0].code).collect();
+        let codes: Vec<&str> = record
+            .medications
+            .iter()
+            .map(|m| m.coded.codes[0].code)
+            .collect();
         assert_eq!(codes, ["855332", "197901"]);
-        assert_eq!(record.medications[0].coded.display(), "Warfarin Sodium 5 MG Oral Tablet");
+        assert_eq!(
+            record.medications[0].coded.display(),
+            "Warfarin Sodium 5 MG Oral Tablet"
+        );
     }
 
     #[test]
@@ -675,15 +711,27 @@ mod tests {
             selections_only: true,
             ..Default::default()
         });
-        let selected: Vec<_> = record.draft_orders.iter().map(|d| (d.reference().unwrap(), d.selected)).collect();
-        assert_eq!(selected, [("ServiceRequest/s1".to_string(), false), ("ServiceRequest/s2".to_string(), true)]);
+        let selected: Vec<_> = record
+            .draft_orders
+            .iter()
+            .map(|d| (d.reference().unwrap(), d.selected))
+            .collect();
+        assert_eq!(
+            selected,
+            [
+                ("ServiceRequest/s1".to_string(), false),
+                ("ServiceRequest/s2".to_string(), true)
+            ]
+        );
     }
 
     #[test]
     fn renewals_carry_the_start_back_to_the_first_prescription() {
-        let rx = |id: &str, status: &str, authored: &str, code: &str| json!({"resource": {
+        let rx = |id: &str, status: &str, authored: &str, code: &str| {
+            json!({"resource": {
             "resourceType": "MedicationRequest", "id": id, "status": status, "intent": "order",
-            "medicationCodeableConcept": {"coding": [{"system": "rxnorm", "code": code}]}, "authoredOn": authored}});
+            "medicationCodeableConcept": {"coding": [{"system": "rxnorm", "code": code}]}, "authoredOn": authored}})
+        };
         let bundle = json!({"resourceType": "Bundle", "entry": [
             rx("a", "stopped", "2018-01-10", "1"),   // too long before the next: a gap
             rx("b", "stopped", "2019-06-01", "1"),
@@ -693,7 +741,10 @@ mod tests {
         ]});
         let record = build(&bundle);
         assert_eq!(record.medications.len(), 1);
-        assert_eq!(record.medications[0].start.unwrap().date(), date!(2019 - 06 - 01));
+        assert_eq!(
+            record.medications[0].start.unwrap().date(),
+            date!(2019 - 06 - 01)
+        );
     }
 
     #[test]
@@ -702,7 +753,10 @@ mod tests {
             "verificationStatus": {"coding": [{"code": "confirmed"}]}});
         let refuted = json!({"resourceType": "Condition", "id": "r", "code": {"coding": [{"system": "s", "code": "y"}]},
             "verificationStatus": {"coding": [{"code": "refuted"}]}});
-        let record = PatientRecord::build(RecordSources { data: vec![&c, &c, &refuted], ..Default::default() });
+        let record = PatientRecord::build(RecordSources {
+            data: vec![&c, &c, &refuted],
+            ..Default::default()
+        });
         assert_eq!(record.conditions.len(), 1);
         assert!(record.conditions[0].active);
     }

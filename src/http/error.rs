@@ -2,8 +2,8 @@
 //! saturated) with an OperationOutcome. The 401 is not one of these: it is
 //! empty, see [`super::security`].
 
-use crate::cds::OperationOutcome;
 use super::logging::Outcome;
+use crate::cds::OperationOutcome;
 use crate::pipeline::CallError;
 use axum::Json;
 use axum::extract::rejection::BytesRejection;
@@ -35,7 +35,10 @@ impl ApiError {
     /// 400 for a call over a configured limit (prefetch keys, draft orders),
     /// naming the field by JSON path.
     pub fn too_costly(path: &str, message: impl Into<String>) -> Self {
-        ApiError { code: "too-costly", ..ApiError::bad_request(path, message) }
+        ApiError {
+            code: "too-costly",
+            ..ApiError::bad_request(path, message)
+        }
     }
 
     /// 503 with `Retry-After`: every request slot is taken.
@@ -77,8 +80,15 @@ impl From<CallError> for ApiError {
         match error {
             CallError::UnknownService(_) => ApiError::not_found(error.to_string()),
             CallError::BadRequest { path, message } => {
-                let message = if path.is_empty() { message } else { format!("{path}: {message}") };
-                ApiError { path: Some(path).filter(|p| !p.is_empty()), ..ApiError::bad_request("", message) }
+                let message = if path.is_empty() {
+                    message
+                } else {
+                    format!("{path}: {message}")
+                };
+                ApiError {
+                    path: Some(path).filter(|p| !p.is_empty()),
+                    ..ApiError::bad_request("", message)
+                }
             }
             CallError::PreconditionFailed(message) => ApiError {
                 status: StatusCode::PRECONDITION_FAILED,
@@ -94,8 +104,18 @@ impl From<CallError> for ApiError {
 impl From<BytesRejection> for ApiError {
     fn from(rejection: BytesRejection) -> Self {
         let status = rejection.status();
-        let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "too-long" } else { "invalid" };
-        ApiError { status, code, message: rejection.body_text(), path: None, retry_after: None }
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "too-long"
+        } else {
+            "invalid"
+        };
+        ApiError {
+            status,
+            code,
+            message: rejection.body_text(),
+            path: None,
+            retry_after: None,
+        }
     }
 }
 
@@ -108,9 +128,13 @@ impl IntoResponse for ApiError {
             header::HeaderValue::from_static("application/fhir+json"),
         );
         if let Some(seconds) = self.retry_after {
-            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
         }
-        response.extensions_mut().insert(Outcome(log_outcome(self.code)));
+        response
+            .extensions_mut()
+            .insert(Outcome(log_outcome(self.code)));
         response
     }
 }

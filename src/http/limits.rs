@@ -51,7 +51,10 @@ impl Limits {
         match depth_exceeded(body, self.max_json_depth) {
             Some(offset) => Err(ApiError::bad_request(
                 "",
-                format!("JSON nested deeper than {} levels (at byte {offset})", self.max_json_depth),
+                format!(
+                    "JSON nested deeper than {} levels (at byte {offset})",
+                    self.max_json_depth
+                ),
             )),
             None => Ok(()),
         }
@@ -62,13 +65,19 @@ impl Limits {
         if outline.prefetch_keys > self.max_prefetch_keys {
             return Err(ApiError::too_costly(
                 "prefetch",
-                format!("{} prefetch keys; at most {} are accepted", outline.prefetch_keys, self.max_prefetch_keys),
+                format!(
+                    "{} prefetch keys; at most {} are accepted",
+                    outline.prefetch_keys, self.max_prefetch_keys
+                ),
             ));
         }
         if outline.draft_orders > self.max_draft_orders {
             return Err(ApiError::too_costly(
                 "context.draftOrders",
-                format!("{} draft orders; at most {} are accepted", outline.draft_orders, self.max_draft_orders),
+                format!(
+                    "{} draft orders; at most {} are accepted",
+                    outline.draft_orders, self.max_draft_orders
+                ),
             ));
         }
         Ok(())
@@ -104,7 +113,11 @@ fn depth_exceeded(body: &[u8], limit: usize) -> Option<usize> {
 }
 
 /// Answers 503 with `Retry-After` when every permit is taken.
-pub async fn limit_concurrency(State(gate): State<Arc<Gate>>, request: Request, next: Next) -> Response {
+pub async fn limit_concurrency(
+    State(gate): State<Arc<Gate>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let Ok(permit) = gate.permits.clone().try_acquire_owned() else {
         tracing::debug!("concurrency limit reached; answering 503");
         return ApiError::overloaded(gate.retry_after_secs).into_response();
@@ -166,7 +179,11 @@ impl<'de> Visitor<'de> for TopLevel {
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
                 "hook" => outline.hook = map.next_value_seed(Lenient(Shape::Str))?.text,
-                "prefetch" => outline.prefetch_keys = outline.prefetch_keys.max(map.next_value_seed(Lenient(Shape::MapLen))?.count),
+                "prefetch" => {
+                    outline.prefetch_keys = outline
+                        .prefetch_keys
+                        .max(map.next_value_seed(Lenient(Shape::MapLen))?.count)
+                }
                 "context" => {
                     let context = map.next_value_seed(Lenient(Shape::Context))?;
                     outline.patient_id = context.text;
@@ -252,7 +269,10 @@ impl<'de> Visitor<'de> for Lenient {
             count += 1;
         }
         let counted = matches!(self.0, Shape::SeqLen | Shape::Drafts);
-        Ok(Read { text: None, count: if counted { count } else { 0 } })
+        Ok(Read {
+            text: None,
+            count: if counted { count } else { 0 },
+        })
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Read, A::Error> {
@@ -266,7 +286,9 @@ impl<'de> Visitor<'de> for Lenient {
             };
             match wanted {
                 Some(Shape::Str) => read.text = map.next_value_seed(Lenient(Shape::Str))?.text,
-                Some(shape) => read.count = read.count.max(map.next_value_seed(Lenient(shape))?.count),
+                Some(shape) => {
+                    read.count = read.count.max(map.next_value_seed(Lenient(shape))?.count)
+                }
                 None => {
                     map.next_value::<IgnoredAny>()?;
                     if matches!(self.0, Shape::MapLen) {
@@ -291,7 +313,12 @@ mod tests {
         let outline = Outline::read(body);
         assert_eq!(
             outline,
-            Outline { hook: Some("order-select".into()), patient_id: Some("p1".into()), prefetch_keys: 3, draft_orders: 3 }
+            Outline {
+                hook: Some("order-select".into()),
+                patient_id: Some("p1".into()),
+                prefetch_keys: 3,
+                draft_orders: 3
+            }
         );
     }
 

@@ -40,7 +40,10 @@ pub struct PatientHasher {
 impl PatientHasher {
     /// A hasher keyed with `key`.
     pub fn new(key: &[u8]) -> PatientHasher {
-        PatientHasher { mac: keyed(key), random: false }
+        PatientHasher {
+            mac: keyed(key),
+            random: false,
+        }
     }
 
     /// A hasher with a random per-process key; `None` if the system has no
@@ -48,7 +51,10 @@ impl PatientHasher {
     pub fn random() -> Option<PatientHasher> {
         let mut key = [0u8; 32];
         getrandom::fill(&mut key).ok()?;
-        Some(PatientHasher { mac: keyed(&key), random: true })
+        Some(PatientHasher {
+            mac: keyed(&key),
+            random: true,
+        })
     }
 
     /// Whether the key was drawn at random (hashes do not survive a restart).
@@ -61,16 +67,20 @@ impl PatientHasher {
         let mut mac = self.mac.clone();
         mac.update(patient_id.as_bytes());
         let digest = mac.finalize().into_bytes();
-        digest.iter().take(16).fold(String::with_capacity(32), |mut hex, byte| {
-            let _ = write!(hex, "{byte:02x}");
-            hex
-        })
+        digest
+            .iter()
+            .take(16)
+            .fold(String::with_capacity(32), |mut hex, byte| {
+                let _ = write!(hex, "{byte:02x}");
+                hex
+            })
     }
 }
 
 fn keyed(key: &[u8]) -> Hmac<Sha256> {
     // HMAC accepts keys of any length, so this never fails.
-    <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
+    <Hmac<Sha256> as Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
 }
 
 /// Runs the request inside its span and logs its end.
@@ -78,7 +88,10 @@ pub async fn log_request(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = request_id(request.headers());
     let method = request.method().clone();
-    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string());
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string());
     let span = tracing::info_span!(
         "request",
         request_id = %id,
@@ -93,7 +106,10 @@ pub async fn log_request(request: Request, next: Next) -> Response {
     let mut response = next.run(request).instrument(span.clone()).await;
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     let status = response.status().as_u16();
-    let outcome = response.extensions().get::<Outcome>().map_or_else(|| outcome_of(status), |o| o.0);
+    let outcome = response
+        .extensions()
+        .get::<Outcome>()
+        .map_or_else(|| outcome_of(status), |o| o.0);
     span.in_scope(|| {
         if method == Method::OPTIONS {
             tracing::debug!(status, outcome, latency_ms, "request");
@@ -113,7 +129,10 @@ fn request_id(headers: &HeaderMap) -> String {
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 64)
-        .filter(|v| v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')))
+        .filter(|v| {
+            v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        })
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string)
 }
 
@@ -137,8 +156,11 @@ pub fn install<W>(format: LogFormat, filter: &str, writer: W) -> Result<(), Stri
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let filter = EnvFilter::try_new(filter).map_err(|e| format!("invalid log filter {filter:?}: {e}"))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    let filter =
+        EnvFilter::try_new(filter).map_err(|e| format!("invalid log filter {filter:?}: {e}"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
     let result = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),

@@ -83,8 +83,14 @@ pub fn router_with(state: Arc<AppState>, policy: Arc<Policy>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
-        .layer(middleware::from_fn_with_state(policy.clone(), security::authenticate))
-        .layer(middleware::from_fn_with_state(gate, limits::limit_concurrency))
+        .layer(middleware::from_fn_with_state(
+            policy.clone(),
+            security::authenticate,
+        ))
+        .layer(middleware::from_fn_with_state(
+            gate,
+            limits::limit_concurrency,
+        ))
         .layer(security::cors(&policy.cors_origins))
         .layer(middleware::from_fn(logging::log_request))
         .layer(Extension(policy))
@@ -133,9 +139,16 @@ async fn call_service(
     let outline = Outline::read(&body);
     record_call(&state.engine, &policy, &id, &outline);
     policy.limits.check_counts(&outline)?;
-    let call = state.engine.call(&id, &body, OffsetDateTime::now_utc()).await?;
+    let call = state
+        .engine
+        .call(&id, &body, OffsetDateTime::now_utc())
+        .await?;
     Span::current().record("cards", call.response.cards.len());
-    let outcome = if call.deadline_exceeded { "deadline-exceeded" } else { "ok" };
+    let outcome = if call.deadline_exceeded {
+        "deadline-exceeded"
+    } else {
+        "ok"
+    };
     let mut response = Json(call.response).into_response();
     response.extensions_mut().insert(Outcome(outcome));
     Ok(response)
@@ -149,7 +162,10 @@ fn record_call(engine: &Engine, policy: &Policy, id: &str, outline: &Outline) {
         span.record("service", id);
     }
     if let Some(hook) = outline.hook.as_deref() {
-        span.record("hook", Hook::parse(hook).map_or("unsupported", Hook::as_str));
+        span.record(
+            "hook",
+            Hook::parse(hook).map_or("unsupported", Hook::as_str),
+        );
     }
     if let Some(patient) = outline.patient_id.as_deref() {
         span.record("patient", policy.patients.hash(patient).as_str());
@@ -173,7 +189,10 @@ async fn feedback(
     let parsed: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request("", format!("invalid JSON: {e}")))?;
     if !parsed.get("feedback").is_some_and(Value::is_array) {
-        return Err(ApiError::bad_request("feedback", "must be an array of feedback entries"));
+        return Err(ApiError::bad_request(
+            "feedback",
+            "must be an array of feedback entries",
+        ));
     }
     Ok(StatusCode::OK.into_response())
 }

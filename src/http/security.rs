@@ -26,12 +26,19 @@ pub struct AuthPolicy {
 }
 
 /// Verifies the caller's JWT when authentication is configured.
-pub async fn authenticate(State(policy): State<Arc<Policy>>, request: Request, next: Next) -> Response {
+pub async fn authenticate(
+    State(policy): State<Arc<Policy>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let Some(auth) = &policy.auth else {
         return next.run(request).await;
     };
     let expected = audiences(&auth.public_base_url, request.uri().path());
-    let header = request.headers().get(header::AUTHORIZATION).map(HeaderValue::as_bytes);
+    let header = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(HeaderValue::as_bytes);
     match auth.authenticator.verify(header, &expected).await {
         Ok(caller) => {
             tracing::Span::current().record("client", caller.iss.as_str());
@@ -46,7 +53,11 @@ pub async fn authenticate(State(policy): State<Arc<Policy>>, request: Request, n
 
 /// The empty 401.
 fn unauthorized() -> Response {
-    let mut response = (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")]).into_response();
+    let mut response = (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+    )
+        .into_response();
     response.extensions_mut().insert(Outcome("unauthorized"));
     response
 }
@@ -57,7 +68,11 @@ pub fn cors(origins: &[String]) -> CorsLayer {
     let allow = if origins.iter().any(|o| o == "*") {
         AllowOrigin::any()
     } else {
-        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok()))
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok()),
+        )
     };
     CorsLayer::new()
         .allow_origin(allow)
@@ -73,10 +88,20 @@ pub fn check_origin(origin: &str) -> Result<(), String> {
         return Ok(());
     }
     let trimmed = origin.trim_end_matches('/');
-    let rest = trimmed.strip_prefix("https://").or_else(|| trimmed.strip_prefix("http://"));
+    let rest = trimmed
+        .strip_prefix("https://")
+        .or_else(|| trimmed.strip_prefix("http://"));
     match rest {
-        Some(host) if !host.is_empty() && !host.contains('/') && HeaderValue::from_str(trimmed).is_ok() => Ok(()),
-        _ => Err(format!("CORS origin {origin:?} must be \"*\" or scheme://host[:port], e.g. https://sandbox.cds-hooks.org")),
+        Some(host)
+            if !host.is_empty()
+                && !host.contains('/')
+                && HeaderValue::from_str(trimmed).is_ok() =>
+        {
+            Ok(())
+        }
+        _ => Err(format!(
+            "CORS origin {origin:?} must be \"*\" or scheme://host[:port], e.g. https://sandbox.cds-hooks.org"
+        )),
     }
 }
 

@@ -118,7 +118,11 @@ impl<'e, 'a> Evaluator<'e, 'a> {
                 let matched = self.medications(c);
                 let distinct = distinct_count(&matched);
                 let needed = c.min_count.unwrap_or(1);
-                let matched = if distinct >= needed { matched } else { Vec::new() };
+                let matched = if distinct >= needed {
+                    matched
+                } else {
+                    Vec::new()
+                };
                 self.bind(state, c.bind.as_deref(), matched)
             }
             Criterion::Observation(c) => self.bind(state, c.bind.as_deref(), self.observations(c)),
@@ -133,7 +137,12 @@ impl<'e, 'a> Evaluator<'e, 'a> {
     }
 
     /// Records a leaf's matches under its name; true when anything matched.
-    fn bind<'r>(&self, state: &mut State<'r, 'a>, name: Option<&'r str>, items: Vec<Bound<'a>>) -> bool {
+    fn bind<'r>(
+        &self,
+        state: &mut State<'r, 'a>,
+        name: Option<&'r str>,
+        items: Vec<Bound<'a>>,
+    ) -> bool {
         let matched = !items.is_empty();
         if let (Some(name), true) = (name, matched) {
             match state.bindings.iter_mut().find(|(n, _)| *n == name) {
@@ -152,7 +161,9 @@ impl<'e, 'a> Evaluator<'e, 'a> {
     }
 
     fn in_set(&self, vs: &ValueSetRef, coded: &Coded<'a>) -> bool {
-        self.value_sets[vs.index].first_match(&coded.codes).is_some()
+        self.value_sets[vs.index]
+            .first_match(&coded.codes)
+            .is_some()
     }
 
     /// Whether `date` lies in the window ending now (inclusive of its first day).
@@ -223,17 +234,26 @@ impl<'e, 'a> Evaluator<'e, 'a> {
             .collect();
         matched.sort_by_key(|o| std::cmp::Reverse(o.when));
         let Some(test) = &c.value else {
-            return matched.into_iter().map(|o| self.item(&o.coded, o.when)).collect();
+            return matched
+                .into_iter()
+                .map(|o| self.item(&o.coded, o.when))
+                .collect();
         };
         let latest = matched.into_iter().find(|o| {
-            o.value.is_some_and(|(_, unit)| test.unit.as_deref().is_none_or(|u| unit == Some(u)))
+            o.value
+                .is_some_and(|(_, unit)| test.unit.as_deref().is_none_or(|u| unit == Some(u)))
         });
-        let Some(latest) = latest else { return Vec::new() };
+        let Some(latest) = latest else {
+            return Vec::new();
+        };
         let (value, unit) = latest.value.expect("filtered on value");
         if !compare(value, &test.comparator, test.value) {
             return Vec::new();
         }
-        vec![Bound { value: Some((value, unit)), ..self.item(&latest.coded, latest.when) }]
+        vec![Bound {
+            value: Some((value, unit)),
+            ..self.item(&latest.coded, latest.when)
+        }]
     }
 
     fn procedures(&self, c: &ProcedureCriterion) -> Vec<Bound<'a>> {
@@ -245,14 +265,19 @@ impl<'e, 'a> Evaluator<'e, 'a> {
             .filter(|p| self.within(p.when, c.within))
             .collect();
         matched.sort_by_key(|p| std::cmp::Reverse(p.when));
-        matched.into_iter().map(|p| self.item(&p.coded, p.when)).collect()
+        matched
+            .into_iter()
+            .map(|p| self.item(&p.coded, p.when))
+            .collect()
     }
 
     fn encounter(&self, c: &EncounterCriterion) -> bool {
         let class_ok = |class: Option<&str>| class.is_some_and(|k| c.class.iter().any(|w| w == k));
         match c.scope {
             EncounterScope::Current => {
-                let Some(current) = self.record.current_encounter else { return false };
+                let Some(current) = self.record.current_encounter else {
+                    return false;
+                };
                 self.record
                     .encounters
                     .iter()
@@ -271,14 +296,28 @@ impl<'e, 'a> Evaluator<'e, 'a> {
             .draft_orders
             .iter()
             .filter(|d| d.selected)
-            .filter(|d| c.resource_type.as_deref().is_none_or(|t| t == d.resource_type))
+            .filter(|d| {
+                c.resource_type
+                    .as_deref()
+                    .is_none_or(|t| t == d.resource_type)
+            })
             .filter(|d| self.in_set(&c.value_set, &d.coded))
-            .map(|d| Bound { reference: d.reference(), ..self.item(&d.coded, None) })
+            .map(|d| Bound {
+                reference: d.reference(),
+                ..self.item(&d.coded, None)
+            })
             .collect()
     }
 
     fn item(&self, coded: &Coded<'a>, date: Option<OffsetDateTime>) -> Bound<'a> {
-        Bound { display: coded.display(), date, days_active: None, value: None, reference: None, resource: None }
+        Bound {
+            display: coded.display(),
+            date,
+            days_active: None,
+            value: None,
+            reference: None,
+            resource: None,
+        }
     }
 }
 

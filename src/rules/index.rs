@@ -31,7 +31,12 @@ struct CodeMap(HashMap<(Kind, String), HashMap<String, Vec<usize>>>);
 impl CodeMap {
     fn insert(&mut self, kind: Kind, vs: &ValueSet, rule: usize) {
         for (system, code) in vs.codes() {
-            let rules = self.0.entry((kind, system.to_string())).or_default().entry(code.to_string()).or_default();
+            let rules = self
+                .0
+                .entry((kind, system.to_string()))
+                .or_default()
+                .entry(code.to_string())
+                .or_default();
             if rules.last() != Some(&rule) {
                 rules.push(rule);
             }
@@ -41,7 +46,11 @@ impl CodeMap {
     fn hits(&self, kind: Kind, codes: &[Code<'_>], out: &mut Vec<usize>) {
         for code in codes {
             let system = super::valueset::canonical_system(code.system);
-            if let Some(rules) = self.0.get(&(kind, system.to_string())).and_then(|m| m.get(code.code)) {
+            if let Some(rules) = self
+                .0
+                .get(&(kind, system.to_string()))
+                .and_then(|m| m.get(code.code))
+            {
                 out.extend_from_slice(rules);
             }
         }
@@ -62,7 +71,9 @@ impl TriggerIndex {
         let mut index = TriggerIndex::default();
         for (i, rule) in rules.iter().enumerate() {
             for trigger in rule.draft_triggers() {
-                index.orders.insert(Kind::DraftOrder, &value_sets[trigger.value_set.index], i);
+                index
+                    .orders
+                    .insert(Kind::DraftOrder, &value_sets[trigger.value_set.index], i);
             }
             match view_trigger(&rule.when) {
                 Some(leaves) => {
@@ -81,7 +92,8 @@ impl TriggerIndex {
         let mut hits = Vec::new();
         if order_hook {
             for draft in record.draft_orders.iter().filter(|d| d.selected) {
-                self.orders.hits(Kind::DraftOrder, &draft.coded.codes, &mut hits);
+                self.orders
+                    .hits(Kind::DraftOrder, &draft.coded.codes, &mut hits);
             }
         } else {
             hits.extend_from_slice(&self.untriggered_view);
@@ -114,11 +126,17 @@ fn view_trigger(c: &Criterion) -> Option<Vec<(Kind, usize)>> {
         Criterion::All(children) => children.iter().find_map(view_trigger),
         Criterion::Any(children) => {
             // Draft-order branches never match on patient-view, so they need no trigger.
-            let live: Vec<&Criterion> = children.iter().filter(|c| !matches!(c, Criterion::DraftOrder(_))).collect();
+            let live: Vec<&Criterion> = children
+                .iter()
+                .filter(|c| !matches!(c, Criterion::DraftOrder(_)))
+                .collect();
             if live.is_empty() {
                 return None;
             }
-            live.into_iter().map(view_trigger).collect::<Option<Vec<_>>>().map(|v| v.concat())
+            live.into_iter()
+                .map(view_trigger)
+                .collect::<Option<Vec<_>>>()
+                .map(|v| v.concat())
         }
         _ => None,
     }

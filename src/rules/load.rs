@@ -44,7 +44,11 @@ pub(crate) struct Problems(pub Vec<Diagnostic>);
 
 impl Problems {
     pub(crate) fn add(&mut self, file: &Path, line: usize, message: impl Into<String>) {
-        self.0.push(Diagnostic { file: file.to_path_buf(), line, message: message.into() });
+        self.0.push(Diagnostic {
+            file: file.to_path_buf(),
+            line,
+            message: message.into(),
+        });
     }
 }
 
@@ -71,11 +75,17 @@ pub(crate) fn load_yaml<T: for<'de> Deserialize<'de>>(
     let before = problems.0.len();
     for error in schema.iter_errors(&doc.value) {
         let pointer = error.instance_path().to_string();
-        let at = if pointer.is_empty() { "the document".to_string() } else { pointer.clone() };
+        let at = if pointer.is_empty() {
+            "the document".to_string()
+        } else {
+            pointer.clone()
+        };
         // Point at the unexpected key itself rather than at its parent.
         let line_pointer = match error.kind() {
             jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected } => {
-                unexpected.first().map_or(pointer.clone(), |key| format!("{pointer}/{key}"))
+                unexpected
+                    .first()
+                    .map_or(pointer.clone(), |key| format!("{pointer}/{key}"))
             }
             _ => pointer.clone(),
         };
@@ -88,7 +98,11 @@ pub(crate) fn load_yaml<T: for<'de> Deserialize<'de>>(
         Ok(value) => Some((value, doc)),
         Err(e) => {
             let pointer = serde_path_to_pointer(&e.path().to_string());
-            problems.add(path, doc.line_of(&pointer), format!("{pointer}: {}", e.inner()));
+            problems.add(
+                path,
+                doc.line_of(&pointer),
+                format!("{pointer}: {}", e.inner()),
+            );
             None
         }
     }
@@ -117,31 +131,48 @@ pub fn load_dir(dir: &Path) -> Result<RuleSet, Vec<Diagnostic>> {
         return Err(problems.0);
     }
     let value_sets = load_value_sets(&dir.join("valuesets"), &mut problems);
-    let url_index: HashMap<&str, usize> =
-        value_sets.iter().enumerate().map(|(i, vs)| (vs.url.as_str(), i)).collect();
+    let url_index: HashMap<&str, usize> = value_sets
+        .iter()
+        .enumerate()
+        .map(|(i, vs)| (vs.url.as_str(), i))
+        .collect();
     let rule_schema = compile_schema(RULE_SCHEMA);
     let service_schema = compile_schema(SERVICE_SCHEMA);
     let mut rules: Vec<Rule> = Vec::new();
     let mut services: Vec<Service> = Vec::new();
     let mut rule_files: HashMap<String, PathBuf> = HashMap::new();
     for folder in sorted_entries(dir).into_iter().filter(|p| p.is_dir()) {
-        let name = folder.file_name().unwrap_or_default().to_string_lossy().to_string();
+        let name = folder
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
         if RESERVED_DIRS.contains(&name.as_str()) {
             continue;
         }
         let service_path = folder.join("service.yaml");
         if !service_path.exists() {
-            problems.add(&service_path, 1, "a rule folder needs a service.yaml (id, title, description)");
+            problems.add(
+                &service_path,
+                1,
+                "a rule folder needs a service.yaml (id, title, description)",
+            );
             continue;
         }
-        let Some((service, service_doc)) = load_yaml::<ServiceFile>(&service_path, &service_schema, &mut problems) else {
+        let Some((service, service_doc)) =
+            load_yaml::<ServiceFile>(&service_path, &service_schema, &mut problems)
+        else {
             continue;
         };
         if let Some(card) = &service.patient_view_card {
             for placeholder in placeholders(&card.summary) {
                 if !["count", "drugs"].contains(&placeholder) {
                     let line = service_doc.line_of("/patientViewCard/summary");
-                    problems.add(&service_path, line, format!("unknown field {{{{{placeholder}}}}}; use count or drugs"));
+                    problems.add(
+                        &service_path,
+                        line,
+                        format!("unknown field {{{{{placeholder}}}}}; use count or drugs"),
+                    );
                 }
             }
         }
@@ -158,23 +189,38 @@ pub fn load_dir(dir: &Path) -> Result<RuleSet, Vec<Diagnostic>> {
             if path == service_path || path.extension().and_then(|e| e.to_str()) != Some("yaml") {
                 continue;
             }
-            let Some((mut rule, doc)) = load_yaml::<Rule>(&path, &rule_schema, &mut problems) else {
+            let Some((mut rule, doc)) = load_yaml::<Rule>(&path, &rule_schema, &mut problems)
+            else {
                 continue;
             };
             check_value_sets(&path, &doc, &url_index, &mut problems);
             resolve_value_sets(&mut rule, &url_index);
             check_rule(&path, &doc, &rule, &mut problems);
             if let Some(first) = rule_files.get(&rule.id) {
-                problems.add(&path, doc.line_of("/id"), format!("duplicate rule id {:?}, first defined in {}", rule.id, first.display()));
+                problems.add(
+                    &path,
+                    doc.line_of("/id"),
+                    format!(
+                        "duplicate rule id {:?}, first defined in {}",
+                        rule.id,
+                        first.display()
+                    ),
+                );
                 continue;
             }
             rule_files.insert(rule.id.clone(), path.clone());
-            service.hooks.extend(rule.hooks.iter().filter_map(|h| Hook::parse(h)));
+            service
+                .hooks
+                .extend(rule.hooks.iter().filter_map(|h| Hook::parse(h)));
             service.rules.push(rules.len());
             rules.push(rule);
         }
         if services.iter().any(|s| s.id == service.id) {
-            problems.add(&service_path, 1, format!("duplicate service id {:?}", service.id));
+            problems.add(
+                &service_path,
+                1,
+                format!("duplicate service id {:?}", service.id),
+            );
             continue;
         }
         services.push(service);
@@ -203,7 +249,9 @@ fn load_value_sets(dir: &Path, problems: &mut Problems) -> Vec<ValueSet> {
         }
         let parsed = std::fs::read_to_string(&path)
             .map_err(|e| (1, e.to_string()))
-            .and_then(|text| serde_json::from_str::<Value>(&text).map_err(|e| (e.line(), e.to_string())))
+            .and_then(|text| {
+                serde_json::from_str::<Value>(&text).map_err(|e| (e.line(), e.to_string()))
+            })
             .and_then(|json| ValueSet::from_fhir(&json).map_err(|e| (1, e)));
         match parsed {
             Ok(vs) if out.iter().any(|o| o.url == vs.url) => {
@@ -217,7 +265,12 @@ fn load_value_sets(dir: &Path, problems: &mut Problems) -> Vec<ValueSet> {
 }
 
 /// Reports every `valueSet` reference that names no loaded value set.
-fn check_value_sets(path: &Path, doc: &YamlDoc, urls: &HashMap<&str, usize>, problems: &mut Problems) {
+fn check_value_sets(
+    path: &Path,
+    doc: &YamlDoc,
+    urls: &HashMap<&str, usize>,
+    problems: &mut Problems,
+) {
     fn walk(value: &Value, pointer: String, out: &mut Vec<(String, String)>) {
         match value {
             Value::Object(map) => {
@@ -241,7 +294,11 @@ fn check_value_sets(path: &Path, doc: &YamlDoc, urls: &HashMap<&str, usize>, pro
     walk(&doc.value, String::new(), &mut refs);
     for (pointer, url) in refs {
         if !urls.contains_key(url.as_str()) {
-            problems.add(path, doc.line_of(&pointer), format!("unknown value set {url}"));
+            problems.add(
+                path,
+                doc.line_of(&pointer),
+                format!("unknown value set {url}"),
+            );
         }
     }
 }
@@ -272,7 +329,13 @@ fn check_rule(path: &Path, doc: &YamlDoc, rule: &Rule, problems: &mut Problems) 
     }
     unreachable_criteria(path, doc, &rule.when, "/when", problems);
     for (i, exclusion) in rule.exclusions.iter().enumerate() {
-        unreachable_criteria(path, doc, &exclusion.when, &format!("/exclusions/{i}/when"), problems);
+        unreachable_criteria(
+            path,
+            doc,
+            &exclusion.when,
+            &format!("/exclusions/{i}/when"),
+            problems,
+        );
     }
     let mut bound: Vec<&str> = Vec::new();
     let mut draft_bound: Vec<&str> = Vec::new();
@@ -287,7 +350,10 @@ fn check_rule(path: &Path, doc: &YamlDoc, rule: &Rule, problems: &mut Problems) 
             }
         }
     });
-    for (field, text) in [("summary", &rule.card.summary), ("detail", &rule.card.detail)] {
+    for (field, text) in [
+        ("summary", &rule.card.summary),
+        ("detail", &rule.card.detail),
+    ] {
         for placeholder in placeholders(text) {
             if let Some(problem) = check_placeholder(placeholder, &bound) {
                 problems.add(path, doc.line_of(&format!("/card/{field}")), problem);
@@ -295,7 +361,11 @@ fn check_rule(path: &Path, doc: &YamlDoc, rule: &Rule, problems: &mut Problems) 
         }
     }
     if rule.card.detail.contains('<') && rule.card.detail.contains('>') {
-        problems.add(path, doc.line_of("/card/detail"), "detail must be Markdown without raw HTML");
+        problems.add(
+            path,
+            doc.line_of("/card/detail"),
+            "detail must be Markdown without raw HTML",
+        );
     }
     for (i, suggestion) in rule.card.suggestions.iter().enumerate() {
         for (j, action) in suggestion.actions.iter().enumerate() {
@@ -306,16 +376,33 @@ fn check_rule(path: &Path, doc: &YamlDoc, rule: &Rule, problems: &mut Problems) 
                 ActionTemplate::Create(_) => continue,
             };
             if !allowed.contains(&name.as_str()) {
-                let criterion = if kind == "deleteDraftOrder" { "draftOrder" } else { "medication" };
-                problems.add(path, doc.line_of(&format!("/card/suggestions/{i}/actions/{j}")), format!(
-                    "{kind} names {name:?}, which no {criterion} criterion binds with `as`"
-                ));
+                let criterion = if kind == "deleteDraftOrder" {
+                    "draftOrder"
+                } else {
+                    "medication"
+                };
+                problems.add(
+                    path,
+                    doc.line_of(&format!("/card/suggestions/{i}/actions/{j}")),
+                    format!(
+                        "{kind} names {name:?}, which no {criterion} criterion binds with `as`"
+                    ),
+                );
             }
         }
     }
-    let recommended = rule.card.suggestions.iter().filter(|s| s.is_recommended == Some(true)).count();
+    let recommended = rule
+        .card
+        .suggestions
+        .iter()
+        .filter(|s| s.is_recommended == Some(true))
+        .count();
     if recommended > 1 && rule.card.selection_behavior.as_deref() != Some("any") {
-        problems.add(path, doc.line_of("/card/suggestions"), "at most one suggestion may be recommended with selectionBehavior at-most-one");
+        problems.add(
+            path,
+            doc.line_of("/card/suggestions"),
+            "at most one suggestion may be recommended with selectionBehavior at-most-one",
+        );
     }
 }
 
@@ -331,12 +418,22 @@ fn requires_draft(c: &Criterion) -> bool {
 
 /// Flags criteria that can never hold: empty age ranges and contradictory
 /// age or sex requirements within one `all`.
-fn unreachable_criteria(path: &Path, doc: &YamlDoc, c: &Criterion, pointer: &str, problems: &mut Problems) {
+fn unreachable_criteria(
+    path: &Path,
+    doc: &YamlDoc,
+    c: &Criterion,
+    pointer: &str,
+    problems: &mut Problems,
+) {
     match c {
         Criterion::Age(b) => {
             if let (Some(min), Some(max)) = (b.min, b.max) {
                 if min > max {
-                    problems.add(path, doc.line_of(pointer), format!("unreachable: age min {min} is above max {max}"));
+                    problems.add(
+                        path,
+                        doc.line_of(pointer),
+                        format!("unreachable: age min {min} is above max {max}"),
+                    );
                 }
             }
         }
@@ -356,10 +453,18 @@ fn unreachable_criteria(path: &Path, doc: &YamlDoc, c: &Criterion, pointer: &str
                 }
             }
             if low > high {
-                problems.add(path, doc.line_of(pointer), format!("unreachable: `all` requires age ≥ {low} and ≤ {high}"));
+                problems.add(
+                    path,
+                    doc.line_of(pointer),
+                    format!("unreachable: `all` requires age ≥ {low} and ≤ {high}"),
+                );
             }
             if sexes.len() > 1 {
-                problems.add(path, doc.line_of(pointer), "unreachable: `all` requires two different sexes");
+                problems.add(
+                    path,
+                    doc.line_of(pointer),
+                    "unreachable: `all` requires two different sexes",
+                );
             }
             for (i, child) in children.iter().enumerate() {
                 unreachable_criteria(path, doc, child, &format!("{pointer}/all/{i}"), problems);
@@ -370,7 +475,9 @@ fn unreachable_criteria(path: &Path, doc: &YamlDoc, c: &Criterion, pointer: &str
                 unreachable_criteria(path, doc, child, &format!("{pointer}/any/{i}"), problems);
             }
         }
-        Criterion::Not(child) => unreachable_criteria(path, doc, child, &format!("{pointer}/not"), problems),
+        Criterion::Not(child) => {
+            unreachable_criteria(path, doc, child, &format!("{pointer}/not"), problems)
+        }
         _ => {}
     }
 }

@@ -61,7 +61,13 @@ pub struct RuleSet {
 impl RuleSet {
     fn new(rules: Vec<Rule>, value_sets: Vec<ValueSet>, services: Vec<Service>) -> RuleSet {
         let index = index::TriggerIndex::build(&rules, &value_sets);
-        let mut set = RuleSet { rules, value_sets, services, prefetch: BTreeMap::new(), index };
+        let mut set = RuleSet {
+            rules,
+            value_sets,
+            services,
+            prefetch: BTreeMap::new(),
+            index,
+        };
         for (index, service) in set.services.iter().enumerate() {
             for hook in &service.hooks {
                 let keys = set.prefetch_keys(set.rules_for(service, *hook));
@@ -77,7 +83,11 @@ impl RuleSet {
     }
 
     /// The rules of `service` that serve `hook`.
-    pub fn rules_for<'s>(&'s self, service: &'s Service, hook: Hook) -> impl Iterator<Item = &'s Rule> {
+    pub fn rules_for<'s>(
+        &'s self,
+        service: &'s Service,
+        hook: Hook,
+    ) -> impl Iterator<Item = &'s Rule> {
         service
             .rules
             .iter()
@@ -87,7 +97,9 @@ impl RuleSet {
 
     /// Every rule serving `hook`, across services.
     pub fn all_rules_for(&self, hook: Hook) -> impl Iterator<Item = &Rule> {
-        self.rules.iter().filter(move |r| r.hooks.iter().any(|h| h == hook.as_str()))
+        self.rules
+            .iter()
+            .filter(move |r| r.hooks.iter().any(|h| h == hook.as_str()))
     }
 
     /// The prefetch templates advertised for (service, hook).
@@ -101,7 +113,12 @@ impl RuleSet {
     /// Rules of `service` for `hook` that could fire on this record, found
     /// through the trigger index: on order hooks only those with a draft-order
     /// criterion matching a selected draft.
-    pub fn candidates(&self, service: &Service, hook: Hook, record: &PatientRecord<'_>) -> Vec<&Rule> {
+    pub fn candidates(
+        &self,
+        service: &Service,
+        hook: Hook,
+        record: &PatientRecord<'_>,
+    ) -> Vec<&Rule> {
         self.index
             .candidates(hook.is_order_hook(), record)
             .into_iter()
@@ -122,13 +139,17 @@ impl RuleSet {
                         needs.insert(need);
                     }
                     if let Criterion::Observation(o) = c {
-                        observation_codes.extend(self.value_sets[o.value_set.index].search_tokens());
+                        observation_codes
+                            .extend(self.value_sets[o.value_set.index].search_tokens());
                     }
                 });
             }
         }
         let codes: Vec<String> = observation_codes.into_iter().collect();
-        needs.into_iter().map(|n| PrefetchKey::for_need(n, &codes)).collect()
+        needs
+            .into_iter()
+            .map(|n| PrefetchKey::for_need(n, &codes))
+            .collect()
     }
 }
 
@@ -137,10 +158,13 @@ impl RuleSet {
     /// order in PSA test", for the generated rule catalogue.
     pub fn describe(&self, c: &Criterion) -> String {
         let vs = |r: &model::ValueSetRef| {
-            self.value_sets.get(r.index).map_or(r.url.clone(), |v| v.title.clone())
+            self.value_sets
+                .get(r.index)
+                .map_or(r.url.clone(), |v| v.title.clone())
         };
         let span = |s: &Option<model::Span>, prefix: &str| {
-            s.map(|model::Span(d)| format!(" {prefix} {} days", d.whole_days())).unwrap_or_default()
+            s.map(|model::Span(d)| format!(" {prefix} {} days", d.whole_days()))
+                .unwrap_or_default()
         };
         match c {
             Criterion::All(children) => self.join(children, " and "),
@@ -154,15 +178,46 @@ impl RuleSet {
             },
             Criterion::Sex(s) => s.clone(),
             Criterion::Condition(k) => {
-                let status = if k.status == model::ConditionStatus::Any { " (ever)" } else { "" };
-                format!("{}{status}{}{}", vs(&k.value_set), span(&k.within, "within"), span(&k.first_within, "first recorded within"))
+                let status = if k.status == model::ConditionStatus::Any {
+                    " (ever)"
+                } else {
+                    ""
+                };
+                format!(
+                    "{}{status}{}{}",
+                    vs(&k.value_set),
+                    span(&k.within, "within"),
+                    span(&k.first_within, "first recorded within")
+                )
             }
             Criterion::Medication(k) => {
-                let count = k.min_count.filter(|n| *n > 1).map(|n| format!("{n}+ of ")).unwrap_or_default();
-                format!("{count}active {}{}", vs(&k.value_set), span(&k.min_duration, "for at least"))
+                let count = k
+                    .min_count
+                    .filter(|n| *n > 1)
+                    .map(|n| format!("{n}+ of "))
+                    .unwrap_or_default();
+                format!(
+                    "{count}active {}{}",
+                    vs(&k.value_set),
+                    span(&k.min_duration, "for at least")
+                )
             }
             Criterion::Observation(k) => {
-                let value = k.value.as_ref().map(|v| format!(" latest {} {}{}", v.comparator, v.value, v.unit.as_deref().map(|u| format!(" {u}")).unwrap_or_default())).unwrap_or_default();
+                let value = k
+                    .value
+                    .as_ref()
+                    .map(|v| {
+                        format!(
+                            " latest {} {}{}",
+                            v.comparator,
+                            v.value,
+                            v.unit
+                                .as_deref()
+                                .map(|u| format!(" {u}"))
+                                .unwrap_or_default()
+                        )
+                    })
+                    .unwrap_or_default();
                 format!("{}{value}{}", vs(&k.value_set), span(&k.within, "within"))
             }
             Criterion::Procedure(k) => format!("{}{}", vs(&k.value_set), span(&k.within, "within")),
@@ -172,7 +227,11 @@ impl RuleSet {
     }
 
     fn join(&self, children: &[Criterion], separator: &str) -> String {
-        children.iter().map(|c| self.describe(c)).collect::<Vec<_>>().join(separator)
+        children
+            .iter()
+            .map(|c| self.describe(c))
+            .collect::<Vec<_>>()
+            .join(separator)
     }
 
     /// The rule catalogue as a Markdown table (`hookwise rules --markdown`).
@@ -182,7 +241,8 @@ impl RuleSet {
         );
         for service in &self.services {
             for rule in service.rules.iter().map(|i| &self.rules[*i]) {
-                let exclusions: Vec<&str> = rule.exclusions.iter().map(|e| e.label.as_str()).collect();
+                let exclusions: Vec<&str> =
+                    rule.exclusions.iter().map(|e| e.label.as_str()).collect();
                 out.push_str(&format!(
                     "| `{}` | {} | {} | [{} {}]({}) | {} | {} |\n",
                     rule.id,
@@ -209,6 +269,8 @@ fn data_need(c: &Criterion) -> Option<DataNeed> {
         Criterion::Procedure(_) => DataNeed::Procedures,
         Criterion::Encounter(e) if e.scope == EncounterScope::Current => DataNeed::CurrentEncounter,
         Criterion::Encounter(_) => DataNeed::Encounters,
-        Criterion::DraftOrder(_) | Criterion::All(_) | Criterion::Any(_) | Criterion::Not(_) => return None,
+        Criterion::DraftOrder(_) | Criterion::All(_) | Criterion::Any(_) | Criterion::Not(_) => {
+            return None;
+        }
     })
 }

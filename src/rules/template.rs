@@ -6,7 +6,9 @@
 use super::eval::Finding;
 
 /// Fields a binding exposes.
-pub const BINDING_FIELDS: [&str; 7] = ["display", "list", "count", "date", "daysAgo", "days", "value"];
+pub const BINDING_FIELDS: [&str; 7] = [
+    "display", "list", "count", "date", "daysAgo", "days", "value",
+];
 
 /// Global fields.
 pub const GLOBAL_FIELDS: [&str; 3] = ["age", "sex", "exclusions"];
@@ -16,7 +18,9 @@ pub fn placeholders(template: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let mut rest = template;
     while let Some(start) = rest.find("{{") {
-        let Some(len) = rest[start + 2..].find("}}") else { break };
+        let Some(len) = rest[start + 2..].find("}}") else {
+            break;
+        };
         out.push(rest[start + 2..start + 2 + len].trim());
         rest = &rest[start + 2 + len + 2..];
     }
@@ -26,7 +30,10 @@ pub fn placeholders(template: &str) -> Vec<&str> {
 /// Checks a placeholder (and each of its `|` alternatives) against the names
 /// a rule binds; returns a problem.
 pub fn check_placeholder(placeholder: &str, bound_names: &[&str]) -> Option<String> {
-    placeholder.split('|').map(str::trim).find_map(|p| check_field(p, bound_names))
+    placeholder
+        .split('|')
+        .map(str::trim)
+        .find_map(|p| check_field(p, bound_names))
 }
 
 fn check_field(placeholder: &str, bound_names: &[&str]) -> Option<String> {
@@ -34,13 +41,20 @@ fn check_field(placeholder: &str, bound_names: &[&str]) -> Option<String> {
         return None;
     }
     let Some((name, field)) = placeholder.split_once('.') else {
-        return Some(format!("unknown field {{{{{placeholder}}}}}; use age, sex, exclusions or name.field"));
+        return Some(format!(
+            "unknown field {{{{{placeholder}}}}}; use age, sex, exclusions or name.field"
+        ));
     };
     if !bound_names.contains(&name) {
-        return Some(format!("{{{{{placeholder}}}}} names {name:?}, which no criterion binds with `as`"));
+        return Some(format!(
+            "{{{{{placeholder}}}}} names {name:?}, which no criterion binds with `as`"
+        ));
     }
     if !BINDING_FIELDS.contains(&field) {
-        return Some(format!("{{{{{placeholder}}}}}: unknown field {field:?}; use one of {}", BINDING_FIELDS.join(", ")));
+        return Some(format!(
+            "{{{{{placeholder}}}}}: unknown field {field:?}; use one of {}",
+            BINDING_FIELDS.join(", ")
+        ));
     }
     None
 }
@@ -52,7 +66,9 @@ pub fn render(template: &str, finding: &Finding<'_, '_>, now: time::OffsetDateTi
     let mut rest = template;
     while let Some(start) = rest.find("{{") {
         out.push_str(&rest[..start]);
-        let Some(len) = rest[start + 2..].find("}}") else { break };
+        let Some(len) = rest[start + 2..].find("}}") else {
+            break;
+        };
         let placeholder = &rest[start + 2..start + 2 + len];
         let value = placeholder
             .split('|')
@@ -71,14 +87,27 @@ fn value_of(placeholder: &str, finding: &Finding<'_, '_>, now: time::OffsetDateT
         "age" => return finding.age.map(|a| a.to_string()).unwrap_or_default(),
         "sex" => return finding.sex.unwrap_or_default().to_string(),
         "exclusions" => {
-            let labels: Vec<&str> = finding.rule.exclusions.iter().map(|e| e.label.as_str()).collect();
-            return if labels.is_empty() { "none defined".into() } else { labels.join("; ") };
+            let labels: Vec<&str> = finding
+                .rule
+                .exclusions
+                .iter()
+                .map(|e| e.label.as_str())
+                .collect();
+            return if labels.is_empty() {
+                "none defined".into()
+            } else {
+                labels.join("; ")
+            };
         }
         _ => {}
     }
-    let Some((name, field)) = placeholder.split_once('.') else { return String::new() };
+    let Some((name, field)) = placeholder.split_once('.') else {
+        return String::new();
+    };
     let items = finding.bound(name);
-    let Some(first) = items.first() else { return String::new() };
+    let Some(first) = items.first() else {
+        return String::new();
+    };
     match field {
         "display" => first.display.to_string(),
         "list" => {
@@ -87,12 +116,18 @@ fn value_of(placeholder: &str, finding: &Finding<'_, '_>, now: time::OffsetDateT
             names.join(", ")
         }
         "count" => items.len().to_string(),
-        "date" => first.date.map(|d| d.date().to_string()).unwrap_or_else(|| "an unknown date".into()),
+        "date" => first
+            .date
+            .map(|d| d.date().to_string())
+            .unwrap_or_else(|| "an unknown date".into()),
         "daysAgo" => first
             .date
             .map(|d| (now - d).whole_days().to_string())
             .unwrap_or_else(|| "an unknown number of".into()),
-        "days" => first.days_active.map(|d| d.to_string()).unwrap_or_else(|| "an unknown number of".into()),
+        "days" => first
+            .days_active
+            .map(|d| d.to_string())
+            .unwrap_or_else(|| "an unknown number of".into()),
         "value" => first
             .value
             .map(|(v, unit)| format!("{v} {}", unit.unwrap_or("")).trim_end().to_string())
@@ -107,12 +142,27 @@ mod tests {
 
     #[test]
     fn finds_and_checks_placeholders() {
-        assert_eq!(placeholders("a {{ age }} b {{lbp.daysAgo}}"), ["age", "lbp.daysAgo"]);
+        assert_eq!(
+            placeholders("a {{ age }} b {{lbp.daysAgo}}"),
+            ["age", "lbp.daysAgo"]
+        );
         assert!(check_placeholder("lbp.daysAgo", &["lbp"]).is_none());
-        assert!(check_placeholder("lbp.colour", &["lbp"]).unwrap().contains("colour"));
-        assert!(check_placeholder("order.display", &["lbp"]).unwrap().contains("order"));
+        assert!(
+            check_placeholder("lbp.colour", &["lbp"])
+                .unwrap()
+                .contains("colour")
+        );
+        assert!(
+            check_placeholder("order.display", &["lbp"])
+                .unwrap()
+                .contains("order")
+        );
         assert!(check_placeholder("weight", &[]).is_some());
         assert!(check_placeholder("order.display|drug.list", &["order", "drug"]).is_none());
-        assert!(check_placeholder("order.display|dose.list", &["order"]).unwrap().contains("dose"));
+        assert!(
+            check_placeholder("order.display|dose.list", &["order"])
+                .unwrap()
+                .contains("dose")
+        );
     }
 }

@@ -92,7 +92,11 @@ pub struct TestSuite {
 
 /// Loads `tests/` of a rule directory; problems include cases that name
 /// unknown rules or missing fixtures.
-pub fn load_tests(rules: &RuleSet, rules_dir: &Path, fixtures_dir: &Path) -> Result<TestSuite, Vec<Diagnostic>> {
+pub fn load_tests(
+    rules: &RuleSet,
+    rules_dir: &Path,
+    fixtures_dir: &Path,
+) -> Result<TestSuite, Vec<Diagnostic>> {
     let schema = compile_schema(TEST_SCHEMA);
     let mut problems = Problems::default();
     let mut files = Vec::new();
@@ -105,34 +109,67 @@ pub fn load_tests(rules: &RuleSet, rules_dir: &Path, fixtures_dir: &Path) -> Res
         };
         for (i, case) in file.cases.iter().enumerate() {
             let named = case.expect.fires.iter().map(|id| ("fires", id));
-            let named = named.chain(case.expect.does_not_fire.iter().map(|id| ("doesNotFire", id)));
+            let named = named.chain(
+                case.expect
+                    .does_not_fire
+                    .iter()
+                    .map(|id| ("doesNotFire", id)),
+            );
             for (field, id) in named {
                 if !rules.rules.iter().any(|r| &r.id == id) {
                     let line = doc.line_of(&format!("/cases/{i}/expect/{field}"));
-                    problems.add(&path, line, format!("case {:?} names unknown rule {id:?}", case.name));
+                    problems.add(
+                        &path,
+                        line,
+                        format!("case {:?} names unknown rule {id:?}", case.name),
+                    );
                 }
             }
             if let Some(fixture) = &case.patient.fixture {
                 if !fixtures_dir.join(fixture).is_file() {
                     let line = doc.line_of(&format!("/cases/{i}/patient/fixture"));
-                    problems.add(&path, line, format!("fixture {fixture} not found in {}", fixtures_dir.display()));
+                    problems.add(
+                        &path,
+                        line,
+                        format!("fixture {fixture} not found in {}", fixtures_dir.display()),
+                    );
                 }
             }
-            let inline = case.patient.resources.iter().map(|r| ("patient/resources", r));
-            for (field, resource) in inline.chain(case.draft_orders.iter().map(|r| ("draftOrders", r))) {
+            let inline = case
+                .patient
+                .resources
+                .iter()
+                .map(|r| ("patient/resources", r));
+            for (field, resource) in
+                inline.chain(case.draft_orders.iter().map(|r| ("draftOrders", r)))
+            {
                 if let Err(e) = strict_r4(resource) {
                     let line = doc.line_of(&format!("/cases/{i}/{field}"));
-                    problems.add(&path, line, format!("case {:?}: a {field} entry is not valid FHIR R4: {e}", case.name));
+                    problems.add(
+                        &path,
+                        line,
+                        format!(
+                            "case {:?}: a {field} entry is not valid FHIR R4: {e}",
+                            case.name
+                        ),
+                    );
                 }
             }
             if OffsetDateTime::parse(&case.now, &Rfc3339).is_err() {
-                problems.add(&path, doc.line_of(&format!("/cases/{i}/now")), "now must be an RFC 3339 date-time");
+                problems.add(
+                    &path,
+                    doc.line_of(&format!("/cases/{i}/now")),
+                    "now must be an RFC 3339 date-time",
+                );
             }
         }
         files.push((path, file));
     }
     if problems.0.is_empty() {
-        Ok(TestSuite { files, fixtures_dir: fixtures_dir.to_path_buf() })
+        Ok(TestSuite {
+            files,
+            fixtures_dir: fixtures_dir.to_path_buf(),
+        })
     } else {
         Err(problems.0)
     }
@@ -159,18 +196,30 @@ impl TestSuite {
                     Ok(fixture) => run_case(rules, case, fixture),
                     Err(e) => vec![e],
                 };
-                results.push(CaseResult { file: path.clone(), name: case.name.clone(), failures });
+                results.push(CaseResult {
+                    file: path.clone(),
+                    name: case.name.clone(),
+                    failures,
+                });
             }
         }
         results
     }
 
-    fn fixture<'f>(&self, case: &Case, cache: &'f mut HashMap<String, Value>) -> Result<Option<&'f Value>, String> {
-        let Some(name) = &case.patient.fixture else { return Ok(None) };
+    fn fixture<'f>(
+        &self,
+        case: &Case,
+        cache: &'f mut HashMap<String, Value>,
+    ) -> Result<Option<&'f Value>, String> {
+        let Some(name) = &case.patient.fixture else {
+            return Ok(None);
+        };
         if !cache.contains_key(name) {
             let path = self.fixtures_dir.join(name);
-            let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            let value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let value =
+                serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
             cache.insert(name.clone(), value);
         }
         Ok(cache.get(name))
@@ -184,7 +233,11 @@ fn run_case(rules: &RuleSet, case: &Case, fixture: Option<&Value>) -> Vec<String
     let Ok(now) = OffsetDateTime::parse(&case.now, &Rfc3339) else {
         return vec!["invalid now".into()];
     };
-    let patient_id = case.patient.id.clone().unwrap_or_else(|| "test-patient".into());
+    let patient_id = case
+        .patient
+        .id
+        .clone()
+        .unwrap_or_else(|| "test-patient".into());
     let synthesized = synthesized_patient(&case.patient, &patient_id);
     let draft_bundle = json!({"resourceType": "Bundle", "type": "collection",
         "entry": case.draft_orders.iter().map(|r| json!({"resource": r})).collect::<Vec<_>>()});
@@ -199,19 +252,32 @@ fn run_case(rules: &RuleSet, case: &Case, fixture: Option<&Value>) -> Vec<String
         encounter_id: case.context.get("encounterId").and_then(Value::as_str),
         selections_only: hook == Hook::OrderSelect,
     });
-    let evaluator = Evaluator { value_sets: &rules.value_sets, record: &record, now, hook };
+    let evaluator = Evaluator {
+        value_sets: &rules.value_sets,
+        record: &record,
+        now,
+        hook,
+    };
     let candidates: Vec<&super::model::Rule> = rules
         .services
         .iter()
         .flat_map(|service| rules.candidates(service, hook, &record))
         .collect();
-    let ctx = CardContext { hook_instance: "rule-test", patient_id: &patient_id, now };
+    let ctx = CardContext {
+        hook_instance: "rule-test",
+        patient_id: &patient_id,
+        now,
+    };
     let mut fired = Vec::new();
     let mut why_not: HashMap<&str, String> = HashMap::new();
     let mut failures = Vec::new();
     for rule in rules.all_rules_for(hook) {
         if !candidates.iter().any(|c| c.id == rule.id) {
-            let why = if hook.is_order_hook() { "no matching draft order" } else { "nothing on record can trigger it" };
+            let why = if hook.is_order_hook() {
+                "no matching draft order"
+            } else {
+                "nothing on record can trigger it"
+            };
             why_not.insert(&rule.id, why.into());
             continue;
         }
@@ -219,7 +285,10 @@ fn run_case(rules: &RuleSet, case: &Case, fixture: Option<&Value>) -> Vec<String
             Verdict::Fires(finding) => {
                 let card = render_card(&finding, &ctx);
                 if card.summary.chars().count() >= 140 {
-                    failures.push(format!("{} renders a summary of 140 characters or more", rule.id));
+                    failures.push(format!(
+                        "{} renders a summary of 140 characters or more",
+                        rule.id
+                    ));
                 }
                 fired.push(rule.id.as_str());
             }
@@ -233,7 +302,9 @@ fn run_case(rules: &RuleSet, case: &Case, fixture: Option<&Value>) -> Vec<String
     }
     for id in &case.expect.fires {
         if !fired.contains(&id.as_str()) {
-            let reason = why_not.get(id.as_str()).map_or("does not serve this hook".to_string(), Clone::clone);
+            let reason = why_not
+                .get(id.as_str())
+                .map_or("does not serve this hook".to_string(), Clone::clone);
             failures.push(format!("expected {id} to fire, but {reason}"));
         }
     }

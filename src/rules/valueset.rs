@@ -32,8 +32,15 @@ impl ValueSet {
             .find_map(|k| resource.get(*k).and_then(Value::as_str))
             .unwrap_or(&url)
             .to_string();
-        let mut set = ValueSet { url, title, codes: HashMap::new() };
-        if let Some(contains) = resource.pointer("/expansion/contains").and_then(Value::as_array) {
+        let mut set = ValueSet {
+            url,
+            title,
+            codes: HashMap::new(),
+        };
+        if let Some(contains) = resource
+            .pointer("/expansion/contains")
+            .and_then(Value::as_array)
+        {
             set.add_expansion(contains)?;
         } else {
             set.add_compose(resource)?;
@@ -77,7 +84,9 @@ impl ValueSet {
             let concepts = include
                 .get("concept")
                 .and_then(Value::as_array)
-                .ok_or(format!("compose.include[{i}] needs concept[] (whole code systems are not supported)"))?;
+                .ok_or(format!(
+                    "compose.include[{i}] needs concept[] (whole code systems are not supported)"
+                ))?;
             for (j, concept) in concepts.iter().enumerate() {
                 let code = concept
                     .get("code")
@@ -105,7 +114,10 @@ impl ValueSet {
 
     /// The first of `codes` in the set.
     pub fn first_match<'a>(&self, codes: &[Code<'a>]) -> Option<Code<'a>> {
-        codes.iter().copied().find(|c| self.contains(c.system, c.code))
+        codes
+            .iter()
+            .copied()
+            .find(|c| self.contains(c.system, c.code))
     }
 
     /// Every (system, code) pair.

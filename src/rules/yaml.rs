@@ -71,7 +71,11 @@ fn node_lines(text: &str) -> Result<HashMap<String, usize>, YamlError> {
         let line = span.start.line();
         match event {
             Event::Scalar(text, ..) => {
-                if let Some(Frame::Map { path, key: key @ None }) = stack.last_mut() {
+                if let Some(Frame::Map {
+                    path,
+                    key: key @ None,
+                }) = stack.last_mut()
+                {
                     let pointer = format!("{path}/{}", escape(&text));
                     lines.insert(pointer.clone(), line);
                     *key = Some(pointer);

@@ -34,13 +34,19 @@ pub struct TestKey {
 fn pkcs8_p384() -> String {
     use p384::pkcs8::{EncodePrivateKey, LineEnding};
     let secret = p384::SecretKey::random(&mut rand::rngs::OsRng);
-    secret.to_pkcs8_pem(LineEnding::LF).expect("pkcs8").to_string()
+    secret
+        .to_pkcs8_pem(LineEnding::LF)
+        .expect("pkcs8")
+        .to_string()
 }
 
 fn pkcs8_p256() -> String {
     use p256::pkcs8::{EncodePrivateKey, LineEnding};
     let secret = p256::SecretKey::random(&mut rand::rngs::OsRng);
-    secret.to_pkcs8_pem(LineEnding::LF).expect("pkcs8").to_string()
+    secret
+        .to_pkcs8_pem(LineEnding::LF)
+        .expect("pkcs8")
+        .to_string()
 }
 
 impl TestKey {
@@ -75,7 +81,12 @@ impl TestKey {
         let mut jwk = Jwk::from_encoding_key(&encoding, alg).expect("jwk");
         jwk.common.key_id = Some(kid.to_string());
         jwk.common.public_key_use = Some(jsonwebtoken::jwk::PublicKeyUse::Signature);
-        TestKey { kid: kid.into(), alg, encoding, jwk: serde_json::to_value(jwk).unwrap() }
+        TestKey {
+            kid: kid.into(),
+            alg,
+            encoding,
+            jwk: serde_json::to_value(jwk).unwrap(),
+        }
     }
 
     /// The same key material under another `kid`.
@@ -108,7 +119,10 @@ pub fn jwks(keys: &[&TestKey]) -> Value {
 
 /// Seconds since the epoch.
 pub fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 /// CDS Hooks claims as the sandbox sends them: iss, aud, iat, exp = iat + 300, a uuid jti.
@@ -164,28 +178,42 @@ impl TestApp {
     }
 
     /// Sends `method` to `path` with an optional bearer token and JSON body.
-    pub async fn send(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<&Value>) -> Raw {
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Raw {
         let mut request = self.client.request(method, self.url(path));
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
         if let Some(body) = body {
-            request = request.header("Content-Type", "application/json").body(serde_json::to_vec(body).unwrap());
+            request = request
+                .header("Content-Type", "application/json")
+                .body(serde_json::to_vec(body).unwrap());
         }
         let response = request.send().await.expect("request sent");
         let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
         let headers = response.headers().clone();
-        Raw { status, headers, body: response.text().await.unwrap() }
+        Raw {
+            status,
+            headers,
+            body: response.text().await.unwrap(),
+        }
     }
 
     /// POSTs `body` to `path` with `token`.
     pub async fn post_token(&self, path: &str, token: &str, body: &Value) -> Raw {
-        self.send(reqwest::Method::POST, path, Some(token), Some(body)).await
+        self.send(reqwest::Method::POST, path, Some(token), Some(body))
+            .await
     }
 
     /// GETs `path` with `token`.
     pub async fn get_token(&self, path: &str, token: &str) -> Raw {
-        self.send(reqwest::Method::GET, path, Some(token), None).await
+        self.send(reqwest::Method::GET, path, Some(token), None)
+            .await
     }
 }
 
@@ -204,7 +232,12 @@ impl FakeJwks {
 
     /// How many requests asked for `path`.
     pub fn hits(&self, path: &str) -> usize {
-        self.hits.lock().unwrap().iter().filter(|p| *p == path).count()
+        self.hits
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|p| *p == path)
+            .count()
     }
 }
 
@@ -214,7 +247,9 @@ type JwksState = (Arc<Mutex<Value>>, Arc<Mutex<Vec<String>>>);
 pub async fn fake_jwks(set: Value) -> FakeJwks {
     let set = Arc::new(Mutex::new(set));
     let hits = Arc::new(Mutex::new(Vec::new()));
-    let app = Router::new().fallback(serve_jwks).with_state((set.clone(), hits.clone()));
+    let app = Router::new()
+        .fallback(serve_jwks)
+        .with_state((set.clone(), hits.clone()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });

@@ -13,7 +13,8 @@ impl Buffer {
     /// Installs the JSON subscriber at `level` writing here.
     pub fn install(level: &str) -> Buffer {
         let buffer = Buffer::default();
-        hookwise::http::logging::install(LogFormat::Json, level, buffer.clone()).expect("one subscriber per test binary");
+        hookwise::http::logging::install(LogFormat::Json, level, buffer.clone())
+            .expect("one subscriber per test binary");
         buffer
     }
 

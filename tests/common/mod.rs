@@ -45,7 +45,11 @@ pub struct TestApp {
 pub async fn spawn_app_with(settings: Settings) -> TestApp {
     let server = Server::start(&settings).await.expect("server starts");
     let base = format!("http://{}", server.addr);
-    TestApp { server, base, client: reqwest::Client::new() }
+    TestApp {
+        server,
+        base,
+        client: reqwest::Client::new(),
+    }
 }
 
 /// Starts hookwise with the test settings.
@@ -56,7 +60,11 @@ pub async fn spawn_app() -> TestApp {
 impl TestApp {
     /// POSTs a JSON body to a service; returns status and parsed body.
     pub async fn call(&self, service: &str, body: &Value) -> (StatusCode, Value) {
-        self.post_raw(&format!("/cds-services/{service}"), serde_json::to_vec(body).unwrap()).await
+        self.post_raw(
+            &format!("/cds-services/{service}"),
+            serde_json::to_vec(body).unwrap(),
+        )
+        .await
     }
 
     /// POSTs raw bytes to a path.
@@ -71,13 +79,22 @@ impl TestApp {
             .expect("request sent");
         let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
         let text = response.text().await.unwrap();
-        let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
         (status, body)
     }
 
     /// GETs a path.
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
-        let response = self.client.get(format!("{}{path}", self.base)).send().await.unwrap();
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
         let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
         (status, response.json().await.unwrap_or(Value::Null))
     }
@@ -87,13 +104,17 @@ impl TestApp {
 pub fn born_years_ago(years: i32) -> String {
     let today = OffsetDateTime::now_utc().date();
     let year = today.year() - years;
-    let date = today.replace_year(year).unwrap_or_else(|_| today.replace_day(28).unwrap().replace_year(year).unwrap());
+    let date = today
+        .replace_year(year)
+        .unwrap_or_else(|_| today.replace_day(28).unwrap().replace_year(year).unwrap());
     date.to_string()
 }
 
 /// A date `days` ago, as FHIR dateTime.
 pub fn days_ago(days: i64) -> String {
-    (OffsetDateTime::now_utc() - time::Duration::days(days)).date().to_string()
+    (OffsetDateTime::now_utc() - time::Duration::days(days))
+        .date()
+        .to_string()
 }
 
 pub fn patient(id: &str, gender: &str, birth_date: &str) -> Value {
@@ -125,7 +146,13 @@ pub fn psa_order(id: &str) -> Value {
 pub fn order_request(hook: &str, drafts: Vec<Value>, prefetch: Option<Value>) -> Value {
     let selections: Vec<String> = drafts
         .iter()
-        .map(|d| format!("{}/{}", d["resourceType"].as_str().unwrap(), d["id"].as_str().unwrap()))
+        .map(|d| {
+            format!(
+                "{}/{}",
+                d["resourceType"].as_str().unwrap(),
+                d["id"].as_str().unwrap()
+            )
+        })
         .collect();
     let mut request = json!({
         "hook": hook,
@@ -136,7 +163,10 @@ pub fn order_request(hook: &str, drafts: Vec<Value>, prefetch: Option<Value>) ->
                 "entry": drafts.into_iter().map(|r| json!({"resource": r})).collect::<Vec<_>>()}}
     });
     if hook == "order-sign" {
-        request["context"].as_object_mut().unwrap().remove("selections");
+        request["context"]
+            .as_object_mut()
+            .unwrap()
+            .remove("selections");
     }
     if let Some(prefetch) = prefetch {
         request["prefetch"] = prefetch;
@@ -150,7 +180,10 @@ pub fn assert_no_empty_optionals(value: &Value, path: &str) {
         Value::Null => panic!("null at {path}"),
         Value::String(s) if s.is_empty() => panic!("empty string at {path}"),
         Value::Array(items) => {
-            assert!(!items.is_empty() || path == "$.cards", "empty array at {path}");
+            assert!(
+                !items.is_empty() || path == "$.cards",
+                "empty array at {path}"
+            );
             for (i, item) in items.iter().enumerate() {
                 assert_no_empty_optionals(item, &format!("{path}[{i}]"));
             }
@@ -203,14 +236,18 @@ pub async fn fake_fhir(
     FakeFhir { addr, seen }
 }
 
-async fn handle(State((seen, respond, delay)): State<(Arc<Mutex<Seen>>, Responder, Duration)>, request: Request) -> Response {
+async fn handle(
+    State((seen, respond, delay)): State<(Arc<Mutex<Seen>>, Responder, Duration)>,
+    request: Request,
+) -> Response {
     let path = request.uri().path().to_string();
     let query = request.uri().query().unwrap_or_default().to_string();
     {
         let mut seen = seen.lock().unwrap();
         seen.requests.push(format!("{path}?{query}"));
         if let Some(auth) = request.headers().get("authorization") {
-            seen.authorizations.push(auth.to_str().unwrap_or_default().to_string());
+            seen.authorizations
+                .push(auth.to_str().unwrap_or_default().to_string());
         }
     }
     tokio::time::sleep(delay).await;

@@ -33,7 +33,8 @@ mod tests {
 
     #[test]
     fn accepts_a_valid_patient() {
-        let json = br#"{"resourceType":"Patient","id":"p1","gender":"female","birthDate":"1950-02-03"}"#;
+        let json =
+            br#"{"resourceType":"Patient","id":"p1","gender":"female","birthDate":"1950-02-03"}"#;
         assert!(validate_resource_json(json).is_ok());
     }
 
