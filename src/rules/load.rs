@@ -2,7 +2,7 @@
 //! resolution and the semantic checks behind `hookwise check`. Every problem
 //! is a [`Diagnostic`] naming the file and line.
 
-use super::model::{ActionTemplate, Criterion, Rule};
+use super::model::{ActionTemplate, AlertFatigue, Criterion, Rule};
 use super::template::{check_placeholder, placeholders};
 use super::valueset::ValueSet;
 use super::yaml::{YamlDoc, serde_path_to_pointer};
@@ -121,6 +121,26 @@ struct ServiceFile {
     description: String,
     usage_requirements: Option<String>,
     patient_view_card: Option<super::model::CombinedCardTemplate>,
+    #[serde(default)]
+    alert_fatigue: ServiceAlertFatigue,
+}
+
+/// A service's `alertFatigue`: rule defaults and the per-response cap.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct ServiceAlertFatigue {
+    suppress_after_override_days: Option<u32>,
+    deduplicate_order_sign: Option<bool>,
+    max_cards_per_response: Option<usize>,
+}
+
+impl ServiceAlertFatigue {
+    fn rule_defaults(&self) -> AlertFatigue {
+        AlertFatigue {
+            suppress_after_override_days: self.suppress_after_override_days,
+            deduplicate_order_sign: self.deduplicate_order_sign,
+        }
+    }
 }
 
 /// Loads and checks a rule directory.
@@ -176,6 +196,7 @@ pub fn load_dir(dir: &Path) -> Result<RuleSet, Vec<Diagnostic>> {
                 }
             }
         }
+        let fatigue_defaults = service.alert_fatigue.rule_defaults();
         let mut service = Service {
             id: service.id,
             title: service.title,
@@ -184,6 +205,7 @@ pub fn load_dir(dir: &Path) -> Result<RuleSet, Vec<Diagnostic>> {
             hooks: BTreeSet::new(),
             rules: Vec::new(),
             patient_view_card: service.patient_view_card,
+            max_cards: service.alert_fatigue.max_cards_per_response,
         };
         for path in sorted_entries(&folder) {
             if path == service_path || path.extension().and_then(|e| e.to_str()) != Some("yaml") {
@@ -196,6 +218,7 @@ pub fn load_dir(dir: &Path) -> Result<RuleSet, Vec<Diagnostic>> {
             check_value_sets(&path, &doc, &url_index, &mut problems);
             resolve_value_sets(&mut rule, &url_index);
             check_rule(&path, &doc, &rule, &mut problems);
+            rule.alert_fatigue = rule.alert_fatigue.or(fatigue_defaults);
             if let Some(first) = rule_files.get(&rule.id) {
                 problems.add(
                     &path,
@@ -479,5 +502,94 @@ fn unreachable_criteria(
             unreachable_criteria(path, doc, child, &format!("{pointer}/not"), problems)
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VALUE_SET: &str = r#"{"resourceType": "ValueSet", "url": "https://example.org/vs/psa", "status": "active",
+      "compose": {"include": [{"system": "http://loinc.org", "concept": [{"code": "2857-1"}]}]}}"#;
+
+    fn rule(id: &str, fatigue: &str) -> String {
+        format!(
+            "id: {id}\nversion: 1.0.0\ntitle: A rule\ncategory: screening\nhooks: [order-select]\n\
+             evidence: {{ society: Society, recommendation: Do not do the test., year: 2020, url: https://example.org }}\n\
+             when:\n  draftOrder: {{ valueSet: https://example.org/vs/psa, as: order }}\n\
+             card:\n  summary: A fine summary\n  indicator: info\n  detail: Low value.\n  source: {{ label: S, url: https://example.org }}\n\
+             \x20 links: [{{ label: More, url: https://example.org/more }}]\n\
+             \x20 overrideReasons: [{{ system: https://example.org, code: x, display: X }}]\n{fatigue}"
+        )
+    }
+
+    fn load(service_extra: &str, rules: &[(&str, String)]) -> Result<RuleSet, Vec<Diagnostic>> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("valuesets")).unwrap();
+        std::fs::write(dir.path().join("valuesets/psa.json"), VALUE_SET).unwrap();
+        let family = dir.path().join("family");
+        std::fs::create_dir_all(&family).unwrap();
+        std::fs::write(
+            family.join("service.yaml"),
+            format!("id: family\ntitle: F\ndescription: D\n{service_extra}"),
+        )
+        .unwrap();
+        for (name, text) in rules {
+            std::fs::write(family.join(name), text).unwrap();
+        }
+        load_dir(dir.path())
+    }
+
+    #[test]
+    fn rules_take_the_service_alert_fatigue_defaults_unless_they_set_their_own() {
+        let service = "alertFatigue:\n  suppressAfterOverrideDays: 30\n  deduplicateOrderSign: false\n  maxCardsPerResponse: 2\n";
+        let own = "alertFatigue:\n  suppressAfterOverrideDays: 7\n";
+        let set = load(
+            service,
+            &[
+                ("a.yaml", rule("inherits", "")),
+                ("b.yaml", rule("overrides", own)),
+            ],
+        )
+        .unwrap();
+        assert_eq!(set.services[0].max_cards, Some(2));
+        let by_id = |id: &str| set.rules.iter().find(|r| r.id == id).unwrap().alert_fatigue;
+        assert_eq!(
+            (
+                by_id("inherits").suppression_days(),
+                by_id("inherits").deduplicates_order_sign()
+            ),
+            (30, false)
+        );
+        assert_eq!(
+            (
+                by_id("overrides").suppression_days(),
+                by_id("overrides").deduplicates_order_sign()
+            ),
+            (7, false)
+        );
+    }
+
+    #[test]
+    fn without_settings_nothing_is_suppressed_repeats_are_held_back_and_there_is_no_cap() {
+        let set = load("", &[("a.yaml", rule("plain", ""))]).unwrap();
+        assert_eq!(set.services[0].max_cards, None);
+        assert_eq!(set.rules[0].alert_fatigue.suppression_days(), 0);
+        assert!(set.rules[0].alert_fatigue.deduplicates_order_sign());
+    }
+
+    #[test]
+    fn a_misspelt_alert_fatigue_setting_is_reported_with_its_line() {
+        let problems = load(
+            "",
+            &[("a.yaml", rule("typo", "alertFatigue:\n  suppressDays: 7\n"))],
+        )
+        .unwrap_err();
+        let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        assert!(
+            text.iter()
+                .any(|p| p.contains("a.yaml:") && p.contains("suppressDays")),
+            "{text:?}"
+        );
     }
 }

@@ -41,6 +41,8 @@ pub struct Service {
     pub rules: Vec<usize>,
     /// When set, patient-view findings are gathered into this one card.
     pub patient_view_card: Option<model::CombinedCardTemplate>,
+    /// Most cards in one response, the most urgent kept; `None` is no cap.
+    pub max_cards: Option<usize>,
 }
 
 /// Loaded, checked and compiled rules.

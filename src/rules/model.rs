@@ -33,6 +33,48 @@ pub struct Rule {
     pub exclusions: Vec<Exclusion>,
     /// The card it produces.
     pub card: CardTemplate,
+    /// How often its card may interrupt; unset fields take the service's
+    /// defaults at load time.
+    #[serde(default)]
+    pub alert_fatigue: AlertFatigue,
+}
+
+/// Alert-fatigue controls of one rule, as written in a rule file or as a
+/// service's defaults. Unset means "the default".
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AlertFatigue {
+    /// Days a card stays hidden for a patient after a clinician overrode it
+    /// with a reason; 0 never hides it.
+    pub suppress_after_override_days: Option<u32>,
+    /// Whether a card shown at order-select is held back at order-sign for
+    /// the same draft order in the same encounter.
+    pub deduplicate_order_sign: Option<bool>,
+}
+
+impl AlertFatigue {
+    /// These settings, with unset ones taken from `defaults`.
+    pub fn or(self, defaults: AlertFatigue) -> AlertFatigue {
+        AlertFatigue {
+            suppress_after_override_days: self
+                .suppress_after_override_days
+                .or(defaults.suppress_after_override_days),
+            deduplicate_order_sign: self
+                .deduplicate_order_sign
+                .or(defaults.deduplicate_order_sign),
+        }
+    }
+
+    /// Days of suppression after an override with a reason (default 0: none).
+    pub fn suppression_days(&self) -> u32 {
+        self.suppress_after_override_days.unwrap_or(0)
+    }
+
+    /// Whether order-sign repeats are held back (default yes: the clinician
+    /// has just seen the card for that very order).
+    pub fn deduplicates_order_sign(&self) -> bool {
+        self.deduplicate_order_sign.unwrap_or(true)
+    }
 }
 
 /// A guideline citation.
