@@ -11,7 +11,8 @@ use hookwise::cards::{CardContext, render_card};
 use hookwise::cds::{Hook, parse_request};
 use hookwise::config::Settings;
 use hookwise::fhir::{PatientRecord, RecordSources};
-use hookwise::http::{AppState, discovery_document, router};
+use hookwise::http::limits::Outline;
+use hookwise::http::{AppState, Limits, discovery_document, router};
 use hookwise::pipeline::Engine;
 use hookwise::rules::{Evaluator, Verdict};
 use hookwise::server::build_engine;
@@ -92,6 +93,13 @@ fn stages(c: &mut Criterion) {
         eprintln!("{name} request: {} bytes", body.len());
         group.bench_function("baseline: serde_json::Value parse", |b| {
             b.iter(|| serde_json::from_slice::<Value>(&body).unwrap())
+        });
+        let limits = Limits::default();
+        group.bench_function("0 limits: depth scan and outline", |b| {
+            b.iter(|| {
+                limits.check_depth(&body).unwrap();
+                Outline::read(&body).prefetch_keys
+            })
         });
         group.bench_function("1 parse request", |b| {
             b.iter(|| parse_request(&body).unwrap())
