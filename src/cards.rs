@@ -27,6 +27,55 @@ pub struct CardContext<'a> {
     pub now: OffsetDateTime,
 }
 
+/// Where an issued card came from: its rules, each with the suggestions and
+/// draft orders that belong to it. Internal (the card log reads it), never
+/// serialized: feedback that accepts some suggestions of a combined card is
+/// attributed to the rules those suggestions came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardOrigin {
+    /// The card's uuid.
+    pub card_uuid: String,
+    /// The card's indicator as issued.
+    pub indicator: Indicator,
+    /// One entry per rule behind the card (several for a combined card).
+    pub rules: Vec<RuleOrigin>,
+}
+
+/// One rule's part in an issued card.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleOrigin {
+    /// Rule id.
+    pub rule_id: String,
+    /// Rule version.
+    pub rule_version: String,
+    /// Uuids of the card's suggestions that came from this rule.
+    pub suggestion_uuids: Vec<String>,
+    /// `Type/id` of the draft orders this rule matched (order hooks).
+    pub draft_orders: Vec<String>,
+}
+
+impl RuleOrigin {
+    /// The origin of `card`, rendered from `finding`; `drafts` are the
+    /// request's draft order references.
+    pub fn of(finding: &Finding<'_, '_>, card: &Card, drafts: &[String]) -> RuleOrigin {
+        let mut draft_orders: Vec<String> = finding
+            .bindings
+            .iter()
+            .flat_map(|(_, items)| items)
+            .filter_map(|b| b.reference.clone())
+            .filter(|r| drafts.contains(r))
+            .collect();
+        draft_orders.sort_unstable();
+        draft_orders.dedup();
+        RuleOrigin {
+            rule_id: finding.rule.id.clone(),
+            rule_version: finding.rule.version.clone(),
+            suggestion_uuids: card.suggestions.iter().map(|s| s.uuid.clone()).collect(),
+            draft_orders,
+        }
+    }
+}
+
 /// Renders one finding as a card.
 pub fn render_card(finding: &Finding<'_, '_>, ctx: &CardContext<'_>) -> Card {
     let template = &finding.rule.card;

@@ -40,9 +40,17 @@ pub struct Settings {
     /// Log format: `text` or `json` (`HOOKWISE_LOG_FORMAT`).
     pub log_format: LogFormat,
     /// Key of the HMAC-SHA256 that turns patient ids into log-safe hashes
-    /// (`HOOKWISE_PATIENT_ID_HASH_KEY`). Without it a random key is drawn at
-    /// start, so hashes only correlate within one process.
+    /// (`HOOKWISE_PATIENT_ID_HASH_KEY`); the feedback store hashes patients,
+    /// encounters and draft orders with it too, so it must not change. Without
+    /// it a key is generated once and kept in the store.
     pub patient_id_hash_key: Option<Secret>,
+    /// The feedback store (`HOOKWISE_DATABASE_URL`): a SQLite file
+    /// (`sqlite:PATH` or a path; created on first start) or a `postgres://`
+    /// URL for deployments with several replicas.
+    pub database_url: String,
+    /// Most calls whose issued cards may wait to be written to the card log;
+    /// beyond it they are dropped and counted (`HOOKWISE_CARD_LOG_QUEUE`).
+    pub card_log_queue: usize,
     /// The URL the EHR calls, up to but excluding `/cds-services`, e.g.
     /// `https://cds.example.org` (`HOOKWISE_PUBLIC_BASE_URL`). A JWT's `aud`
     /// must be this plus the path invoked.
@@ -197,6 +205,8 @@ impl Default for Settings {
             log: "info".into(),
             log_format: LogFormat::Text,
             patient_id_hash_key: None,
+            database_url: "sqlite:hookwise.db".into(),
+            card_log_queue: 10_000,
             public_base_url: None,
             cors: CorsSettings::default(),
             auth: AuthSettings::default(),

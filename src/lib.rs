@@ -5,12 +5,14 @@
 //! A request travels one way: [`http`] → [`pipeline`] (envelope, prefetch,
 //! fallback fetch) → [`fhir`] (patient record) → [`rules`] (evaluation) →
 //! [`cards`] → response. [`auth`] verifies the calling EHR before any of it.
+//! [`feedback`] logs the cards issued and stores the EHR's feedback on them.
 
 pub mod auth;
 pub mod cards;
 pub mod cds;
 pub mod cli;
 pub mod config;
+pub mod feedback;
 pub mod fhir;
 pub mod http;
 pub mod pipeline;

@@ -4,7 +4,9 @@
 //! Data flows one way. Everything the rules read is gathered before
 //! evaluation starts, under the request's deadline.
 
-use crate::cards::{CardContext, Part, combine as combine_cards, render_card};
+use crate::cards::{
+    CardContext, CardOrigin, Part, RuleOrigin, combine as combine_cards, render_card,
+};
 use crate::cds::{Card, CdsRequest, CdsResponse, Hook, parse_request};
 use crate::fhir::{
     FhirClient, PatientRecord, PrefetchKey, PrefetchState, RecordSources, classify_prefetch,
@@ -55,6 +57,22 @@ pub struct CallResult {
     pub hook: Hook,
     /// True when data gathering ran out of time and no cards were computed.
     pub deadline_exceeded: bool,
+    /// Where the cards came from, for the card log; `None` without cards.
+    pub issued: Option<Issued>,
+}
+
+/// The cards of one call with what the card log needs to know about them.
+/// Holds raw ids: hash them before storing or logging.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// The request's hookInstance.
+    pub hook_instance: String,
+    /// `context.patientId`.
+    pub patient_id: String,
+    /// `context.encounterId`, when sent.
+    pub encounter_id: Option<String>,
+    /// One origin per card.
+    pub cards: Vec<CardOrigin>,
 }
 
 impl Engine {
@@ -90,6 +108,7 @@ impl Engine {
                 response: CdsResponse::default(),
                 hook,
                 deadline_exceeded: false,
+                issued: None,
             });
         }
         let keys = self.rules.prefetch_keys(possible.into_iter());
@@ -102,6 +121,7 @@ impl Engine {
                     response: CdsResponse::default(),
                     hook,
                     deadline_exceeded: true,
+                    issued: None,
                 });
             }
         };
@@ -121,7 +141,7 @@ impl Engine {
                 .map(|t| (t, service.id.as_str())),
             _ => None,
         };
-        let response = evaluate(
+        let (response, origins) = evaluate_traced(
             &self.rules,
             candidates,
             &record,
@@ -130,10 +150,19 @@ impl Engine {
             now,
             combine,
         );
+        let issued = (!origins.is_empty()).then(|| Issued {
+            hook_instance: request.hook_instance.clone(),
+            patient_id: context_str(&request, "patientId")
+                .unwrap_or_default()
+                .to_string(),
+            encounter_id: context_str(&request, "encounterId").map(str::to_string),
+            cards: origins,
+        });
         Ok(CallResult {
             response,
             hook,
             deadline_exceeded: false,
+            issued,
         })
     }
 
@@ -262,6 +291,11 @@ fn provided<'r>(request: &'r CdsRequest, keys: &[PrefetchKey]) -> Vec<&'r Value>
         .collect()
 }
 
+/// `context.{key}` when it is a string.
+fn context_str<'r>(request: &'r CdsRequest, key: &str) -> Option<&'r str> {
+    request.context.get(key).and_then(Value::as_str)
+}
+
 /// Evaluates candidate rules and renders their cards, most urgent first;
 /// with `combine`, every finding goes into that service's one card.
 pub fn evaluate(
@@ -273,6 +307,20 @@ pub fn evaluate(
     now: OffsetDateTime,
     combine: Option<(&CombinedCardTemplate, &str)>,
 ) -> CdsResponse {
+    evaluate_traced(rules, candidates, record, hook, request, now, combine).0
+}
+
+/// [`evaluate`], also telling which rules, suggestions and draft orders each
+/// card came from.
+pub fn evaluate_traced(
+    rules: &RuleSet,
+    candidates: Vec<&Rule>,
+    record: &PatientRecord<'_>,
+    hook: Hook,
+    request: &CdsRequest,
+    now: OffsetDateTime,
+    combine: Option<(&CombinedCardTemplate, &str)>,
+) -> (CdsResponse, Vec<CardOrigin>) {
     let evaluator = Evaluator {
         value_sets: &rules.value_sets,
         record,
@@ -295,13 +343,41 @@ pub fn evaluate(
             _ => None,
         })
         .collect();
-    let mut cards: Vec<Card> = match combine {
+    let drafts: Vec<String> = record
+        .draft_orders
+        .iter()
+        .filter_map(|d| d.reference())
+        .collect();
+    let (mut cards, origins): (Vec<Card>, Vec<CardOrigin>) = match combine {
         Some((template, service_id)) if !findings.is_empty() => {
-            let parts = findings.iter().map(|f| Part::of(f, &ctx)).collect();
-            vec![combine_cards(template, service_id, parts, &ctx)]
+            let parts: Vec<Part<'_>> = findings.iter().map(|f| Part::of(f, &ctx)).collect();
+            let rules = findings
+                .iter()
+                .zip(&parts)
+                .map(|(f, p)| RuleOrigin::of(f, &p.card, &drafts))
+                .collect();
+            let card = combine_cards(template, service_id, parts, &ctx);
+            let origin = CardOrigin {
+                card_uuid: card.uuid.clone(),
+                indicator: card.indicator,
+                rules,
+            };
+            (vec![card], vec![origin])
         }
-        _ => findings.iter().map(|f| render_card(f, &ctx)).collect(),
+        _ => findings
+            .iter()
+            .map(|f| {
+                let card = render_card(f, &ctx);
+                let rules = vec![RuleOrigin::of(f, &card, &drafts)];
+                let origin = CardOrigin {
+                    card_uuid: card.uuid.clone(),
+                    indicator: card.indicator,
+                    rules,
+                };
+                (card, origin)
+            })
+            .unzip(),
     };
     cards.sort_by(|a, b| b.indicator.cmp(&a.indicator));
-    CdsResponse { cards }
+    (CdsResponse { cards }, origins)
 }

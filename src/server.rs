@@ -8,6 +8,7 @@
 
 use crate::auth::Authenticator;
 use crate::config::{MAX_JSON_DEPTH_CEILING, Settings};
+use crate::feedback::{CardLog, Hub, Store};
 use crate::fhir::{FhirClient, FhirClientConfig};
 use crate::http::security::check_origin;
 use crate::http::{AppState, AuthPolicy, Limits, PatientHasher, Policy, router_with};
@@ -70,6 +71,7 @@ pub struct Server {
     pub addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    hub: Arc<Hub>,
 }
 
 /// Checks limits and CORS origins.
@@ -78,6 +80,11 @@ fn check_settings(settings: &Settings) -> Result<(), StartError> {
         return Err(StartError::Config(format!(
             "max_json_depth must be between 1 and {MAX_JSON_DEPTH_CEILING} (the request parser's own ceiling)"
         )));
+    }
+    if settings.card_log_queue == 0 {
+        return Err(StartError::Config(
+            "card_log_queue must be at least 1".into(),
+        ));
     }
     if settings.max_concurrent_requests == 0 {
         return Err(StartError::Config(
@@ -132,22 +139,47 @@ fn build_auth(settings: &Settings, addr: SocketAddr) -> Result<Option<AuthPolicy
     }))
 }
 
-/// The patient-id hasher for logs: the configured key, or a random one.
-fn build_hasher(settings: &Settings) -> Result<PatientHasher, StartError> {
+/// The patient-id hasher for logs and the feedback store: the configured
+/// key, or the one kept in the store (generated on its first start), so that
+/// hashes stay comparable across restarts and replicas.
+async fn build_hasher(settings: &Settings, store: &Store) -> Result<PatientHasher, StartError> {
     if let Some(key) = &settings.patient_id_hash_key {
         return Ok(PatientHasher::new(key.expose().as_bytes()));
     }
-    let hasher = PatientHasher::random()
-        .ok_or_else(|| StartError::Io("no system randomness for the patient-id hash key".into()))?;
-    tracing::info!(
-        "no patient_id_hash_key configured: patient ids in logs are hashed with a random per-process key, \
-         so hashes do not correlate across restarts or replicas"
-    );
-    Ok(hasher)
+    let key = store
+        .hash_key()
+        .await
+        .map_err(|e| StartError::Io(format!("cannot read the patient hash key: {e}")))?;
+    tracing::info!("no patient_id_hash_key configured: using the key kept in the feedback store");
+    Ok(PatientHasher::new(key.as_bytes()))
+}
+
+/// Opens the feedback store (running its migrations) and starts the card log.
+async fn build_hub(settings: &Settings) -> Result<Hub, StartError> {
+    let kind = if settings.database_url.starts_with("postgres") {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
+    // The error names the backend, not the URL, which may hold a password.
+    let store = Store::connect(&settings.database_url)
+        .await
+        .map_err(|e| StartError::Io(format!("cannot open the {kind} feedback store: {e}")))?;
+    let hasher = build_hasher(settings, &store).await?;
+    let card_log = CardLog::start(store.clone(), settings.card_log_queue);
+    Ok(Hub {
+        store,
+        card_log,
+        hasher,
+    })
 }
 
 /// The HTTP policy for a server bound to `addr`.
-fn build_policy(settings: &Settings, addr: SocketAddr) -> Result<Policy, StartError> {
+fn build_policy(
+    settings: &Settings,
+    addr: SocketAddr,
+    patients: PatientHasher,
+) -> Result<Policy, StartError> {
     Ok(Policy {
         auth: build_auth(settings, addr)?,
         cors_origins: settings.cors.allowed_origins.clone(),
@@ -158,7 +190,7 @@ fn build_policy(settings: &Settings, addr: SocketAddr) -> Result<Policy, StartEr
             max_concurrent_requests: settings.max_concurrent_requests,
             retry_after_secs: settings.retry_after_secs,
         },
-        patients: build_hasher(settings)?,
+        patients,
     })
 }
 
@@ -184,9 +216,15 @@ impl Server {
         let addr = listener
             .local_addr()
             .map_err(|e| StartError::Io(e.to_string()))?;
-        let policy = build_policy(settings, addr)?;
+        let hub = Arc::new(build_hub(settings).await?);
+        let policy = build_policy(settings, addr, hub.hasher.clone())?;
         let (tx, rx) = oneshot::channel::<()>();
-        let app = router_with(state, Arc::new(policy));
+        let app = router_with(state, Arc::new(policy))
+            .layer(axum::middleware::from_fn_with_state(
+                hub.clone(),
+                crate::feedback::record_cards,
+            ))
+            .layer(axum::Extension(hub.clone()));
         let task = tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async {
@@ -198,15 +236,31 @@ impl Server {
             addr,
             shutdown: Some(tx),
             task,
+            hub,
         })
     }
 
-    /// Stops accepting connections, lets in-flight requests finish, and waits.
+    /// The feedback store.
+    pub fn store(&self) -> &Store {
+        &self.hub.store
+    }
+
+    /// Waits until the cards issued so far are in the card log.
+    pub async fn flush_card_log(&self) {
+        self.hub.card_log.flush().await;
+    }
+
+    /// Stops accepting connections, lets in-flight requests finish, writes
+    /// the card log queue out, and waits.
     pub async fn shutdown(mut self) -> std::io::Result<()> {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        self.task.await.map_err(std::io::Error::other)?
+        let served = self.task.await.map_err(std::io::Error::other);
+        // After the last request: nothing can be queued behind the close.
+        self.hub.card_log.close().await;
+        self.hub.store.close().await;
+        served?
     }
 
     /// Serves until Ctrl-C or SIGTERM, then shuts down gracefully.

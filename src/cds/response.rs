@@ -201,4 +201,21 @@ impl OperationOutcome {
             }],
         }
     }
+
+    /// Adds an issue: `severity` is `error`, `warning` or `information`.
+    pub fn with_issue(
+        mut self,
+        severity: &'static str,
+        code: &'static str,
+        diagnostics: impl Into<String>,
+        path: Option<String>,
+    ) -> Self {
+        self.issue.push(Issue {
+            severity,
+            code,
+            diagnostics: diagnostics.into(),
+            expression: path.into_iter().filter(|p| !p.is_empty()).collect(),
+        });
+        self
+    }
 }

@@ -18,6 +18,8 @@ pub struct ApiError {
     message: String,
     path: Option<String>,
     retry_after: Option<u64>,
+    /// A body with several issues, sent instead of the one built from the fields above.
+    outcome: Option<Box<OperationOutcome>>,
 }
 
 impl ApiError {
@@ -29,6 +31,7 @@ impl ApiError {
             message: message.into(),
             path: Some(path.to_string()).filter(|p| !p.is_empty()),
             retry_after: None,
+            outcome: None,
         }
     }
 
@@ -49,6 +52,7 @@ impl ApiError {
             message: "too many requests in progress; retry shortly".into(),
             path: None,
             retry_after: Some(retry_after_secs),
+            outcome: None,
         }
     }
 
@@ -60,6 +64,7 @@ impl ApiError {
             message: message.into(),
             path: None,
             retry_after: None,
+            outcome: None,
         }
     }
 
@@ -71,6 +76,40 @@ impl ApiError {
             message: "method not allowed on this endpoint".into(),
             path: None,
             retry_after: None,
+            outcome: None,
+        }
+    }
+}
+
+impl ApiError {
+    /// 503: a dependency (the feedback store) is unavailable; retrying may help.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "transient",
+            message: message.into(),
+            path: None,
+            retry_after: None,
+            outcome: None,
+        }
+    }
+
+    /// 400 naming several bad fields, each `(JSON path, message)`, followed
+    /// by an information issue `note` (e.g. what of the request was still done).
+    pub fn bad_entries(problems: Vec<(String, String)>, note: impl Into<String>) -> Self {
+        let mut problems = problems.into_iter();
+        let (first_path, first) = problems.next().unwrap_or_default();
+        let message = format!("{first_path}: {first}");
+        let mut outcome =
+            OperationOutcome::error("invalid", message.clone(), Some(first_path.clone()));
+        for (path, problem) in problems {
+            outcome =
+                outcome.with_issue("error", "invalid", format!("{path}: {problem}"), Some(path));
+        }
+        outcome = outcome.with_issue("information", "informational", note, None);
+        ApiError {
+            outcome: Some(Box::new(outcome)),
+            ..ApiError::bad_request(&first_path, message)
         }
     }
 }
@@ -96,6 +135,7 @@ impl From<CallError> for ApiError {
                 message,
                 path: None,
                 retry_after: None,
+                outcome: None,
             },
         }
     }
@@ -115,13 +155,17 @@ impl From<BytesRejection> for ApiError {
             message: rejection.body_text(),
             path: None,
             retry_after: None,
+            outcome: None,
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let outcome = OperationOutcome::error(self.code, self.message, self.path);
+        let outcome = match self.outcome {
+            Some(outcome) => *outcome,
+            None => OperationOutcome::error(self.code, self.message, self.path),
+        };
         let mut response = (self.status, Json(outcome)).into_response();
         response.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -149,6 +193,7 @@ fn log_outcome(code: &str) -> &'static str {
         "too-costly" => "over-limit",
         "incomplete" => "precondition-failed",
         "throttled" => "overloaded",
+        "transient" => "unavailable",
         _ => "rejected",
     }
 }

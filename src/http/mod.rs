@@ -17,11 +17,10 @@ pub use logging::PatientHasher;
 pub use security::AuthPolicy;
 
 use crate::cds::{Discovery, Hook, ServiceDescriptor};
-use crate::pipeline::{CallError, Engine};
+use crate::pipeline::Engine;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::StatusCode;
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -79,7 +78,10 @@ pub fn router_with(state: Arc<AppState>, policy: Arc<Policy>) -> Router {
     Router::new()
         .route("/cds-services", get(discovery))
         .route("/cds-services/{id}", post(call_service))
-        .route("/cds-services/{id}/feedback", post(feedback))
+        .route(
+            "/cds-services/{id}/feedback",
+            post(crate::feedback::endpoint::receive),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
@@ -151,6 +153,16 @@ async fn call_service(
     };
     let mut response = Json(call.response).into_response();
     response.extensions_mut().insert(Outcome(outcome));
+    if let Some(issued) = call.issued {
+        // For the card log layer (crate::feedback), which hashes and queues them.
+        response
+            .extensions_mut()
+            .insert(crate::feedback::IssuedCards {
+                service: id,
+                hook: call.hook,
+                issued,
+            });
+    }
     Ok(response)
 }
 
@@ -170,31 +182,6 @@ fn record_call(engine: &Engine, policy: &Policy, id: &str, outline: &Outline) {
     if let Some(patient) = outline.patient_id.as_deref() {
         span.record("patient", policy.patients.hash(patient).as_str());
     }
-}
-
-/// `POST /cds-services/{id}/feedback`: accepted for known services. Storage
-/// and measurement of feedback come with the feedback store.
-async fn feedback(
-    State(state): State<Arc<AppState>>,
-    Extension(policy): Extension<Arc<Policy>>,
-    Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let body = body?;
-    if state.engine.rules.service(&id).is_none() {
-        return Err(CallError::UnknownService(id).into());
-    }
-    Span::current().record("service", id.as_str());
-    policy.limits.check_depth(&body)?;
-    let parsed: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request("", format!("invalid JSON: {e}")))?;
-    if !parsed.get("feedback").is_some_and(Value::is_array) {
-        return Err(ApiError::bad_request(
-            "feedback",
-            "must be an array of feedback entries",
-        ));
-    }
-    Ok(StatusCode::OK.into_response())
 }
 
 async fn not_found() -> ApiError {

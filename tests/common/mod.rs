@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod auth;
+pub mod db;
 pub mod logs;
 
 use axum::Router;
@@ -31,24 +32,41 @@ pub fn test_settings() -> Settings {
         ..Settings::default()
     };
     settings.fhir.insecure_hosts = vec!["127.0.0.1".into()];
+    // Private to the server that opens it; spawn_app_with swaps it for a
+    // fresh SQLite file per test, as a production server would use.
+    settings.database_url = IN_MEMORY.into();
     settings
 }
+
+/// The database of [`test_settings`], before [`spawn_app_with`] gives each
+/// test its own file.
+pub const IN_MEMORY: &str = "sqlite::memory:";
 
 /// A running hookwise and a client for it.
 pub struct TestApp {
     pub server: Server,
     pub base: String,
     pub client: reqwest::Client,
+    /// Holds the test's SQLite file while the server runs.
+    pub db_dir: Option<tempfile::TempDir>,
 }
 
-/// Starts hookwise with the given settings.
-pub async fn spawn_app_with(settings: Settings) -> TestApp {
+/// Starts hookwise with the given settings; an in-memory database (the
+/// [`test_settings`] default) becomes a fresh SQLite file in a temp dir.
+pub async fn spawn_app_with(mut settings: Settings) -> TestApp {
+    let mut db_dir = None;
+    if settings.database_url == IN_MEMORY {
+        let dir = tempfile::tempdir().expect("temp dir");
+        settings.database_url = format!("sqlite:{}", dir.path().join("hookwise.db").display());
+        db_dir = Some(dir);
+    }
     let server = Server::start(&settings).await.expect("server starts");
     let base = format!("http://{}", server.addr);
     TestApp {
         server,
         base,
         client: reqwest::Client::new(),
+        db_dir,
     }
 }
 

@@ -1,0 +1,113 @@
+//! `POST /cds-services/{id}/feedback` (CDS Hooks 2.0 feedback).
+//!
+//! The batch is validated entry by entry; the valid entries are stored
+//! durably, then the answer is sent: 200 with a receipt when every entry was
+//! valid, else a 400 OperationOutcome naming each bad field by JSON path plus
+//! an information issue saying how many of the batch's entries were stored.
+//! Free text (`userComment`) is stored, never logged.
+
+use super::{Hub, Receipt, parse_batch};
+use crate::http::{ApiError, AppState, Policy};
+use crate::pipeline::CallError;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde_json::Value;
+use std::collections::HashSet;
+use std::sync::Arc;
+use time::OffsetDateTime;
+use tracing::Span;
+
+/// The feedback handler. Unknown service: 404; body deeper than the JSON
+/// depth limit or not a batch: 400; store unavailable: 503.
+pub async fn receive(
+    State(state): State<Arc<AppState>>,
+    Extension(policy): Extension<Arc<Policy>>,
+    hub: Option<Extension<Arc<Hub>>>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body?;
+    if state.engine.rules.service(&id).is_none() {
+        return Err(CallError::UnknownService(id).into());
+    }
+    Span::current().record("service", id.as_str());
+    policy.limits.check_depth(&body)?;
+    let parsed: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("", format!("invalid JSON: {e}")))?;
+    let batch =
+        parse_batch(&parsed).map_err(|(path, message)| ApiError::bad_request(&path, message))?;
+    let Some(Extension(hub)) = hub else {
+        return Err(ApiError::unavailable("this server has no feedback store"));
+    };
+    let entries: Vec<_> = batch.entries.into_iter().map(|(_, entry)| entry).collect();
+    let receipt = store(&hub, &id, &entries).await.map_err(|e| {
+        tracing::error!(error = %e, entries = entries.len(), "feedback could not be stored");
+        ApiError::unavailable("feedback could not be stored; retry later")
+    })?;
+    tracing::info!(
+        stored = receipt.stored,
+        duplicates = receipt.duplicates,
+        unknown_cards = receipt.unknown_cards,
+        rejected = batch.problems.len(),
+        "feedback"
+    );
+    if batch.problems.is_empty() {
+        return Ok(Json(receipt).into_response());
+    }
+    let total = entries.len() + rejected_entries(&batch.problems);
+    Err(ApiError::bad_entries(
+        batch.problems,
+        stored_note(&receipt, entries.len(), total),
+    ))
+}
+
+/// Looks up the cards, then stores. A card not found may still sit in the
+/// card log's queue: flush it and look again before flagging it unknown.
+async fn store(
+    hub: &Hub,
+    service: &str,
+    entries: &[super::Feedback],
+) -> Result<Receipt, super::StoreError> {
+    if entries.is_empty() {
+        return Ok(Receipt::default());
+    }
+    let cards: Vec<&str> = entries
+        .iter()
+        .map(|e| e.card.as_str())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let mut known = hub.store.known_cards(&cards).await?;
+    if known.len() < cards.len() {
+        hub.card_log.flush().await;
+        let missing: Vec<&str> = cards
+            .iter()
+            .copied()
+            .filter(|c| !known.contains(*c))
+            .collect();
+        known.extend(hub.store.known_cards(&missing).await?);
+    }
+    hub.store
+        .record_feedback(service, entries, &known, OffsetDateTime::now_utc())
+        .await
+}
+
+/// How many entries the problems belong to (`feedback[i]...` prefixes).
+fn rejected_entries(problems: &[(String, String)]) -> usize {
+    problems
+        .iter()
+        .filter_map(|(path, _)| path.split(']').next())
+        .collect::<HashSet<_>>()
+        .len()
+}
+
+fn stored_note(receipt: &Receipt, valid: usize, total: usize) -> String {
+    format!(
+        "{valid} of {total} feedback entries were valid and are stored ({} new, {} already stored, {} for unknown cards); \
+         the entries named in the errors were not stored",
+        receipt.stored, receipt.duplicates, receipt.unknown_cards
+    )
+}

@@ -1,0 +1,262 @@
+//! The feedback store: what hookwise remembers between requests.
+//!
+//! This module owns
+//! - [`Store`]: one type over two backends, SQLite (the embedded default, a
+//!   file in WAL mode) and PostgreSQL (several replicas, a `postgres://`
+//!   URL), with embedded migrations run at connect;
+//! - the **card log** ([`CardLog`]): every card issued, one row per (card,
+//!   rule, draft order), written by a background task from a bounded queue so
+//!   logging never adds to response latency;
+//! - **feedback** ([`endpoint`]): `POST /cds-services/{id}/feedback`,
+//!   validated per entry, stored durably before the 200, idempotent;
+//! - **reports** ([`report`]): per-rule and per-family figures for
+//!   `hookwise report`;
+//! - the **history** query ([`History`]) that alert-fatigue controls read.
+//!
+//! Patients, encounters and draft orders are stored only as keyed hashes
+//! ([`crate::http::PatientHasher`]); the key must be stable across restarts,
+//! so without a configured `patient_id_hash_key` one is generated once and
+//! kept in the store ([`Store::hash_key`]).
+
+mod cardlog;
+pub mod endpoint;
+mod entries;
+mod history;
+pub mod report;
+
+pub use cardlog::{CardLog, CardLogEntry, Hub, IssuedCards, entries_for, record_cards};
+pub use entries::{
+    Feedback, FeedbackOutcome, OverrideReason, ParsedBatch, Receipt, StoredFeedback,
+    idempotency_key, parse_batch,
+};
+pub use history::{History, OverriddenRule, ShownOrder};
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+/// Migrations embedded in the binary, run by [`Store::connect`]. The SQL is
+/// portable, so one set serves both backends.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Name of the generated patient hash key in `hookwise_meta`.
+const HASH_KEY_NAME: &str = "patient_hash_key";
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database URL is not one hookwise understands.
+    #[error("invalid database URL: {0}")]
+    Url(String),
+    /// A query or connection failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// No randomness to generate a key with.
+    #[error("no system randomness to generate the patient hash key")]
+    NoRandomness,
+}
+
+/// The two backends, dispatched by [`on_pool!`].
+#[derive(Clone)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to whichever backend's pool is in use.
+/// The SQL is shared (`$N` placeholders work on both); each arm is
+/// type-checked against its own driver.
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.pool {
+            $crate::feedback::Pool::Sqlite($pool) => $body,
+            $crate::feedback::Pool::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+/// The feedback store. Cheap to clone: clones share the connection pool.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+    /// SQLite has one writer at a time; writers queue here instead of
+    /// polling on `SQLITE_BUSY`, which is far slower under contention.
+    write_lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Store {
+    /// Connects and runs the migrations. `postgres://` (or `postgresql://`)
+    /// URLs select PostgreSQL; `sqlite:PATH`, `sqlite::memory:` or a plain
+    /// path select SQLite, whose file is created on first start.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        let pool = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Pool::Postgres(connect_postgres(url).await?)
+        } else {
+            Pool::Sqlite(connect_sqlite(url).await?)
+        };
+        let store = Store {
+            pool,
+            write_lock: Arc::new(tokio::sync::Mutex::new(())),
+        };
+        on_pool!(store, pool => MIGRATOR.run(pool).await?);
+        Ok(store)
+    }
+
+    /// Which backend this is: `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        match self.pool {
+            Pool::Sqlite(_) => "sqlite",
+            Pool::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Holds the write lock on SQLite (no-op on PostgreSQL).
+    async fn write_guard(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match self.pool {
+            Pool::Sqlite(_) => Some(self.write_lock.lock().await),
+            Pool::Postgres(_) => None,
+        }
+    }
+
+    /// The patient hash key kept in the store, generated on first use. Every
+    /// replica and restart sharing the database gets the same key, so hashes
+    /// stay comparable (reports, suppression).
+    pub async fn hash_key(&self) -> Result<String, StoreError> {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).map_err(|_| StoreError::NoRandomness)?;
+        let fresh: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let _guard = self.write_guard().await;
+        // Insert-if-absent then read: two replicas starting at once agree on
+        // whichever key won.
+        let sql_insert =
+            "INSERT INTO hookwise_meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING";
+        let sql_select = "SELECT value FROM hookwise_meta WHERE name = $1";
+        let key: (String,) = on_pool!(self, pool => {
+            sqlx::query(sql_insert).bind(HASH_KEY_NAME).bind(&fresh).execute(pool).await?;
+            sqlx::query_as(sql_select).bind(HASH_KEY_NAME).fetch_one(pool).await?
+        });
+        Ok(key.0)
+    }
+
+    /// Counts of what the store holds: card log rows and feedback rows.
+    pub async fn counts(&self) -> Result<StoreCounts, StoreError> {
+        let sql = "SELECT (SELECT COUNT(*) FROM card_log), (SELECT COUNT(*) FROM feedback), \
+                   (SELECT COUNT(*) FROM feedback WHERE unknown_card)";
+        let (card_log, feedback, unknown): (i64, i64, i64) =
+            on_pool!(self, pool => sqlx::query_as(sql).fetch_one(pool).await?);
+        Ok(StoreCounts {
+            card_log_rows: card_log as u64,
+            feedback: feedback as u64,
+            unknown_card_feedback: unknown as u64,
+        })
+    }
+
+    /// Closes the pool, waiting for connections to finish.
+    pub async fn close(&self) {
+        on_pool!(self, pool => pool.close().await)
+    }
+}
+
+/// What the store holds, for tests and operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreCounts {
+    /// Rows in the card log (one per card, rule and draft order).
+    pub card_log_rows: u64,
+    /// Distinct feedback events.
+    pub feedback: u64,
+    /// Of which for cards not in the log.
+    pub unknown_card_feedback: u64,
+}
+
+/// SQLite in WAL mode with `synchronous = FULL`: a commit is fsynced before
+/// it returns, so a 200 for feedback survives a crash or power loss, not
+/// only a killed process (which `NORMAL` would already survive).
+async fn connect_sqlite(url: &str) -> Result<SqlitePool, StoreError> {
+    let options = if url.starts_with("sqlite:") {
+        SqliteConnectOptions::from_str(url).map_err(|e| StoreError::Url(e.to_string()))?
+    } else {
+        SqliteConnectOptions::new().filename(url)
+    };
+    let options = options
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(Duration::from_secs(10));
+    // An in-memory database lives only while a connection is open: keep one.
+    let pool = SqlitePoolOptions::new()
+        .max_connections(8)
+        .min_connections(1)
+        .idle_timeout(None)
+        .max_lifetime(None);
+    Ok(pool.connect_with(options).await?)
+}
+
+async fn connect_postgres(url: &str) -> Result<PgPool, StoreError> {
+    let options = PgConnectOptions::from_str(url).map_err(|e| StoreError::Url(e.to_string()))?;
+    let pool = PgPoolOptions::new()
+        .max_connections(10)
+        .acquire_timeout(Duration::from_secs(10));
+    Ok(pool.connect_with(options).await?)
+}
+
+/// Unix milliseconds, the store's time unit.
+pub(crate) fn millis(time: OffsetDateTime) -> i64 {
+    (time.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// The time of a Unix-milliseconds value (the epoch if out of range).
+pub(crate) fn from_millis(ms: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sqlite_files_are_created_in_wal_mode_and_keep_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        let url = format!("sqlite:{}", path.display());
+        let store = Store::connect(&url).await.unwrap();
+        assert_eq!(store.backend(), "sqlite");
+        let key = store.hash_key().await.unwrap();
+        assert_eq!(key.len(), 64);
+        assert_eq!(store.hash_key().await.unwrap(), key, "generated once");
+        let (mode,): (String,) = on_pool!(store, pool => sqlx::query_as("PRAGMA journal_mode").fetch_one(pool).await.unwrap());
+        assert_eq!(mode, "wal");
+        store.close().await;
+        assert!(path.exists());
+        let again = Store::connect(path.to_str().unwrap()).await.unwrap();
+        assert_eq!(
+            again.hash_key().await.unwrap(),
+            key,
+            "kept across restarts; plain paths work too"
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_urls_are_errors_not_panics() {
+        assert!(
+            Store::connect("postgres://no host:99999999/x")
+                .await
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn millis_round_trip() {
+        let t = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        assert_eq!(from_millis(millis(t)), t);
+    }
+}

@@ -1,0 +1,1 @@
+//! Reports: per-rule and per-family figures from the card log and feedback.

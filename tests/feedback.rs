@@ -1,0 +1,569 @@
+//! The feedback store through real HTTP: the card log, the feedback
+//! endpoint, idempotency, restarts and the history query. Every scenario
+//! runs on SQLite and on PostgreSQL (`on_sqlite::*`, `on_postgres::*`).
+
+mod common;
+
+use axum::http::StatusCode;
+use common::db::TestDb;
+use common::*;
+use hookwise::feedback::{ShownOrder, Store};
+use hookwise::http::PatientHasher;
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::sync::Arc;
+use time::OffsetDateTime;
+
+on_both_backends!(
+    feedback_is_stored_with_its_card,
+    combined_cards_are_logged_per_rule,
+    the_same_feedback_twice_counts_once,
+    concurrent_feedback_is_all_stored_once,
+    bad_entries_are_named_and_good_ones_kept,
+    a_restart_keeps_everything,
+    history_finds_overrides_and_order_select_orders,
+);
+
+const PSA_RULE: &str = "cw-psa-screening-70-plus";
+const BENZO_RULE: &str = "rx-benzodiazepine-65-plus";
+const PPI_RULE: &str = "rx-ppi-beyond-8-weeks";
+const REASONS: &str = "https://hookwise.dev/fhir/CodeSystem/override-reason";
+
+async fn spawn_on(db: &TestDb) -> TestApp {
+    let mut settings = test_settings();
+    settings.database_url = db.url.clone();
+    spawn_app_with(settings).await
+}
+
+/// A PSA order-select for `patient`, aged 75; returns the card.
+async fn psa_card(
+    app: &TestApp,
+    hook_instance: &str,
+    patient_id: &str,
+    encounter: Option<&str>,
+) -> Value {
+    let prefetch = json!({"patient": patient(patient_id, "male", &born_years_ago(75)), "conditions": searchset(vec![])});
+    let mut request = order_request("order-select", vec![psa_order("sr-1")], Some(prefetch));
+    request["hookInstance"] = json!(hook_instance);
+    request["context"]["patientId"] = json!(patient_id);
+    if let Some(encounter) = encounter {
+        request["context"]["encounterId"] = json!(encounter);
+    }
+    let (status, body) = app.call("choosing-wisely", &request).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["cards"].as_array().map(Vec::len), Some(1), "{body:#}");
+    body["cards"][0].clone()
+}
+
+fn medication(id: &str, code: &str, display: &str, days: i64) -> Value {
+    json!({"resourceType": "MedicationRequest", "id": id, "status": "active", "intent": "order",
+        "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+            "code": code, "display": display}]},
+        "subject": {"reference": "Patient/p1"}, "authoredOn": days_ago(days)})
+}
+
+/// A patient-view deprescribing review with a benzodiazepine and a PPI: one
+/// combined card with a suggestion from each rule.
+async fn review_card(app: &TestApp, hook_instance: &str, patient_id: &str) -> Value {
+    let request = json!({
+        "hook": "patient-view",
+        "hookInstance": hook_instance,
+        "context": {"userId": "Practitioner/example", "patientId": patient_id},
+        "prefetch": {
+            "patient": patient(patient_id, "female", &born_years_ago(81)),
+            "medications": searchset(vec![
+                medication("m1", "197901", "lorazepam 1 MG Oral Tablet", 200),
+                medication("m2", "104099", "omeprazole 20 MG Delayed Release Oral Capsule [Losec]", 120),
+            ]),
+            "conditions": searchset(vec![]),
+            "observations": searchset(vec![]),
+            "procedures": null
+        }
+    });
+    let (status, body) = app.call("deprescribing", &request).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["cards"].as_array().map(Vec::len), Some(1), "{body:#}");
+    assert_eq!(
+        body["cards"][0]["suggestions"].as_array().map(Vec::len),
+        Some(2),
+        "{body:#}"
+    );
+    body["cards"][0].clone()
+}
+
+async fn post_feedback(app: &TestApp, service: &str, entries: Vec<Value>) -> (StatusCode, Value) {
+    let body = serde_json::to_vec(&json!({"feedback": entries})).unwrap();
+    app.post_raw(&format!("/cds-services/{service}/feedback"), body)
+        .await
+}
+
+fn accepted(card: &Value, suggestions: &[&Value], at: &str) -> Value {
+    let ids: Vec<Value> = suggestions
+        .iter()
+        .map(|s| json!({"id": s["uuid"]}))
+        .collect();
+    json!({"card": card["uuid"], "outcome": "accepted", "acceptedSuggestions": ids, "outcomeTimestamp": at})
+}
+
+fn overridden(card: &str, code: Option<&str>, at: &str) -> Value {
+    let mut entry = json!({"card": card, "outcome": "overridden", "outcomeTimestamp": at});
+    if let Some(code) = code {
+        entry["overrideReason"] =
+            json!({"reason": {"system": REASONS, "code": code}, "userComment": "private note"});
+    }
+    entry
+}
+
+fn uuid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+async fn feedback_is_stored_with_its_card(db: TestDb) {
+    let app = spawn_on(&db).await;
+    let card = psa_card(&app, &uuid(), "p1", None).await;
+    let entry = accepted(&card, &[&card["suggestions"][0]], "2026-01-01T10:00:00Z");
+    let (status, body) = post_feedback(&app, "choosing-wisely", vec![entry]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        json!({"stored": 1, "duplicates": 0, "unknownCards": 0})
+    );
+
+    let store = app.server.store();
+    let stored = store
+        .feedback_for_card(card["uuid"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(
+        (stored[0].outcome.as_str(), stored[0].unknown_card),
+        ("accepted", false)
+    );
+    assert_eq!(
+        stored[0].accepted_suggestions,
+        [card["suggestions"][0]["uuid"].as_str().unwrap()]
+    );
+    let rows = store
+        .card_log_for(card["uuid"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (
+            rows[0].rule_id.as_str(),
+            rows[0].hook.as_str(),
+            rows[0].service.as_str()
+        ),
+        (PSA_RULE, "order-select", "choosing-wisely")
+    );
+    assert_ne!(rows[0].patient_hash, "p1", "the patient id is hashed");
+    assert!(
+        rows[0].draft_order_hash.is_some(),
+        "order hooks keep the draft order hash"
+    );
+
+    // A card hookwise never issued: stored, flagged.
+    let stranger = uuid();
+    let (status, body) = post_feedback(
+        &app,
+        "choosing-wisely",
+        vec![overridden(&stranger, None, "2026-01-01T10:00:00Z")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["unknownCards"], 1);
+    assert!(store.feedback_for_card(&stranger).await.unwrap()[0].unknown_card);
+
+    // Unknown service: 404, as before the store.
+    let (status, _) = post_feedback(
+        &app,
+        "nope",
+        vec![overridden(&stranger, None, "2026-01-01T10:00:00Z")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+async fn combined_cards_are_logged_per_rule(db: TestDb) {
+    let app = spawn_on(&db).await;
+    let card = review_card(&app, &uuid(), "p7").await;
+    app.server.flush_card_log().await;
+    let rows = app
+        .server
+        .store()
+        .card_log_for(card["uuid"].as_str().unwrap())
+        .await
+        .unwrap();
+    let by_rule: Vec<(&str, &[String])> = rows
+        .iter()
+        .map(|r| (r.rule_id.as_str(), r.suggestion_uuids.as_slice()))
+        .collect();
+    let suggestions: Vec<&str> = card["suggestions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["uuid"].as_str().unwrap())
+        .collect();
+    assert_eq!(by_rule.len(), 2, "{by_rule:?}");
+    assert_eq!(by_rule[0].0, BENZO_RULE);
+    assert_eq!(by_rule[1].0, PPI_RULE);
+    let logged: HashSet<&str> = by_rule
+        .iter()
+        .flat_map(|(_, s)| s.iter().map(String::as_str))
+        .collect();
+    assert_eq!(
+        logged,
+        suggestions.iter().copied().collect(),
+        "each suggestion belongs to exactly one rule"
+    );
+    assert!(by_rule.iter().all(|(_, s)| s.len() == 1));
+    assert!(rows.iter().all(|r| r.draft_order_hash.is_none()
+        && r.hook == "patient-view"
+        && r.indicator == "warning"));
+
+    // A retried call (same hookInstance, same card uuid) is logged once.
+    let again = review_card(&app, rows[0].hook_instance.as_str(), "p7").await;
+    assert_eq!(again["uuid"], card["uuid"]);
+    app.server.flush_card_log().await;
+    assert_eq!(app.server.store().counts().await.unwrap().card_log_rows, 2);
+}
+
+async fn the_same_feedback_twice_counts_once(db: TestDb) {
+    let app = spawn_on(&db).await;
+    let card = psa_card(&app, &uuid(), "p1", None).await;
+    let card_id = card["uuid"].as_str().unwrap();
+    let entry = overridden(card_id, Some("patient-preference"), "2026-01-01T10:00:00Z");
+    assert_eq!(
+        post_feedback(&app, "choosing-wisely", vec![entry.clone()])
+            .await
+            .1["stored"],
+        1
+    );
+    let (status, body) = post_feedback(&app, "choosing-wisely", vec![entry.clone(), entry]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        json!({"stored": 0, "duplicates": 2, "unknownCards": 0})
+    );
+    // The same instant written another way is the same feedback.
+    let same = overridden(
+        card_id,
+        Some("patient-preference"),
+        "2026-01-01T11:00:00+01:00",
+    );
+    assert_eq!(
+        post_feedback(&app, "choosing-wisely", vec![same]).await.1["duplicates"],
+        1
+    );
+    // Another time is another event.
+    let later = overridden(card_id, Some("patient-preference"), "2026-01-01T10:05:00Z");
+    assert_eq!(
+        post_feedback(&app, "choosing-wisely", vec![later]).await.1["stored"],
+        1
+    );
+    assert_eq!(
+        app.server
+            .store()
+            .feedback_for_card(card_id)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+async fn concurrent_feedback_is_all_stored_once(db: TestDb) {
+    const POSTS: usize = 1000;
+    const TASKS: usize = 20;
+    const DISTINCT: usize = 800; // posts 800..1000 repeat earlier entries
+    let app = Arc::new(spawn_on(&db).await);
+    let card = psa_card(&app, &uuid(), "p1", None).await["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let base = OffsetDateTime::now_utc().unix_timestamp();
+    let entry = move |i: usize| {
+        let at = OffsetDateTime::from_unix_timestamp(base - (i % DISTINCT) as i64).unwrap();
+        overridden(
+            &card,
+            None,
+            &at.format(&time::format_description::well_known::Rfc3339)
+                .unwrap(),
+        )
+    };
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|t| {
+            let app = app.clone();
+            let entry = entry.clone();
+            tokio::spawn(async move {
+                let mut results = Vec::new();
+                for i in (t..POSTS).step_by(TASKS) {
+                    results.push(post_feedback(&app, "choosing-wisely", vec![entry(i)]).await);
+                }
+                results
+            })
+        })
+        .collect();
+    let (mut stored, mut duplicates) = (0, 0);
+    for task in tasks {
+        for (status, body) in task.await.unwrap() {
+            assert_eq!(status, StatusCode::OK, "{body}");
+            stored += body["stored"].as_u64().unwrap();
+            duplicates += body["duplicates"].as_u64().unwrap();
+        }
+    }
+    assert_eq!(
+        (stored, duplicates),
+        (DISTINCT as u64, (POSTS - DISTINCT) as u64)
+    );
+    assert_eq!(
+        app.server.store().counts().await.unwrap().feedback,
+        DISTINCT as u64
+    );
+}
+
+async fn bad_entries_are_named_and_good_ones_kept(db: TestDb) {
+    let app = spawn_on(&db).await;
+    let good = uuid();
+    let entries = vec![
+        overridden(&good, None, "2026-01-01T10:00:00Z"),
+        json!({"card": uuid(), "outcomeTimestamp": "2026-01-01T10:00:00Z"}),
+        json!({"card": 42, "outcome": ["accepted"], "outcomeTimestamp": 1700000000}),
+        json!({"card": uuid(), "outcome": "accepted", "outcomeTimestamp": "2026-01-01T10:00:00Z"}),
+        json!({"card": uuid(), "outcome": "overridden", "outcomeTimestamp": "last tuesday"}),
+        overridden(&good, Some("patient-preference"), "2026-01-02T10:00:00Z"),
+    ];
+    let (status, body) = post_feedback(&app, "choosing-wisely", entries).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["resourceType"], "OperationOutcome");
+    let issues = body["issue"].as_array().unwrap();
+    let paths: Vec<&str> = issues
+        .iter()
+        .filter(|i| i["severity"] == "error")
+        .map(|i| i["expression"][0].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "feedback[1].outcome",
+            "feedback[2].card",
+            "feedback[2].outcome",
+            "feedback[2].outcomeTimestamp",
+            "feedback[3].acceptedSuggestions",
+            "feedback[4].outcomeTimestamp",
+        ]
+    );
+    let note = issues.last().unwrap();
+    assert_eq!(note["severity"], "information");
+    assert!(
+        note["diagnostics"]
+            .as_str()
+            .unwrap()
+            .starts_with("2 of 6 feedback entries were valid and are stored"),
+        "{note}"
+    );
+    assert_eq!(
+        app.server
+            .store()
+            .feedback_for_card(&good)
+            .await
+            .unwrap()
+            .len(),
+        2,
+        "the good entries are stored"
+    );
+    assert_eq!(app.server.store().counts().await.unwrap().feedback, 2);
+
+    // Batch-level problems.
+    for (body, path) in [
+        (b"{}".to_vec(), Some("feedback")),
+        (b"not json".to_vec(), None),
+        (b"{\"feedback\": 3}".to_vec(), Some("feedback")),
+    ] {
+        let (status, outcome) = app
+            .post_raw("/cds-services/choosing-wisely/feedback", body)
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(outcome["issue"][0]["expression"][0].as_str(), path);
+    }
+    let deep = format!("{{\"feedback\": {}{}}}", "[".repeat(100), "]".repeat(100));
+    let (status, _) = app
+        .post_raw("/cds-services/choosing-wisely/feedback", deep.into_bytes())
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+async fn a_restart_keeps_everything(db: TestDb) {
+    let app = spawn_on(&db).await;
+    let psa = psa_card(&app, &uuid(), "p1", Some("e1")).await;
+    let review = review_card(&app, &uuid(), "p2").await;
+    let override_psa = overridden(
+        psa["uuid"].as_str().unwrap(),
+        Some("specialist-ordered"),
+        "2026-01-01T10:00:00Z",
+    );
+    let accept_review = accepted(
+        &review,
+        &[&review["suggestions"][1]],
+        "2026-01-01T10:01:00Z",
+    );
+    assert_eq!(
+        post_feedback(&app, "choosing-wisely", vec![override_psa.clone()])
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        post_feedback(&app, "deprescribing", vec![accept_review])
+            .await
+            .0,
+        StatusCode::OK
+    );
+    // Cards issued just before shutdown are still in the queue: shutdown drains it.
+    let last = psa_card(&app, &uuid(), "p3", None).await;
+    let before = Store::connect(&db.url)
+        .await
+        .unwrap()
+        .hash_key()
+        .await
+        .unwrap();
+    app.server.shutdown().await.unwrap();
+
+    let app = spawn_on(&db).await;
+    let store = app.server.store();
+    let counts = store.counts().await.unwrap();
+    assert_eq!(
+        (
+            counts.card_log_rows,
+            counts.feedback,
+            counts.unknown_card_feedback
+        ),
+        (4, 2, 0)
+    );
+    assert_eq!(
+        store
+            .card_log_for(last["uuid"].as_str().unwrap())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        store.hash_key().await.unwrap(),
+        before,
+        "the generated hash key survives the restart"
+    );
+    let (_, body) = post_feedback(&app, "choosing-wisely", vec![override_psa]).await;
+    assert_eq!(body["duplicates"], 1, "idempotency survives the restart");
+    // The same patient hashes the same way after the restart.
+    let hasher = PatientHasher::new(before.as_bytes());
+    let history = store
+        .history(&hasher.hash("p1"), None, OffsetDateTime::UNIX_EPOCH)
+        .await
+        .unwrap();
+    assert_eq!(history.overridden.len(), 1);
+    assert_eq!(history.overridden[0].rule_id, PSA_RULE);
+}
+
+async fn history_finds_overrides_and_order_select_orders(db: TestDb) {
+    let app = spawn_on(&db).await;
+    let key = app.server.store().hash_key().await.unwrap();
+    let hasher = PatientHasher::new(key.as_bytes());
+    let psa = psa_card(&app, &uuid(), "p1", Some("enc-1")).await;
+    let other = psa_card(&app, &uuid(), "p2", Some("enc-2")).await;
+    let review = review_card(&app, &uuid(), "p1").await;
+    let feedback = vec![
+        overridden(
+            psa["uuid"].as_str().unwrap(),
+            Some("diagnostic-not-screening"),
+            "2026-02-01T10:00:00Z",
+        ),
+        overridden(
+            other["uuid"].as_str().unwrap(),
+            Some("patient-preference"),
+            "2026-02-01T10:00:00Z",
+        ),
+    ];
+    assert_eq!(
+        post_feedback(&app, "choosing-wisely", feedback).await.0,
+        StatusCode::OK
+    );
+    let review_feedback = vec![
+        overridden(
+            review["uuid"].as_str().unwrap(),
+            Some("patient-declines"),
+            "2026-03-01T10:00:00Z",
+        ),
+        // Without a reason: not a reason to suppress.
+        overridden(
+            review["uuid"].as_str().unwrap(),
+            None,
+            "2026-03-02T10:00:00Z",
+        ),
+    ];
+    assert_eq!(
+        post_feedback(&app, "deprescribing", review_feedback)
+            .await
+            .0,
+        StatusCode::OK
+    );
+
+    let store = app.server.store();
+    let since = OffsetDateTime::parse(
+        "2026-01-01T00:00:00Z",
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let history = store
+        .history(
+            &hasher.hash("p1"),
+            Some(&hasher.hash("Encounter/enc-1")),
+            since,
+        )
+        .await
+        .unwrap();
+    let overridden: Vec<(&str, &str)> = history
+        .overridden
+        .iter()
+        .map(|o| (o.rule_id.as_str(), o.reason.code.as_str()))
+        .collect();
+    assert_eq!(
+        overridden,
+        [
+            (BENZO_RULE, "patient-declines"),
+            (PPI_RULE, "patient-declines"),
+            (PSA_RULE, "diagnostic-not-screening")
+        ],
+        "most recent first; a combined card's override counts for each of its rules"
+    );
+    assert_eq!(history.overridden[2].reason.system, REASONS);
+    assert_eq!(
+        history.shown_at_order_select,
+        [ShownOrder {
+            rule_id: PSA_RULE.into(),
+            draft_order_hash: hasher.hash("ServiceRequest/sr-1")
+        }]
+    );
+
+    // Another encounter, a later `since`, no encounter.
+    let elsewhere = store
+        .history(
+            &hasher.hash("p1"),
+            Some(&hasher.hash("Encounter/enc-9")),
+            since,
+        )
+        .await
+        .unwrap();
+    assert!(elsewhere.shown_at_order_select.is_empty());
+    let later = OffsetDateTime::parse(
+        "2026-02-15T00:00:00Z",
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let recent = store
+        .history(&hasher.hash("p1"), None, later)
+        .await
+        .unwrap();
+    assert_eq!(recent.overridden.len(), 2);
+    assert!(recent.shown_at_order_select.is_empty());
+}
