@@ -83,6 +83,8 @@ enum Command {
         #[arg(long)]
         markdown: bool,
     },
+    /// Per-rule and per-family feedback figures from the feedback store.
+    Report(crate::feedback::report::ReportArgs),
 }
 
 /// Parses the command line and runs the command.
@@ -115,6 +117,7 @@ pub fn run() -> ExitCode {
             json,
             markdown,
         } => list_rules(&rules, json, markdown),
+        Command::Report(args) => crate::feedback::report::command(args),
     };
     match outcome {
         Ok(code) => code,

@@ -11,7 +11,11 @@ use hookwise::feedback::{ShownOrder, Store};
 use hookwise::http::PatientHasher;
 use serde_json::{Value, json};
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use time::OffsetDateTime;
 
 on_both_backends!(
@@ -22,6 +26,8 @@ on_both_backends!(
     bad_entries_are_named_and_good_ones_kept,
     a_restart_keeps_everything,
     history_finds_overrides_and_order_select_orders,
+    a_killed_server_keeps_every_acknowledged_feedback,
+    the_report_matches_hand_computed_figures,
 );
 
 const PSA_RULE: &str = "cw-psa-screening-70-plus";
@@ -566,4 +572,273 @@ async fn history_finds_overrides_and_order_select_orders(db: TestDb) {
         .unwrap();
     assert_eq!(recent.overridden.len(), 2);
     assert!(recent.shown_at_order_select.is_empty());
+}
+
+/// The real binary, killed (SIGKILL) when dropped.
+struct Process(std::process::Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `hookwise serve` on port 0 with `db`; returns it and its base URL,
+/// read from the "hookwise listening" log line.
+fn start_binary(db: &TestDb) -> (Process, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hookwise"))
+        .arg("serve")
+        .env("HOOKWISE_LISTEN", "127.0.0.1:0")
+        .env("HOOKWISE_RULES", root().join("cds-rules"))
+        .env("HOOKWISE_DATABASE_URL", &db.url)
+        .env("HOOKWISE_LOG_FORMAT", "json")
+        .env("HOOKWISE_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the binary starts");
+    let stdout = child.stdout.take().unwrap();
+    let process = Process(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Keeps reading after the address, so the server never blocks on a full pipe.
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let Ok(event) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if event["fields"]["message"] == "hookwise listening" {
+                if let (Some(tx), Some(addr)) = (tx.take(), event["fields"]["addr"].as_str()) {
+                    let _ = tx.send(addr.to_string());
+                }
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the server logs its address");
+    (process, format!("http://{addr}"))
+}
+
+async fn a_killed_server_keeps_every_acknowledged_feedback(db: TestDb) {
+    const TASKS: usize = 8;
+    let (mut server, base) = tokio::task::block_in_place(|| start_binary(&db));
+    let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = reqwest::Client::new();
+    let posters: Vec<_> = (0..TASKS)
+        .map(|_| {
+            let (acknowledged, stop, client) = (acknowledged.clone(), stop.clone(), client.clone());
+            let url = format!("{base}/cds-services/choosing-wisely/feedback");
+            tokio::spawn(async move {
+                for _ in 0..5_000 {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let card = uuid();
+                    let body = json!({"feedback": [overridden(&card, Some("patient-preference"), "2026-01-01T10:00:00Z")]});
+                    match client.post(&url).json(&body).send().await {
+                        Ok(response) if response.status() == 200 => acknowledged.lock().unwrap().push(card),
+                        Ok(response) => panic!("unexpected status {}", response.status()),
+                        Err(_) => break, // the server is gone
+                    }
+                }
+            })
+        })
+        .collect();
+    // Kill while feedback is flowing: after a good number of 200s.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while acknowledged.lock().unwrap().len() < 100 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server.0.kill().expect("SIGKILL");
+    let _ = server.0.wait();
+    stop.store(true, Ordering::Relaxed);
+    for poster in posters {
+        poster.await.unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(
+        acknowledged.len() >= 100,
+        "only {} feedback posts answered before the kill",
+        acknowledged.len()
+    );
+
+    // Restart on the same database: it starts, and every 200 is there.
+    let (_server, base) = tokio::task::block_in_place(|| start_binary(&db));
+    let store = Store::connect(&db.url).await.unwrap();
+    let mut missing = Vec::new();
+    for card in &acknowledged {
+        if store.feedback_for_card(card).await.unwrap().is_empty() {
+            missing.push(card);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged feedback lost: {missing:?}",
+        missing.len(),
+        acknowledged.len()
+    );
+    assert!(store.counts().await.unwrap().feedback >= acknowledged.len() as u64);
+    let again = json!({"feedback": [overridden(&acknowledged[0], Some("patient-preference"), "2026-01-01T10:00:00Z")]});
+    let response = client
+        .post(format!("{base}/cds-services/choosing-wisely/feedback"))
+        .json(&again)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.json::<Value>().await.unwrap()["duplicates"], 1);
+}
+
+/// Runs `hookwise report --database URL ARGS` and returns its output.
+fn report(db: &TestDb, args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_hookwise"))
+        .args(["report", "--database", &db.url])
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("hookwise report runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+async fn the_report_matches_hand_computed_figures(db: TestDb) {
+    let app = spawn_on(&db).await;
+    // Four PSA cards for three patients; two reviews (benzodiazepine + PPI) for two more.
+    let mut psa = Vec::new();
+    for patient in ["pa", "pb", "pc", "pa"] {
+        psa.push(psa_card(&app, &uuid(), patient, None).await);
+    }
+    let reviews = [
+        review_card(&app, &uuid(), "pd").await,
+        review_card(&app, &uuid(), "pe").await,
+    ];
+    let id = |card: &Value| card["uuid"].as_str().unwrap().to_string();
+    let declines = |card: &Value| {
+        json!({"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-01-03T10:00:00Z",
+            "overrideReason": {"reason": {"system": REASONS, "code": "patient-declines",
+                "display": "Patient declines change after discussion"}, "userComment": "private note"}})
+    };
+    let cw = vec![
+        accepted(
+            &psa[0],
+            &[&psa[0]["suggestions"][0]],
+            "2026-01-01T10:00:00Z",
+        ),
+        overridden(
+            &id(&psa[1]),
+            Some("diagnostic-not-screening"),
+            "2026-01-01T10:00:00Z",
+        ),
+        overridden(
+            &id(&psa[2]),
+            Some("diagnostic-not-screening"),
+            "2026-01-01T10:00:00Z",
+        ),
+        overridden(
+            &id(&psa[2]),
+            Some("diagnostic-not-screening"),
+            "2026-01-01T10:00:00Z",
+        ), // a duplicate
+        overridden(&uuid(), Some("patient-preference"), "2026-01-01T10:00:00Z"), // an unknown card
+    ];
+    assert_eq!(
+        post_feedback(&app, "choosing-wisely", cw).await.1["stored"],
+        4
+    );
+    // Review 1: the PPI suggestion (the second) accepted, the benzodiazepine one not. Review 2: overridden.
+    let rx = vec![
+        accepted(
+            &reviews[0],
+            &[&reviews[0]["suggestions"][1]],
+            "2026-01-02T10:00:00Z",
+        ),
+        declines(&reviews[1]),
+    ];
+    assert_eq!(
+        post_feedback(&app, "deprescribing", rx).await.0,
+        StatusCode::OK
+    );
+    app.server.shutdown().await.unwrap();
+
+    let today = OffsetDateTime::now_utc().date().to_string();
+    let json_report: Value =
+        serde_json::from_str(&report(&db, &["--format", "json", "--since", &today])).unwrap();
+    let reason = |code: &str, display: &str, count: u64| json!({"system": REASONS, "code": code, "display": display, "count": count});
+    let version = |file: &str| {
+        let text = std::fs::read_to_string(root().join("cds-rules").join(file)).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("version:"))
+            .unwrap()
+            .to_string();
+        json!([line.trim_start_matches("version:").trim()])
+    };
+    let (psa_v, benzo_v, ppi_v) = (
+        version("choosing-wisely/psa-screening-70-plus.yaml"),
+        version("deprescribing/benzodiazepine-65-plus.yaml"),
+        version("deprescribing/ppi-beyond-8-weeks.yaml"),
+    );
+    let psa_reason = reason(
+        "diagnostic-not-screening",
+        "Diagnostic or monitoring test, not screening",
+        2,
+    );
+    let declined = |count| {
+        reason(
+            "patient-declines",
+            "Patient declines change after discussion",
+            count,
+        )
+    };
+    assert_eq!(
+        json_report["rules"],
+        json!([
+            {"rule": PSA_RULE, "family": "choosing-wisely", "versions": psa_v, "cards": 4, "patients": 3,
+             "accepted": 1, "overridden": 2, "noResponse": 1, "acceptanceRate": 0.25, "topOverrideReasons": [psa_reason]},
+            {"rule": BENZO_RULE, "family": "deprescribing", "versions": benzo_v, "cards": 2, "patients": 2,
+             "accepted": 0, "overridden": 1, "noResponse": 1, "acceptanceRate": 0.0, "topOverrideReasons": [declined(1)]},
+            {"rule": PPI_RULE, "family": "deprescribing", "versions": ppi_v, "cards": 2, "patients": 2,
+             "accepted": 1, "overridden": 1, "noResponse": 0, "acceptanceRate": 0.5, "topOverrideReasons": [declined(1)]},
+        ])
+    );
+    assert_eq!(
+        json_report["families"],
+        json!([
+            {"family": "choosing-wisely", "rules": 1, "distinctCards": 4, "cards": 4, "patients": 3,
+             "accepted": 1, "overridden": 2, "noResponse": 1, "acceptanceRate": 0.25, "topOverrideReasons": [psa_reason]},
+            {"family": "deprescribing", "rules": 2, "distinctCards": 2, "cards": 4, "patients": 2,
+             "accepted": 1, "overridden": 2, "noResponse": 1, "acceptanceRate": 0.25, "topOverrideReasons": [declined(2)]},
+        ])
+    );
+    assert_eq!(json_report["unknownCardFeedback"], 1);
+
+    // Free text only on request; every format.
+    let table = report(&db, &[]);
+    assert!(
+        table.contains(PSA_RULE) && table.contains("25.0%"),
+        "{table}"
+    );
+    let csv = report(&db, &["--format", "csv"]);
+    assert!(
+        csv.lines().any(|l| l.starts_with(&format!(
+            "rule,choosing-wisely,{PSA_RULE},4,3,1,2,1,0.2500,"
+        ))),
+        "{csv}"
+    );
+    for output in [&table, &csv] {
+        assert!(!output.contains("private note"), "{output}");
+    }
+    assert!(report(&db, &["--include-comments"]).contains("private note"));
+    assert!(report(&db, &["--format", "json", "--include-comments"]).contains("private note"));
+    // A window without cards.
+    let empty: Value =
+        serde_json::from_str(&report(&db, &["--format", "json", "--until", "2020-01-01"])).unwrap();
+    assert_eq!(empty["rules"], json!([]));
 }

@@ -111,6 +111,18 @@ impl Store {
         Ok(store)
     }
 
+    /// Like [`Store::connect`], but a SQLite file must already exist: for
+    /// readers such as `hookwise report`, where a typo should not create an
+    /// empty store.
+    pub async fn open_existing(url: &str) -> Result<Store, StoreError> {
+        if let Some(path) = sqlite_path(url) {
+            if !std::path::Path::new(&path).exists() {
+                return Err(StoreError::Url(format!("no SQLite store at {path}")));
+            }
+        }
+        Store::connect(url).await
+    }
+
     /// Which backend this is: `sqlite` or `postgres`.
     pub fn backend(&self) -> &'static str {
         match self.pool {
@@ -175,6 +187,19 @@ pub struct StoreCounts {
     pub feedback: u64,
     /// Of which for cards not in the log.
     pub unknown_card_feedback: u64,
+}
+
+/// The file of a SQLite URL or path; `None` for PostgreSQL and in-memory.
+fn sqlite_path(url: &str) -> Option<String> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return None;
+    }
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && path != ":memory:").then(|| path.to_string())
 }
 
 /// SQLite in WAL mode with `synchronous = FULL`: a commit is fsynced before
