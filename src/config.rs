@@ -61,6 +61,10 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// FHIR client settings (`HOOKWISE_FHIR__*`).
     pub fhir: FhirSettings,
+    /// Bearer token Prometheus must present to read `/metrics`
+    /// (`HOOKWISE_METRICS_TOKEN`). Without it `/metrics` is open on loopback
+    /// or when the server runs open, and closed otherwise.
+    pub metrics_token: Option<Secret>,
 }
 
 /// The deepest `max_json_depth` allowed: the request parser itself refuses
@@ -211,6 +215,7 @@ impl Default for Settings {
             cors: CorsSettings::default(),
             auth: AuthSettings::default(),
             fhir: FhirSettings::default(),
+            metrics_token: None,
         }
     }
 }

@@ -5,7 +5,8 @@
 //! A request travels one way: [`http`] → [`pipeline`] (envelope, prefetch,
 //! fallback fetch) → [`fhir`] (patient record) → [`rules`] (evaluation) →
 //! [`cards`] → response. [`auth`] verifies the calling EHR before any of it.
-//! [`feedback`] logs the cards issued and stores the EHR's feedback on them.
+//! [`feedback`] logs the cards issued and stores the EHR's feedback on them;
+//! [`metrics`] counts what happens along the way.
 
 pub mod auth;
 pub mod cards;
@@ -15,6 +16,7 @@ pub mod config;
 pub mod feedback;
 pub mod fhir;
 pub mod http;
+pub mod metrics;
 pub mod pipeline;
 pub mod rules;
 pub mod server;

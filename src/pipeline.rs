@@ -19,6 +19,7 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
+use tokio::time::Instant;
 
 /// Why a call produced no response body of cards.
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +84,18 @@ impl Engine {
         body: &[u8],
         now: OffsetDateTime,
     ) -> Result<CallResult, CallError> {
-        let started = tokio::time::Instant::now();
+        self.call_since(service_id, body, now, Instant::now()).await
+    }
+
+    /// Serves a call that reached the server at `started`: the deadline
+    /// counts from then and covers gathering data and evaluating rules.
+    pub async fn call_since(
+        &self,
+        service_id: &str,
+        body: &[u8],
+        now: OffsetDateTime,
+        started: Instant,
+    ) -> Result<CallResult, CallError> {
         let service = self
             .rules
             .service(service_id)
@@ -115,15 +127,7 @@ impl Engine {
         let budget = self.deadline.saturating_sub(started.elapsed());
         let fetched = match tokio::time::timeout(budget, self.gather(&request, &keys)).await {
             Ok(result) => result?,
-            Err(_) => {
-                tracing::warn!(service = service_id, hook = %hook, "deadline exceeded while fetching FHIR data; answering with no cards");
-                return Ok(CallResult {
-                    response: CdsResponse::default(),
-                    hook,
-                    deadline_exceeded: true,
-                    issued: None,
-                });
-            }
+            Err(_) => return Ok(overrun(service_id, hook, "fetching FHIR data")),
         };
         let mut data: Vec<&Value> = provided(&request, &keys);
         data.extend(fetched.iter());
@@ -150,6 +154,13 @@ impl Engine {
             now,
             combine,
         );
+        // Evaluation cannot be interrupted, but an answer past the deadline
+        // is dropped: the EHR has stopped waiting for it.
+        if started.elapsed() > self.deadline {
+            return Ok(overrun(service_id, hook, "evaluating rules"));
+        }
+        let fired = origins.iter().flat_map(|card| &card.rules);
+        crate::metrics::cards_issued(fired.map(|rule| rule.rule_id.as_str()));
         let issued = (!origins.is_empty()).then(|| Issued {
             hook_instance: request.hook_instance.clone(),
             patient_id: context_str(&request, "patientId")
@@ -180,7 +191,9 @@ impl Engine {
             .map(|a| a.access_token.as_str());
         let mut jobs = Vec::new();
         for key in keys {
-            match classify_prefetch(prefetch, key.key) {
+            let state = classify_prefetch(prefetch, key.key);
+            count_prefetch(key.key, &state);
+            match state {
                 PrefetchState::NoData => {}
                 PrefetchState::Provided(value) => {
                     if let Some(next) = next_link(value) {
@@ -230,7 +243,11 @@ impl Engine {
     async fn run(&self, job: Job<'_>, token: Option<&str>) -> Result<Vec<Value>, CallError> {
         let (key, result) = match job {
             Job::Query { server, query, key } => {
-                (key, self.fhir.fetch(server, &query, token).await)
+                let result = self.fhir.fetch(server, &query, token).await;
+                if result.is_ok() {
+                    crate::metrics::prefetch_fetched(key);
+                }
+                (key, result)
             }
             Job::Pages { server, next, key } => (key, self.fhir.fetch(server, &next, token).await),
         };
@@ -238,6 +255,27 @@ impl Engine {
             tracing::info!(key, error = %e, "FHIR fetch failed");
             CallError::PreconditionFailed(format!("could not fetch prefetch key {key:?}: {e}"))
         })
+    }
+}
+
+/// Answers a call that ran out of time: no cards, a warning (service and
+/// hook only, never the patient) and the overrun metric.
+fn overrun(service_id: &str, hook: Hook, stage: &'static str) -> CallResult {
+    tracing::warn!(service = service_id, hook = %hook, stage, "deadline exceeded; answering with no cards");
+    crate::metrics::deadline_exceeded(service_id, hook.as_str());
+    CallResult {
+        response: CdsResponse::default(),
+        hook,
+        deadline_exceeded: true,
+        issued: None,
+    }
+}
+
+/// Counts a needed prefetch key as served (a value or `null`) or missing.
+fn count_prefetch(key: &'static str, state: &PrefetchState<'_>) {
+    match state {
+        PrefetchState::Provided(_) | PrefetchState::NoData => crate::metrics::prefetch_served(key),
+        PrefetchState::Missing | PrefetchState::Failed => crate::metrics::prefetch_missing(key),
     }
 }
 

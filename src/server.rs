@@ -11,7 +11,9 @@ use crate::config::{MAX_JSON_DEPTH_CEILING, Settings};
 use crate::feedback::{CardLog, Hub, Store};
 use crate::fhir::{FhirClient, FhirClientConfig};
 use crate::http::security::check_origin;
-use crate::http::{AppState, AuthPolicy, Limits, PatientHasher, Policy, router_with};
+use crate::http::{
+    AppState, AuthPolicy, Limits, MetricsAccess, PatientHasher, Policy, router_with,
+};
 use crate::pipeline::Engine;
 use crate::rules::{Diagnostic, load_dir};
 use std::net::SocketAddr;
@@ -180,8 +182,14 @@ fn build_policy(
     addr: SocketAddr,
     patients: PatientHasher,
 ) -> Result<Policy, StartError> {
+    let auth = build_auth(settings, addr)?;
+    let metrics = MetricsAccess::decide(
+        settings.metrics_token.as_ref(),
+        auth.is_some(),
+        addr.ip().is_loopback(),
+    );
     Ok(Policy {
-        auth: build_auth(settings, addr)?,
+        auth,
         cors_origins: settings.cors.allowed_origins.clone(),
         limits: Limits {
             max_json_depth: settings.max_json_depth,
@@ -191,6 +199,7 @@ fn build_policy(
             retry_after_secs: settings.retry_after_secs,
         },
         patients,
+        metrics,
     })
 }
 

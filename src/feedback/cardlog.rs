@@ -276,6 +276,7 @@ impl CardLog {
             Ok(()) => true,
             Err(_) => {
                 let total = self.dropped.fetch_add(count, Ordering::Relaxed) + count;
+                crate::metrics::card_log_dropped(count);
                 tracing::warn!(
                     dropped = count,
                     dropped_total = total,

@@ -3,14 +3,18 @@
 //! logs in [`logging`]), and the one error type whose responses are
 //! OperationOutcome JSON.
 //!
-//! Layers, outermost first: request log span, CORS (answers every
-//! `OPTIONS`), concurrency limit, JWT check, body size limit, handler.
+//! Layers, outermost first: request log span, metrics ([`metrics`]), CORS
+//! (answers every `OPTIONS`), concurrency limit, JWT check, body size limit,
+//! handler. `/metrics` sits outside the JWT check, behind its own access
+//! rule.
 
 mod error;
 pub mod limits;
 pub mod logging;
+pub mod metrics;
 pub mod security;
 
+pub use self::metrics::MetricsAccess;
 pub use error::ApiError;
 pub use limits::Limits;
 pub use logging::PatientHasher;
@@ -51,6 +55,8 @@ pub struct Policy {
     pub limits: Limits,
     /// Keyed hashing of patient ids for logs.
     pub patients: PatientHasher,
+    /// Who may read `/metrics`.
+    pub metrics: MetricsAccess,
 }
 
 impl Policy {
@@ -61,6 +67,7 @@ impl Policy {
             cors_origins: Vec::new(),
             limits: Limits::default(),
             patients: PatientHasher::random().unwrap_or_else(|| PatientHasher::new(b"hookwise")),
+            metrics: MetricsAccess::Open,
         }
     }
 }
@@ -75,6 +82,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 pub fn router_with(state: Arc<AppState>, policy: Arc<Policy>) -> Router {
     let limit = state.max_body_bytes;
     let gate = Arc::new(Gate::new(&policy.limits));
+    crate::metrics::register_rules(&state.engine.rules);
     Router::new()
         .route("/cds-services", get(discovery))
         .route("/cds-services/{id}", post(call_service))
@@ -89,11 +97,13 @@ pub fn router_with(state: Arc<AppState>, policy: Arc<Policy>) -> Router {
             policy.clone(),
             security::authenticate,
         ))
+        .merge(metrics::routes(policy.metrics.clone()))
         .layer(middleware::from_fn_with_state(
             gate,
             limits::limit_concurrency,
         ))
         .layer(security::cors(&policy.cors_origins))
+        .layer(middleware::from_fn(metrics::track))
         .layer(middleware::from_fn(logging::log_request))
         .layer(Extension(policy))
         .with_state(state)
@@ -133,6 +143,7 @@ pub fn discovery_document(engine: &Engine) -> Discovery {
 async fn call_service(
     State(state): State<Arc<AppState>>,
     Extension(policy): Extension<Arc<Policy>>,
+    Extension(started): Extension<metrics::RequestStarted>,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -143,7 +154,7 @@ async fn call_service(
     policy.limits.check_counts(&outline)?;
     let call = state
         .engine
-        .call(&id, &body, OffsetDateTime::now_utc())
+        .call_since(&id, &body, OffsetDateTime::now_utc(), started.0)
         .await?;
     Span::current().record("cards", call.response.cards.len());
     let outcome = if call.deadline_exceeded {
@@ -178,6 +189,7 @@ fn record_call(engine: &Engine, policy: &Policy, id: &str, outline: &Outline) {
             "hook",
             Hook::parse(hook).map_or("unsupported", Hook::as_str),
         );
+        metrics::note_hook(hook);
     }
     if let Some(patient) = outline.patient_id.as_deref() {
         span.record("patient", policy.patients.hash(patient).as_str());

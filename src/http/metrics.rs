@@ -1,0 +1,192 @@
+//! The HTTP side of metrics: `GET /metrics` and who may read it, and the
+//! middleware that times and counts every request. What is recorded, and
+//! how, is [`crate::metrics`].
+//!
+//! `/metrics` holds no PHI (labels are bounded, see [`crate::metrics`]) but
+//! shows traffic and rule activity, so it is never open to the world when
+//! the CDS services are not: see [`MetricsAccess::decide`]. Prometheus
+//! cannot mint CDS Hooks JWTs, so the endpoint is outside the JWT check and
+//! guarded by its own bearer token instead.
+
+use crate::config::Secret;
+use crate::metrics::{self, UNKNOWN};
+use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Router, routing::get};
+use sha2::{Digest, Sha256};
+use std::cell::Cell;
+use std::sync::Arc;
+use tokio::time::Instant;
+
+/// The route template of CDS service calls, whose latency is recorded.
+const SERVICE_ROUTE: &str = "/cds-services/{id}";
+
+/// Who may read `/metrics`.
+#[derive(Clone)]
+pub enum MetricsAccess {
+    /// Anyone who can reach the server.
+    Open,
+    /// Callers presenting `Authorization: Bearer <token>`; the SHA-256 of
+    /// the token is kept, so comparison time says nothing about it.
+    Token([u8; 32]),
+    /// Nobody: authentication is on, the address is not loopback, and no
+    /// `metrics_token` is set.
+    Closed,
+}
+
+impl MetricsAccess {
+    /// The rule: a configured `metrics_token` is always required. Without
+    /// one, `/metrics` is open when the server itself runs open or listens
+    /// on loopback only, and closed otherwise (it would be the one
+    /// unauthenticated endpoint on a reachable address).
+    pub fn decide(token: Option<&Secret>, authenticated: bool, loopback: bool) -> MetricsAccess {
+        match token {
+            Some(token) => MetricsAccess::Token(Sha256::digest(token.expose().as_bytes()).into()),
+            None if !authenticated || loopback => MetricsAccess::Open,
+            None => MetricsAccess::Closed,
+        }
+    }
+
+    fn allows(&self, headers: &HeaderMap) -> bool {
+        match self {
+            MetricsAccess::Open => true,
+            MetricsAccess::Closed => false,
+            MetricsAccess::Token(expected) => bearer(headers).is_some_and(|given| {
+                let given: [u8; 32] = Sha256::digest(given.as_bytes()).into();
+                given
+                    .iter()
+                    .zip(expected)
+                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                    == 0
+            }),
+        }
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// The `/metrics` route, to be merged outside the JWT check.
+pub fn routes<S: Clone + Send + Sync + 'static>(access: MetricsAccess) -> Router<S> {
+    Router::new()
+        .route("/metrics", get(serve))
+        .layer(Extension(Arc::new(access)))
+}
+
+/// `GET /metrics`: the Prometheus text format, or an empty 401.
+async fn serve(Extension(access): Extension<Arc<MetricsAccess>>, headers: HeaderMap) -> Response {
+    if !access.allows(&headers) {
+        tracing::debug!(
+            "metrics scrape refused: missing or wrong metrics token, or metrics closed"
+        );
+        let challenge = [(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))];
+        return (StatusCode::UNAUTHORIZED, challenge).into_response();
+    }
+    let content_type = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
+    ([(header::CONTENT_TYPE, content_type)], metrics::render()).into_response()
+}
+
+/// When the request reached hookwise; the call deadline counts from here.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestStarted(pub Instant);
+
+tokio::task_local! {
+    /// The hook of the service call being served, set by the handler once
+    /// it has read the body; the middleware labels the latency with it.
+    static CALL_HOOK: Cell<&'static str>;
+}
+
+/// Notes the hook named in a service call's body (unserved names count as
+/// `unknown`). Does nothing outside [`track`].
+pub fn note_hook(hook: &str) {
+    let _ = CALL_HOOK.try_with(|cell| cell.set(metrics::hook_label(hook)));
+}
+
+/// Times and counts every request: requests by route and status class;
+/// for service calls also latency per service and hook, and 412s.
+pub async fn track(mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    request.extensions_mut().insert(RequestStarted(started));
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| metrics::route_label(p.as_str()));
+    if route != SERVICE_ROUTE || request.method() != Method::POST {
+        let response = next.run(request).await;
+        metrics::request(route, response.status().as_u16());
+        return response;
+    }
+    let service = metrics::service_label(service_id(request.uri().path()));
+    let (response, hook) = CALL_HOOK
+        .scope(Cell::new(UNKNOWN), async {
+            let response = next.run(request).await;
+            (response, CALL_HOOK.with(Cell::get))
+        })
+        .await;
+    let status = response.status();
+    metrics::request(route, status.as_u16());
+    metrics::service_call(service, hook, started.elapsed());
+    if status == StatusCode::PRECONDITION_FAILED {
+        metrics::precondition_failed(service, hook);
+    }
+    response
+}
+
+/// The `{id}` of `/cds-services/{id}`.
+fn service_id(path: &str) -> &str {
+    path.strip_prefix("/cds-services/")
+        .unwrap_or_default()
+        .split('/')
+        .next()
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_auth(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+        headers
+    }
+
+    #[test]
+    fn access_follows_token_authentication_and_address() {
+        let token = Secret::new("scrape-me");
+        assert!(matches!(
+            MetricsAccess::decide(None, false, false),
+            MetricsAccess::Open
+        ));
+        assert!(matches!(
+            MetricsAccess::decide(None, true, true),
+            MetricsAccess::Open
+        ));
+        assert!(matches!(
+            MetricsAccess::decide(None, true, false),
+            MetricsAccess::Closed
+        ));
+        let guarded = MetricsAccess::decide(Some(&token), false, true);
+        assert!(guarded.allows(&with_auth("Bearer scrape-me")));
+        assert!(guarded.allows(&with_auth("bearer scrape-me")));
+        assert!(!guarded.allows(&with_auth("Bearer scrape-me-not")));
+        assert!(!guarded.allows(&with_auth("Basic scrape-me")));
+        assert!(!guarded.allows(&HeaderMap::new()));
+        assert!(!MetricsAccess::Closed.allows(&with_auth("Bearer scrape-me")));
+    }
+
+    #[test]
+    fn the_service_id_is_the_path_segment_after_cds_services() {
+        assert_eq!(
+            service_id("/cds-services/choosing-wisely"),
+            "choosing-wisely"
+        );
+        assert_eq!(service_id("/cds-services/x/feedback"), "x");
+        assert_eq!(service_id("/other"), "");
+    }
+}
