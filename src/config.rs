@@ -192,6 +192,12 @@ pub struct FhirSettings {
     pub request_timeout_ms: u64,
     /// Most result pages followed per search.
     pub max_pages: usize,
+    /// Seconds a successful FHIR read may be reused by a later call with the
+    /// same server, query (so patient) and access token; 0 disables
+    /// (`HOOKWISE_FHIR__CACHE_TTL_SECS`).
+    pub cache_ttl_secs: u64,
+    /// Most bytes of FHIR response JSON cached (`HOOKWISE_FHIR__CACHE_MAX_BYTES`).
+    pub cache_max_bytes: u64,
 }
 
 impl Default for Settings {
@@ -226,6 +232,8 @@ impl Default for FhirSettings {
             insecure_hosts: Vec::new(),
             request_timeout_ms: 1500,
             max_pages: 20,
+            cache_ttl_secs: 60,
+            cache_max_bytes: 64 * 1024 * 1024,
         }
     }
 }

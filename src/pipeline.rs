@@ -9,7 +9,7 @@ use crate::cards::{
 };
 use crate::cds::{Card, CdsRequest, CdsResponse, Hook, parse_request};
 use crate::fhir::{
-    FhirClient, PatientRecord, PrefetchKey, PrefetchState, RecordSources, classify_prefetch,
+    FhirClient, Pages, PatientRecord, PrefetchKey, PrefetchState, RecordSources, classify_prefetch,
     next_link, render_template,
 };
 use crate::rules::model::{CombinedCardTemplate, Rule};
@@ -130,7 +130,7 @@ impl Engine {
             Err(_) => return Ok(overrun(service_id, hook, "fetching FHIR data")),
         };
         let mut data: Vec<&Value> = provided(&request, &keys);
-        data.extend(fetched.iter());
+        data.extend(fetched.iter().flat_map(|pages| pages.iter()));
         let mut record = PatientRecord::build(RecordSources {
             data,
             encounter_id: request.context.get("encounterId").and_then(Value::as_str),
@@ -183,7 +183,7 @@ impl Engine {
         &self,
         request: &CdsRequest,
         keys: &[PrefetchKey],
-    ) -> Result<Vec<Value>, CallError> {
+    ) -> Result<Vec<Pages>, CallError> {
         let prefetch = request.prefetch.as_ref();
         let token = request
             .fhir_authorization
@@ -219,11 +219,7 @@ impl Engine {
             }
         }
         let results = join_all(jobs.into_iter().map(|job| self.run(job, token))).await;
-        let mut pages = Vec::new();
-        for result in results {
-            pages.extend(result?);
-        }
-        Ok(pages)
+        results.into_iter().collect()
     }
 
     fn server<'r>(
@@ -240,7 +236,7 @@ impl Engine {
         })
     }
 
-    async fn run(&self, job: Job<'_>, token: Option<&str>) -> Result<Vec<Value>, CallError> {
+    async fn run(&self, job: Job<'_>, token: Option<&str>) -> Result<Pages, CallError> {
         let (key, result) = match job {
             Job::Query { server, query, key } => {
                 let result = self.fhir.fetch(server, &query, token).await;

@@ -57,6 +57,8 @@ pub fn build_engine(settings: &Settings) -> Result<Engine, StartError> {
         insecure_hosts: settings.fhir.insecure_hosts.clone(),
         request_timeout: Duration::from_millis(settings.fhir.request_timeout_ms),
         max_pages: settings.fhir.max_pages,
+        cache_ttl: Duration::from_secs(settings.fhir.cache_ttl_secs),
+        cache_max_bytes: settings.fhir.cache_max_bytes,
         ..Default::default()
     })
     .map_err(|e| StartError::Io(format!("cannot build the FHIR client: {e}")))?;

@@ -3,7 +3,10 @@
 //! The access token is used for this one request only: it is sent to the
 //! `fhirServer` origin and nowhere else (no redirects are followed and
 //! pagination links must stay on the same origin), and it is never logged.
+//! Results may be reused briefly, keyed by server, query and token: see
+//! [`super::cache`].
 
+use super::cache::{FetchCache, Pages};
 use super::record::resource_type;
 use reqwest::Url;
 use serde_json::Value;
@@ -20,6 +23,10 @@ pub struct FhirClientConfig {
     pub max_pages: usize,
     /// Largest response body accepted.
     pub max_response_bytes: usize,
+    /// How long a successful read may be reused; zero disables the cache.
+    pub cache_ttl: Duration,
+    /// Most bytes of response JSON the cache holds.
+    pub cache_max_bytes: u64,
 }
 
 impl Default for FhirClientConfig {
@@ -29,6 +36,8 @@ impl Default for FhirClientConfig {
             request_timeout: Duration::from_secs(5),
             max_pages: 20,
             max_response_bytes: 16 * 1024 * 1024,
+            cache_ttl: Duration::from_secs(60),
+            cache_max_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -59,6 +68,7 @@ pub enum FetchError {
 pub struct FhirClient {
     http: reqwest::Client,
     config: FhirClientConfig,
+    cache: FetchCache,
 }
 
 impl FhirClient {
@@ -69,7 +79,12 @@ impl FhirClient {
             .timeout(config.request_timeout)
             .user_agent(concat!("hookwise/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(FhirClient { http, config })
+        let cache = FetchCache::new(config.cache_ttl, config.cache_max_bytes);
+        Ok(FhirClient {
+            http,
+            config,
+            cache,
+        })
     }
 
     /// Checks that `fhir_server` may be called: https, or an allowlisted host.
@@ -96,32 +111,37 @@ impl FhirClient {
 
     /// Reads `relative` (a rendered prefetch template, or an absolute `next`
     /// link on the same server) and, for a searchset, every following page.
+    /// A read of the same URL with the same token moments ago is reused.
     pub async fn fetch(
         &self,
         fhir_server: &str,
         relative: &str,
         token: Option<&str>,
-    ) -> Result<Vec<Value>, FetchError> {
+    ) -> Result<Pages, FetchError> {
         let base = self.check_server(fhir_server)?;
         let first = base
             .join(relative)
             .map_err(|_| FetchError::BadServer("cannot be joined with the query".into()))?;
-        self.fetch_pages(&base, first, token).await
+        let (server, query) = (base.as_str(), first.as_str());
+        let fetch = self.fetch_pages(&base, first.clone(), token);
+        self.cache.get_or_fetch(server, query, token, fetch).await
     }
 
-    /// Follows `Bundle.link[next]` from `url`, staying on the origin of `base`.
+    /// Follows `Bundle.link[next]` from `url`, staying on the origin of
+    /// `base`. Returns the pages and their total size in bytes.
     async fn fetch_pages(
         &self,
         base: &Url,
         mut url: Url,
         token: Option<&str>,
-    ) -> Result<Vec<Value>, FetchError> {
-        let mut pages = Vec::new();
+    ) -> Result<(Vec<Value>, usize), FetchError> {
+        let (mut pages, mut bytes) = (Vec::new(), 0);
         loop {
             if url.origin() != base.origin() {
                 return Err(FetchError::Body("a link leaves the FHIR server".into()));
             }
-            let page = self.get_json(&url, token).await?;
+            let (page, size) = self.get_json(&url, token).await?;
+            bytes += size;
             let next = next_link(&page);
             pages.push(page);
             let Some(next) = next else { break };
@@ -135,10 +155,11 @@ impl FhirClient {
                 .join(&next)
                 .map_err(|_| FetchError::Body("invalid next link".into()))?;
         }
-        Ok(pages)
+        Ok((pages, bytes))
     }
 
-    async fn get_json(&self, url: &Url, token: Option<&str>) -> Result<Value, FetchError> {
+    /// One page and its size in bytes.
+    async fn get_json(&self, url: &Url, token: Option<&str>) -> Result<(Value, usize), FetchError> {
         let mut request = self
             .http
             .get(url.clone())
@@ -173,7 +194,7 @@ impl FhirClient {
             serde_json::from_slice(&body).map_err(|e| FetchError::Body(e.to_string()))?;
         match resource_type(&value) {
             Some("OperationOutcome") => Err(FetchError::Body("an OperationOutcome".into())),
-            Some(_) => Ok(value),
+            Some(_) => Ok((value, body.len())),
             None => Err(FetchError::Body("not a FHIR resource".into())),
         }
     }

@@ -4,11 +4,13 @@
 //!
 //! Nothing here decides anything clinical.
 
+mod cache;
 mod client;
 mod date;
 mod prefetch;
 mod record;
 
+pub use cache::{FetchCache, Pages};
 pub use client::{FetchError, FhirClient, FhirClientConfig, next_link};
 pub use date::{parse_date, parse_datetime};
 pub use prefetch::{DataNeed, PrefetchKey, PrefetchState, classify_prefetch, render_template};
