@@ -58,22 +58,28 @@ impl RuleOrigin {
     /// The origin of `card`, rendered from `finding`; `drafts` are the
     /// request's draft order references.
     pub fn of(finding: &Finding<'_, '_>, card: &Card, drafts: &[String]) -> RuleOrigin {
-        let mut draft_orders: Vec<String> = finding
-            .bindings
-            .iter()
-            .flat_map(|(_, items)| items)
-            .filter_map(|b| b.reference.clone())
-            .filter(|r| drafts.contains(r))
-            .collect();
-        draft_orders.sort_unstable();
-        draft_orders.dedup();
         RuleOrigin {
             rule_id: finding.rule.id.clone(),
             rule_version: finding.rule.version.clone(),
             suggestion_uuids: card.suggestions.iter().map(|s| s.uuid.clone()).collect(),
-            draft_orders,
+            draft_orders: matched_drafts(finding, drafts),
         }
     }
+}
+
+/// `Type/id` of the request's draft orders (`drafts`) that `finding` matched,
+/// sorted and distinct.
+pub fn matched_drafts(finding: &Finding<'_, '_>, drafts: &[String]) -> Vec<String> {
+    let mut matched: Vec<String> = finding
+        .bindings
+        .iter()
+        .flat_map(|(_, items)| items)
+        .filter_map(|b| b.reference.clone())
+        .filter(|r| drafts.contains(r))
+        .collect();
+    matched.sort_unstable();
+    matched.dedup();
+    matched
 }
 
 /// Renders one finding as a card.

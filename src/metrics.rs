@@ -17,6 +17,7 @@
 //! deltas. It is also offered as the `metrics` crate's global recorder, so
 //! `metrics::counter!` elsewhere in the program lands in the same output.
 
+use crate::feedback::fatigue::Held;
 use crate::rules::RuleSet;
 use metrics::{Counter, Histogram, Key, KeyName, Label, Level, Metadata, Recorder};
 use metrics_exporter_prometheus::{
@@ -116,28 +117,6 @@ const COUNTERS: [&Family; 11] = [
     &CARD_LOG_DROPPED,
 ];
 
-/// Why the alert-fatigue controls held a card back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Suppression {
-    /// The clinician overrode this rule for this patient recently.
-    OverrideSuppression,
-    /// The same card was shown for this patient and encounter already.
-    Duplicate,
-    /// The call already had the most cards allowed.
-    Cap,
-}
-
-impl Suppression {
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Suppression::OverrideSuppression => "override-suppression",
-            Suppression::Duplicate => "duplicate",
-            Suppression::Cap => "cap",
-        }
-    }
-}
-
 // ---- recording -------------------------------------------------------------
 
 /// Counts one HTTP request on `route` (a route template or `unmatched`)
@@ -217,7 +196,7 @@ pub fn feedback_outcome(rule_id: &str, outcome: &str, reason_code: Option<&str>)
 }
 
 /// Counts a card that the alert-fatigue controls held back.
-pub fn card_suppressed(rule_id: &str, why: Suppression) {
+pub fn card_suppressed(rule_id: &str, why: Held) {
     add(&SUPPRESSED, [rule_label(rule_id), why.as_str(), ""], 1);
 }
 
@@ -527,11 +506,7 @@ mod tests {
     fn suppressions_and_dropped_log_entries_are_counted() {
         bundled_rules();
         let name = "hookwise_cards_suppressed_total";
-        for why in [
-            Suppression::OverrideSuppression,
-            Suppression::Duplicate,
-            Suppression::Cap,
-        ] {
+        for why in [Held::Overridden, Held::AlreadyShown, Held::OverCap] {
             let labels = [("rule", RULE), ("why", why.as_str())];
             assert_eq!(
                 delta(name, &labels, || card_suppressed(RULE, why)),

@@ -5,13 +5,18 @@
 //! evaluation starts, under the request's deadline.
 
 use crate::cards::{
-    CardContext, CardOrigin, Part, RuleOrigin, combine as combine_cards, render_card,
+    CardContext, CardOrigin, Part, RuleOrigin, combine as combine_cards, matched_drafts,
+    render_card,
 };
 use crate::cds::{Card, CdsRequest, CdsResponse, Hook, parse_request};
+use crate::feedback::fatigue::{HeldCard, Screen, cap};
+use crate::feedback::{Store, encounter_hash};
 use crate::fhir::{
     FhirClient, Pages, PatientRecord, PrefetchKey, PrefetchState, RecordSources, classify_prefetch,
     next_link, render_template,
 };
+use crate::http::PatientHasher;
+use crate::rules::Service;
 use crate::rules::model::{CombinedCardTemplate, Rule};
 use crate::rules::{Evaluator, RuleSet, Verdict};
 use futures::future::join_all;
@@ -48,7 +53,23 @@ pub struct Engine {
     pub fhir: FhirClient,
     /// Budget for gathering data, from the start of the call.
     pub deadline: Duration,
+    /// Where alert-fatigue history comes from; `None` holds nothing back
+    /// (offline evaluation, benchmarks).
+    pub history: Option<HistorySource>,
 }
+
+/// The feedback store and the card log's hasher, to read what a patient and
+/// an encounter have already seen.
+#[derive(Clone)]
+pub struct HistorySource {
+    /// The store.
+    pub store: Store,
+    /// Hashes ids as the card log does.
+    pub hasher: PatientHasher,
+}
+
+/// Encounter-level order-sign de-duplication looks back this far at least.
+const ENCOUNTER_LOOKBACK_DAYS: i64 = 30;
 
 /// A successful call: the response, and whether the deadline cut it short.
 pub struct CallResult {
@@ -60,6 +81,8 @@ pub struct CallResult {
     pub deadline_exceeded: bool,
     /// Where the cards came from, for the card log; `None` without cards.
     pub issued: Option<Issued>,
+    /// Cards held back by alert-fatigue controls, to be counted.
+    pub held: Vec<HeldCard>,
 }
 
 /// The cards of one call with what the card log needs to know about them.
@@ -121,12 +144,19 @@ impl Engine {
                 hook,
                 deadline_exceeded: false,
                 issued: None,
+                held: Vec::new(),
             });
         }
         let keys = self.rules.prefetch_keys(possible.into_iter());
         let budget = self.deadline.saturating_sub(started.elapsed());
-        let fetched = match tokio::time::timeout(budget, self.gather(&request, &keys)).await {
-            Ok(result) => result?,
+        let gathering = async {
+            tokio::join!(
+                self.gather(&request, &keys),
+                self.screen(&request, service, hook, now)
+            )
+        };
+        let (fetched, screen) = match tokio::time::timeout(budget, gathering).await {
+            Ok((fetched, screen)) => (fetched?, screen),
             Err(_) => return Ok(overrun(service_id, hook, "fetching FHIR data")),
         };
         let mut data: Vec<&Value> = provided(&request, &keys);
@@ -145,7 +175,11 @@ impl Engine {
                 .map(|t| (t, service.id.as_str())),
             _ => None,
         };
-        let (response, origins) = evaluate_traced(
+        let Evaluation {
+            response,
+            origins,
+            held,
+        } = evaluate_traced(
             &self.rules,
             candidates,
             &record,
@@ -153,6 +187,8 @@ impl Engine {
             &request,
             now,
             combine,
+            &screen,
+            service.max_cards,
         );
         // Evaluation cannot be interrupted, but an answer past the deadline
         // is dropped: the EHR has stopped waiting for it.
@@ -161,6 +197,9 @@ impl Engine {
         }
         let fired = origins.iter().flat_map(|card| &card.rules);
         crate::metrics::cards_issued(fired.map(|rule| rule.rule_id.as_str()));
+        for card in &held {
+            crate::metrics::card_suppressed(&card.rule_id, card.why);
+        }
         let issued = (!origins.is_empty()).then(|| Issued {
             hook_instance: request.hook_instance.clone(),
             patient_id: context_str(&request, "patientId")
@@ -174,7 +213,54 @@ impl Engine {
             hook,
             deadline_exceeded: false,
             issued,
+            held,
         })
+    }
+
+    /// What this call may not repeat: the patient's recent overrides and the
+    /// encounter's order-select cards, read with the FHIR data. A store
+    /// failure shows every card rather than failing the call.
+    async fn screen(
+        &self,
+        request: &CdsRequest,
+        service: &Service,
+        hook: Hook,
+        now: OffsetDateTime,
+    ) -> Screen {
+        let Some(source) = &self.history else {
+            return Screen::open();
+        };
+        let encounter_id = context_str(request, "encounterId");
+        let rules: Vec<&Rule> = self.rules.rules_for(service, hook).collect();
+        let days = rules
+            .iter()
+            .map(|r| i64::from(r.alert_fatigue.suppression_days()))
+            .max()
+            .unwrap_or(0);
+        let deduplicates = hook == Hook::OrderSign
+            && encounter_id.is_some()
+            && rules
+                .iter()
+                .any(|r| r.alert_fatigue.deduplicates_order_sign());
+        if days == 0 && !deduplicates {
+            return Screen::open(); // nothing could be held back: no query
+        }
+        let patient = source
+            .hasher
+            .hash(context_str(request, "patientId").unwrap_or_default());
+        let encounter = encounter_id.map(|id| encounter_hash(&source.hasher, id));
+        let since = now - time::Duration::days(days.max(ENCOUNTER_LOOKBACK_DAYS));
+        match source
+            .store
+            .history(&patient, encounter.as_deref(), since)
+            .await
+        {
+            Ok(history) => Screen::new(history, source.hasher.clone(), now),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read alert-fatigue history; holding no card back");
+                Screen::open()
+            }
+        }
     }
 
     /// Fetches every key that prefetch lacks (missing, or an OperationOutcome)
@@ -264,6 +350,7 @@ fn overrun(service_id: &str, hook: Hook, stage: &'static str) -> CallResult {
         hook,
         deadline_exceeded: true,
         issued: None,
+        held: Vec::new(),
     }
 }
 
@@ -341,11 +428,33 @@ pub fn evaluate(
     now: OffsetDateTime,
     combine: Option<(&CombinedCardTemplate, &str)>,
 ) -> CdsResponse {
-    evaluate_traced(rules, candidates, record, hook, request, now, combine).0
+    evaluate_traced(
+        rules,
+        candidates,
+        record,
+        hook,
+        request,
+        now,
+        combine,
+        &Screen::open(),
+        None,
+    )
+    .response
 }
 
-/// [`evaluate`], also telling which rules, suggestions and draft orders each
-/// card came from.
+/// What [`evaluate_traced`] found.
+pub struct Evaluation {
+    /// The cards, most urgent first.
+    pub response: CdsResponse,
+    /// Which rules, suggestions and draft orders each card came from.
+    pub origins: Vec<CardOrigin>,
+    /// Rules whose cards alert-fatigue controls held back.
+    pub held: Vec<HeldCard>,
+}
+
+/// [`evaluate`] under alert-fatigue controls (findings `screen` holds back,
+/// at most `max_cards` cards), also telling where each card came from.
+#[allow(clippy::too_many_arguments)]
 pub fn evaluate_traced(
     rules: &RuleSet,
     candidates: Vec<&Rule>,
@@ -354,7 +463,9 @@ pub fn evaluate_traced(
     request: &CdsRequest,
     now: OffsetDateTime,
     combine: Option<(&CombinedCardTemplate, &str)>,
-) -> (CdsResponse, Vec<CardOrigin>) {
+    screen: &Screen,
+    max_cards: Option<usize>,
+) -> Evaluation {
     let evaluator = Evaluator {
         value_sets: &rules.value_sets,
         record,
@@ -370,19 +481,32 @@ pub fn evaluate_traced(
             .unwrap_or_default(),
         now,
     };
+    let drafts: Vec<String> = record
+        .draft_orders
+        .iter()
+        .filter_map(|d| d.reference())
+        .collect();
+    let mut held = Vec::new();
     let findings: Vec<_> = candidates
         .into_iter()
         .filter_map(|rule| match evaluator.evaluate(rule) {
             Verdict::Fires(finding) => Some(finding),
             _ => None,
         })
+        .filter(|finding| {
+            match screen.holds(finding.rule, hook, &matched_drafts(finding, &drafts)) {
+                Some(why) => {
+                    held.push(HeldCard {
+                        rule_id: finding.rule.id.clone(),
+                        why,
+                    });
+                    false
+                }
+                None => true,
+            }
+        })
         .collect();
-    let drafts: Vec<String> = record
-        .draft_orders
-        .iter()
-        .filter_map(|d| d.reference())
-        .collect();
-    let (mut cards, origins): (Vec<Card>, Vec<CardOrigin>) = match combine {
+    let (mut cards, mut origins): (Vec<Card>, Vec<CardOrigin>) = match combine {
         Some((template, service_id)) if !findings.is_empty() => {
             let parts: Vec<Part<'_>> = findings.iter().map(|f| Part::of(f, &ctx)).collect();
             let rules = findings
@@ -413,5 +537,10 @@ pub fn evaluate_traced(
             .unzip(),
     };
     cards.sort_by(|a, b| b.indicator.cmp(&a.indicator));
-    (CdsResponse { cards }, origins)
+    held.extend(cap(&mut cards, &mut origins, max_cards));
+    Evaluation {
+        response: CdsResponse { cards },
+        origins,
+        held,
+    }
 }

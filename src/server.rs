@@ -14,7 +14,7 @@ use crate::http::security::check_origin;
 use crate::http::{
     AppState, AuthPolicy, Limits, MetricsAccess, PatientHasher, Policy, router_with,
 };
-use crate::pipeline::Engine;
+use crate::pipeline::{Engine, HistorySource};
 use crate::rules::{Diagnostic, load_dir};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -66,6 +66,7 @@ pub fn build_engine(settings: &Settings) -> Result<Engine, StartError> {
         rules: Arc::new(rules),
         fhir,
         deadline: settings.deadline(),
+        history: None,
     })
 }
 
@@ -216,7 +217,12 @@ impl Server {
         {
             return Err(StartError::Config(UNAUTHENTICATED_REFUSAL.into()));
         }
-        let engine = build_engine(settings)?;
+        let mut engine = build_engine(settings)?;
+        let hub = Arc::new(build_hub(settings).await?);
+        engine.history = Some(HistorySource {
+            store: hub.store.clone(),
+            hasher: hub.hasher.clone(),
+        });
         let state = Arc::new(AppState {
             engine,
             max_body_bytes: settings.max_body_bytes,
@@ -227,7 +233,6 @@ impl Server {
         let addr = listener
             .local_addr()
             .map_err(|e| StartError::Io(e.to_string()))?;
-        let hub = Arc::new(build_hub(settings).await?);
         let policy = build_policy(settings, addr, hub.hasher.clone())?;
         let (tx, rx) = oneshot::channel::<()>();
         let app = router_with(state, Arc::new(policy))

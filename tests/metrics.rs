@@ -245,15 +245,47 @@ async fn a_deadline_overrun_while_fetching_is_counted() {
     );
 }
 
+/// A copy of the bundled rules whose services set no alert-fatigue
+/// controls, so that an order-select call reads no history.
+fn rules_without_alert_fatigue() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&root().join("cds-rules"), dir.path());
+    for service in ["choosing-wisely", "deprescribing"] {
+        let path = dir.path().join(service).join("service.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let start = text
+            .find("alertFatigue:")
+            .expect("the bundled services set alertFatigue");
+        let end = text[start..].find("\n\n").map_or(text.len(), |i| start + i);
+        std::fs::write(&path, format!("{}{}", &text[..start], &text[end..])).unwrap();
+    }
+    dir
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        match path.is_dir() {
+            true => copy_dir(&path, &target),
+            false => drop(std::fs::copy(&path, &target).unwrap()),
+        }
+    }
+}
+
 #[tokio::test]
 async fn the_deadline_covers_evaluation_too() {
     let _serial = serial().await;
     let logs = logs();
     let patient_id = "pt-overrun-4417";
     let mut settings = test_settings();
-    // No budget at all: everything is prefetched, so nothing is fetched and
-    // only the time spent reading and evaluating can overrun.
+    // No budget at all: everything is prefetched and no alert-fatigue history
+    // is read, so nothing is fetched and only the time spent reading and
+    // evaluating can overrun.
     settings.deadline_ms = 0;
+    let rules = rules_without_alert_fatigue();
+    settings.rules = rules.path().to_path_buf();
     let app = spawn_app_with(settings).await;
     let prefetch = json!({"patient": patient(patient_id, "male", &born_years_ago(74)), "conditions": searchset(vec![])});
     let mut request = psa_request(Some(prefetch));
@@ -433,4 +465,31 @@ async fn with_authentication_on_loopback_metrics_are_open() {
         StatusCode::UNAUTHORIZED,
         "the services still need a JWT"
     );
+}
+
+#[tokio::test]
+async fn cards_held_back_by_alert_fatigue_controls_are_counted() {
+    let _serial = serial().await;
+    let app = spawn_app().await;
+    let prefetch = json!({"patient": patient("p1", "male", &born_years_ago(74)), "conditions": searchset(vec![])});
+    let mut request = order_request("order-select", vec![psa_order("sr-1")], Some(prefetch));
+    request["context"]["encounterId"] = json!("enc-1");
+    let (_, shown) = app.call("choosing-wisely", &request).await;
+    assert_eq!(shown["cards"].as_array().unwrap().len(), 1, "{shown}");
+    app.server.flush_card_log().await;
+    let before = scrape(&app).await;
+
+    request["hook"] = json!("order-sign");
+    request["hookInstance"] = json!("8a1c6f0e-3b7d-4c55-9d2e-6f4b1a0c9e11");
+    let (_, repeated) = app.call("choosing-wisely", &request).await;
+    assert_eq!(
+        repeated["cards"],
+        json!([]),
+        "the order-sign repeat is held back"
+    );
+    let after = scrape(&app).await;
+
+    let held = [("rule", PSA_RULE), ("why", "duplicate")];
+    let name = "hookwise_cards_suppressed_total";
+    assert_eq!(after.get(name, &held) - before.get(name, &held), 1.0);
 }

@@ -68,6 +68,11 @@ pub struct IssuedCards {
     pub issued: Issued,
 }
 
+/// The keyed hash the card log stores for encounter `id`.
+pub fn encounter_hash(hasher: &PatientHasher, id: &str) -> String {
+    hasher.hash(&format!("Encounter/{id}"))
+}
+
 /// The card log rows of one call: one per (card, rule, draft order), with
 /// every id hashed by `hasher`.
 pub fn entries_for(
@@ -80,7 +85,7 @@ pub fn entries_for(
     let encounter_hash = issued
         .encounter_id
         .as_ref()
-        .map(|id| hasher.hash(&format!("Encounter/{id}")));
+        .map(|id| encounter_hash(hasher, id));
     let mut rows = Vec::new();
     for card in &issued.cards {
         for rule in &card.rules {

@@ -21,10 +21,13 @@
 mod cardlog;
 pub mod endpoint;
 mod entries;
+pub mod fatigue;
 mod history;
 pub mod report;
 
-pub use cardlog::{CardLog, CardLogEntry, Hub, IssuedCards, entries_for, record_cards};
+pub use cardlog::{
+    CardLog, CardLogEntry, Hub, IssuedCards, encounter_hash, entries_for, record_cards,
+};
 pub use entries::{
     Feedback, FeedbackOutcome, OverrideReason, ParsedBatch, Receipt, StoredFeedback,
     idempotency_key, parse_batch,

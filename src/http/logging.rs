@@ -102,6 +102,7 @@ pub async fn log_request(request: Request, next: Next) -> Response {
         patient = Empty,
         client = Empty,
         cards = Empty,
+        held = Empty,
     );
     let mut response = next.run(request).instrument(span.clone()).await;
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;

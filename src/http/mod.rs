@@ -157,6 +157,9 @@ async fn call_service(
         .call_since(&id, &body, OffsetDateTime::now_utc(), started.0)
         .await?;
     Span::current().record("cards", call.response.cards.len());
+    if !call.held.is_empty() {
+        Span::current().record("held", call.held.len());
+    }
     let outcome = if call.deadline_exceeded {
         "deadline-exceeded"
     } else {
