@@ -103,7 +103,13 @@ const CARD_LOG_DROPPED: Family = Family {
     labels: &[],
 };
 
-const COUNTERS: [&Family; 11] = [
+const FHIR_ELEMENTS_SKIPPED: Family = Family {
+    name: "hookwise_fhir_elements_skipped_total",
+    help: "FHIR elements skipped while reading patient data because they had the wrong shape.",
+    labels: &[],
+};
+
+const COUNTERS: [&Family; 12] = [
     &REQUESTS,
     &PRECONDITION_FAILED,
     &DEADLINE_EXCEEDED,
@@ -115,6 +121,7 @@ const COUNTERS: [&Family; 11] = [
     &FEEDBACK,
     &SUPPRESSED,
     &CARD_LOG_DROPPED,
+    &FHIR_ELEMENTS_SKIPPED,
 ];
 
 // ---- recording -------------------------------------------------------------
@@ -203,6 +210,13 @@ pub fn card_suppressed(rule_id: &str, why: Held) {
 /// Counts `entries` issued-card log entries dropped (e.g. a full queue).
 pub fn card_log_dropped(entries: u64) {
     add(&CARD_LOG_DROPPED, ["", "", ""], entries);
+}
+
+/// Counts `elements` malformed FHIR elements skipped by the lenient reader.
+pub fn fhir_elements_skipped(elements: usize) {
+    if elements > 0 {
+        add(&FHIR_ELEMENTS_SKIPPED, ["", "", ""], elements as u64);
+    }
 }
 
 // ---- labels ------------------------------------------------------------------

@@ -166,6 +166,7 @@ impl Engine {
             encounter_id: request.context.get("encounterId").and_then(Value::as_str),
             ..Default::default()
         });
+        crate::metrics::fhir_elements_skipped(record.skipped_elements + drafts.skipped_elements);
         record.draft_orders = drafts.draft_orders;
         let candidates = self.rules.candidates(service, hook, &record);
         let combine = match hook {

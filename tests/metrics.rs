@@ -493,3 +493,34 @@ async fn cards_held_back_by_alert_fatigue_controls_are_counted() {
     let name = "hookwise_cards_suppressed_total";
     assert_eq!(after.get(name, &held) - before.get(name, &held), 1.0);
 }
+
+#[tokio::test]
+async fn malformed_fhir_elements_are_skipped_and_counted() {
+    let _serial = serial().await;
+    let app = spawn_app().await;
+    let mut condition = condition(
+        "c1",
+        "http://snomed.info/sct",
+        "38341003",
+        "Hypertension",
+        &days_ago(400),
+    );
+    condition["code"]["coding"] = json!("a string where FHIR wants Codings");
+    let prefetch = json!({"patient": patient("p1", "male", &born_years_ago(74)), "conditions": searchset(vec![condition])});
+    let before = scrape(&app).await;
+    let (status, body) = app
+        .call("choosing-wisely", &psa_request(Some(prefetch)))
+        .await;
+    assert_eq!(
+        (status, body["cards"].as_array().map(Vec::len)),
+        (StatusCode::OK, Some(1)),
+        "{body}"
+    );
+    let after = scrape(&app).await;
+    let name = "hookwise_fhir_elements_skipped_total";
+    assert!(
+        after.get(name, &[]) - before.get(name, &[]) >= 1.0,
+        "{}",
+        after.0
+    );
+}
