@@ -51,7 +51,7 @@ pub struct Engine {
     pub rules: Arc<RuleSet>,
     /// Client for fallback fetches.
     pub fhir: FhirClient,
-    /// Budget for gathering data, from the start of the call.
+    /// Budget for a call, from its arrival to the end of rule evaluation.
     pub deadline: Duration,
     /// Where alert-fatigue history comes from; `None` holds nothing back
     /// (offline evaluation, benchmarks).
@@ -77,7 +77,7 @@ pub struct CallResult {
     pub response: CdsResponse,
     /// The hook, for logs and metrics.
     pub hook: Hook,
-    /// True when data gathering ran out of time and no cards were computed.
+    /// True when the call ran past its deadline and its cards were dropped.
     pub deadline_exceeded: bool,
     /// Where the cards came from, for the card log; `None` without cards.
     pub issued: Option<Issued>,
