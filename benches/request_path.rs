@@ -255,5 +255,29 @@ fn rule_counts() -> &'static [usize] {
     }
 }
 
-criterion_group!(benches, stages, rule_count_scaling);
+/// What one patient-view call records in metrics (request, latency, five
+/// prefetch keys, two cards), to size the overhead on the request path.
+fn metrics_recording(c: &mut Criterion) {
+    use hookwise::metrics;
+    hookwise::metrics::register_rules(&engine().rules);
+    let (service, hook) = (metrics::service_label("deprescribing"), "patient-view");
+    c.bench_function("metrics: one call's recording", |b| {
+        b.iter(|| {
+            metrics::request("/cds-services/{id}", 200);
+            metrics::service_call(service, hook, std::time::Duration::from_micros(900));
+            for key in [
+                "patient",
+                "conditions",
+                "medications",
+                "observations",
+                "procedures",
+            ] {
+                metrics::prefetch_served(key);
+            }
+            metrics::cards_issued(["rx-benzodiazepine-65-plus", "rx-opioid-benzodiazepine"]);
+        })
+    });
+}
+
+criterion_group!(benches, stages, rule_count_scaling, metrics_recording);
 criterion_main!(benches);
