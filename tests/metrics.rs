@@ -524,3 +524,38 @@ async fn malformed_fhir_elements_are_skipped_and_counted() {
         after.0
     );
 }
+
+#[tokio::test]
+async fn feedback_outcomes_are_counted_per_rule_and_reason_once() {
+    let _serial = serial().await;
+    let app = spawn_app().await;
+    let prefetch = json!({"patient": patient("p1", "male", &born_years_ago(74)), "conditions": searchset(vec![])});
+    let (_, body) = app
+        .call("choosing-wisely", &psa_request(Some(prefetch)))
+        .await;
+    let card = body["cards"][0]["uuid"].clone();
+    let feedback = json!({"feedback": [{"card": card, "outcome": "overridden", "outcomeTimestamp": "2026-11-01T10:00:00Z",
+        "overrideReason": {"reason": {"system": "https://hookwise.dev/fhir/CodeSystem/override-reason", "code": "specialist-ordered"}}}]});
+    let before = scrape(&app).await;
+    for _ in 0..2 {
+        let (status, answer) = app
+            .post_raw(
+                "/cds-services/choosing-wisely/feedback",
+                serde_json::to_vec(&feedback).unwrap(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+    let after = scrape(&app).await;
+    let labels = [
+        ("rule", PSA_RULE),
+        ("outcome", "overridden"),
+        ("reason", "specialist-ordered"),
+    ];
+    let name = "hookwise_feedback_total";
+    assert_eq!(
+        after.get(name, &labels) - before.get(name, &labels),
+        1.0,
+        "the duplicate counts once"
+    );
+}

@@ -90,9 +90,54 @@ async fn store(
             .collect();
         known.extend(hub.store.known_cards(&missing).await?);
     }
-    hub.store
+    let (receipt, stored_now) = hub
+        .store
         .record_feedback(service, entries, &known, OffsetDateTime::now_utc())
+        .await?;
+    let counted = entries.iter().zip(stored_now).filter(|(_, new)| *new);
+    for (entry, _) in counted {
+        count_outcome(hub, entry).await;
+    }
+    Ok(receipt)
+}
+
+/// Counts a newly stored entry in `hookwise_feedback_total` for each rule
+/// it concerns: on an accepted card, the rules whose suggestions were taken
+/// (every rule when none is named); on an overridden card, every rule. A
+/// card the log does not know counts under `unknown`.
+async fn count_outcome(hub: &Hub, entry: &super::Feedback) {
+    let rows = hub
+        .store
+        .card_log_for(&entry.card)
         .await
+        .unwrap_or_default();
+    let reason = entry
+        .override_reason
+        .as_ref()
+        .and_then(|r| r.reason.as_ref())
+        .map(|c| c.code.as_str());
+    let outcome = entry.outcome.as_str();
+    let took = |r: &&super::CardLogEntry| {
+        r.suggestion_uuids
+            .iter()
+            .any(|s| entry.accepted_suggestions.contains(s))
+    };
+    let mut rules: Vec<&str> = match rows.iter().any(|r| took(&r)) {
+        true if entry.outcome == super::FeedbackOutcome::Accepted => rows
+            .iter()
+            .filter(took)
+            .map(|r| r.rule_id.as_str())
+            .collect(),
+        _ => rows.iter().map(|r| r.rule_id.as_str()).collect(),
+    };
+    rules.sort_unstable();
+    rules.dedup();
+    if rules.is_empty() {
+        rules.push(""); // not in the card log: counted as `unknown`
+    }
+    for rule in rules {
+        crate::metrics::feedback_outcome(rule, outcome, reason);
+    }
 }
 
 /// How many entries the problems belong to (`feedback[i]...` prefixes).

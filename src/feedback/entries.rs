@@ -340,11 +340,12 @@ impl Store {
         entries: &[Feedback],
         known: &HashSet<String>,
         received_at: OffsetDateTime,
-    ) -> Result<Receipt, StoreError> {
+    ) -> Result<(Receipt, Vec<bool>), StoreError> {
         let sql = "INSERT INTO feedback (id, service, card_uuid, outcome, outcome_at, accepted_suggestions, \
                    override_system, override_code, override_display, user_comment, unknown_card, received_at) \
                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (id) DO NOTHING";
         let mut receipt = Receipt::default();
+        let mut stored_now = Vec::with_capacity(entries.len());
         let _guard = self.write_guard().await;
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
@@ -367,6 +368,7 @@ impl Store {
                     .bind(millis(received_at))
                     .execute(&mut *tx)
                     .await?;
+                stored_now.push(done.rows_affected() == 1);
                 if done.rows_affected() == 1 {
                     receipt.stored += 1;
                     receipt.unknown_cards += u64::from(unknown);
@@ -376,7 +378,7 @@ impl Store {
             }
             tx.commit().await?;
         });
-        Ok(receipt)
+        Ok((receipt, stored_now))
     }
 
     /// The feedback stored for a card, oldest outcome first.
