@@ -10,7 +10,7 @@ use crate::cards::{
 };
 use crate::cds::{Card, CdsRequest, CdsResponse, Hook, parse_request};
 use crate::feedback::fatigue::{HeldCard, Screen, cap};
-use crate::feedback::{Store, encounter_hash};
+use crate::feedback::{History, OverriddenRule, Store, StoreError, encounter_hash};
 use crate::fhir::{
     FhirClient, Pages, PatientRecord, PrefetchKey, PrefetchState, RecordSources, classify_prefetch,
     next_link, render_template,
@@ -66,6 +66,51 @@ pub struct HistorySource {
     pub store: Store,
     /// Hashes ids as the card log does.
     pub hasher: PatientHasher,
+    /// Each patient's recent overrides, by patient hash: read once per
+    /// [`OVERRIDES_TTL`] instead of on every call, and forgotten as soon as
+    /// this server stores feedback on one of the patient's cards.
+    overrides: moka::future::Cache<String, Arc<Vec<OverriddenRule>>>,
+}
+
+/// How long a patient's override history is reused. Another replica's
+/// feedback is seen after at most this long; this replica's at once.
+pub const OVERRIDES_TTL: Duration = Duration::from_secs(10);
+
+impl HistorySource {
+    /// Reads history from `store`, hashing ids with `hasher`.
+    pub fn new(store: Store, hasher: PatientHasher) -> HistorySource {
+        let overrides = moka::future::Cache::builder()
+            .max_capacity(100_000)
+            .time_to_live(OVERRIDES_TTL)
+            .build();
+        HistorySource {
+            store,
+            hasher,
+            overrides,
+        }
+    }
+
+    /// The overrides of `patient_hash` since `since`, cached.
+    async fn overrides(
+        &self,
+        patient_hash: &str,
+        since: OffsetDateTime,
+    ) -> Result<Arc<Vec<OverriddenRule>>, Arc<StoreError>> {
+        self.overrides
+            .try_get_with(patient_hash.to_string(), async {
+                self.store
+                    .overrides(patient_hash, since)
+                    .await
+                    .map(Arc::new)
+            })
+            .await
+    }
+
+    /// Forgets the cached overrides of `patient_hash`: feedback on one of its
+    /// cards was just stored.
+    pub async fn forget(&self, patient_hash: &str) {
+        self.overrides.invalidate(patient_hash).await;
+    }
 }
 
 /// Encounter-level order-sign de-duplication looks back this far at least.
@@ -249,15 +294,34 @@ impl Engine {
         let patient = source
             .hasher
             .hash(context_str(request, "patientId").unwrap_or_default());
-        let encounter = encounter_id.map(|id| encounter_hash(&source.hasher, id));
         let since = now - time::Duration::days(days.max(ENCOUNTER_LOOKBACK_DAYS));
-        match source
-            .store
-            .history(&patient, encounter.as_deref(), since)
-            .await
-        {
-            Ok(history) => Screen::new(history, source.hasher.clone(), now),
-            Err(e) => {
+        let overridden = match days > 0 {
+            true => source
+                .overrides(&patient, since)
+                .await
+                .map(|o| o.as_ref().clone()),
+            false => Ok(Vec::new()),
+        };
+        let shown = match (deduplicates, encounter_id) {
+            (true, Some(id)) => {
+                let encounter = encounter_hash(&source.hasher, id);
+                source
+                    .store
+                    .shown_at_order_select(&encounter, since)
+                    .await
+                    .map_err(Arc::new)
+            }
+            _ => Ok(Vec::new()),
+        };
+        match (overridden, shown) {
+            (Ok(overridden), Ok(shown_at_order_select)) => {
+                let history = History {
+                    overridden,
+                    shown_at_order_select,
+                };
+                Screen::new(history, source.hasher.clone(), now)
+            }
+            (Err(e), _) | (_, Err(e)) => {
                 tracing::warn!(error = %e, "cannot read alert-fatigue history; holding no card back");
                 Screen::open()
             }

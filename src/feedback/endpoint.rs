@@ -8,7 +8,7 @@
 
 use super::{Hub, Receipt, parse_batch};
 use crate::http::{ApiError, AppState, Policy};
-use crate::pipeline::CallError;
+use crate::pipeline::{CallError, HistorySource};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
@@ -43,10 +43,12 @@ pub async fn receive(
         return Err(ApiError::unavailable("this server has no feedback store"));
     };
     let entries: Vec<_> = batch.entries.into_iter().map(|(_, entry)| entry).collect();
-    let receipt = store(&hub, &id, &entries).await.map_err(|e| {
-        tracing::error!(error = %e, entries = entries.len(), "feedback could not be stored");
-        ApiError::unavailable("feedback could not be stored; retry later")
-    })?;
+    let receipt = store(&hub, state.engine.history.as_ref(), &id, &entries)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, entries = entries.len(), "feedback could not be stored");
+            ApiError::unavailable("feedback could not be stored; retry later")
+        })?;
     tracing::info!(
         stored = receipt.stored,
         duplicates = receipt.duplicates,
@@ -68,6 +70,7 @@ pub async fn receive(
 /// card log's queue: flush it and look again before flagging it unknown.
 async fn store(
     hub: &Hub,
+    history: Option<&HistorySource>,
     service: &str,
     entries: &[super::Feedback],
 ) -> Result<Receipt, super::StoreError> {
@@ -96,7 +99,18 @@ async fn store(
         .await?;
     let counted = entries.iter().zip(stored_now).filter(|(_, new)| *new);
     for (entry, _) in counted {
-        count_outcome(hub, entry).await;
+        let rows = hub
+            .store
+            .card_log_for(&entry.card)
+            .await
+            .unwrap_or_default();
+        count_outcome(&rows, entry);
+        if let Some(history) = history {
+            // Alert fatigue must see this override on the patient's next call.
+            for row in &rows {
+                history.forget(&row.patient_hash).await;
+            }
+        }
     }
     Ok(receipt)
 }
@@ -105,12 +119,7 @@ async fn store(
 /// it concerns: on an accepted card, the rules whose suggestions were taken
 /// (every rule when none is named); on an overridden card, every rule. A
 /// card the log does not know counts under `unknown`.
-async fn count_outcome(hub: &Hub, entry: &super::Feedback) {
-    let rows = hub
-        .store
-        .card_log_for(&entry.card)
-        .await
-        .unwrap_or_default();
+fn count_outcome(rows: &[super::CardLogEntry], entry: &super::Feedback) {
     let reason = entry
         .override_reason
         .as_ref()

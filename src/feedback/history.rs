@@ -47,28 +47,7 @@ impl Store {
         encounter_hash: Option<&str>,
         since: OffsetDateTime,
     ) -> Result<History, StoreError> {
-        let overridden_sql = "SELECT DISTINCT c.rule_id, f.override_system, f.override_code, f.override_display, f.outcome_at \
-             FROM feedback f JOIN card_log c ON c.card_uuid = f.card_uuid \
-             WHERE c.patient_hash = $1 AND f.outcome = 'overridden' AND f.override_code IS NOT NULL \
-             AND f.outcome_at >= $2 ORDER BY f.outcome_at DESC, c.rule_id";
-        type Row = (String, String, String, Option<String>, i64);
-        let rows: Vec<Row> = on_pool!(self, pool => sqlx::query_as(overridden_sql)
-            .bind(patient_hash)
-            .bind(millis(since))
-            .fetch_all(pool)
-            .await?);
-        let overridden = rows
-            .into_iter()
-            .map(|(rule_id, system, code, display, at)| OverriddenRule {
-                rule_id,
-                reason: Coding {
-                    system,
-                    code,
-                    display,
-                },
-                at: from_millis(at),
-            })
-            .collect();
+        let overridden = self.overrides(patient_hash, since).await?;
         let shown_at_order_select = match encounter_hash {
             Some(encounter) => self.shown_at_order_select(encounter, since).await?,
             None => Vec::new(),
@@ -79,7 +58,40 @@ impl Store {
         })
     }
 
-    async fn shown_at_order_select(
+    /// The rules overridden with a coded reason for `patient_hash` since
+    /// `since`, most recent first ([`History::overridden`]).
+    pub async fn overrides(
+        &self,
+        patient_hash: &str,
+        since: OffsetDateTime,
+    ) -> Result<Vec<OverriddenRule>, StoreError> {
+        let overridden_sql = "SELECT DISTINCT c.rule_id, f.override_system, f.override_code, f.override_display, f.outcome_at \
+             FROM feedback f JOIN card_log c ON c.card_uuid = f.card_uuid \
+             WHERE c.patient_hash = $1 AND f.outcome = 'overridden' AND f.override_code IS NOT NULL \
+             AND f.outcome_at >= $2 ORDER BY f.outcome_at DESC, c.rule_id";
+        type Row = (String, String, String, Option<String>, i64);
+        let rows: Vec<Row> = on_pool!(self, pool => sqlx::query_as(overridden_sql)
+            .bind(patient_hash)
+            .bind(millis(since))
+            .fetch_all(pool)
+            .await?);
+        Ok(rows
+            .into_iter()
+            .map(|(rule_id, system, code, display, at)| OverriddenRule {
+                rule_id,
+                reason: Coding {
+                    system,
+                    code,
+                    display,
+                },
+                at: from_millis(at),
+            })
+            .collect())
+    }
+
+    /// The (rule, draft order) pairs shown at `order-select` in
+    /// `encounter_hash` since `since` ([`History::shown_at_order_select`]).
+    pub async fn shown_at_order_select(
         &self,
         encounter_hash: &str,
         since: OffsetDateTime,
