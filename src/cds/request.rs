@@ -137,8 +137,9 @@ fn locate_error(body: &[u8]) -> EnvelopeError {
     }
 }
 
-/// The offset where nesting first exceeds `limit`, scanning outside strings.
-fn depth_exceeded(body: &[u8], limit: usize) -> Option<usize> {
+/// The offset where JSON nesting first exceeds `limit`, scanning outside
+/// strings; `None` when it never does. Shared with the HTTP limits.
+pub fn depth_exceeded(body: &[u8], limit: usize) -> Option<usize> {
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
     for (offset, &byte) in body.iter().enumerate() {
         if in_string {

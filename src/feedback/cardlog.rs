@@ -180,25 +180,27 @@ impl Store {
         let sql = "SELECT card_uuid, service, hook, hook_instance, rule_id, rule_version, suggestion_uuids, patient_hash, \
                    encounter_hash, draft_order_hash, indicator, issued_at FROM card_log WHERE card_uuid = $1 \
                    ORDER BY rule_id, draft_order_hash";
-        type Row = (
-            String,
-            String,
-            String,
-            String,
-            String,
-            String,
-            String,
-            String,
-            Option<String>,
-            String,
-            String,
-            i64,
-        );
-        let rows: Vec<Row> =
+        let rows: Vec<CardLogRow> =
             on_pool!(self, pool => sqlx::query_as(sql).bind(card_uuid).fetch_all(pool).await?);
         Ok(rows.into_iter().map(row_entry).collect())
     }
 }
+
+/// A `card_log` row as selected by [`Store::card_log_for`].
+type CardLogRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+    i64,
+);
 
 fn row_entry(
     (
@@ -214,20 +216,7 @@ fn row_entry(
         order,
         indicator,
         at,
-    ): (
-        String,
-        String,
-        String,
-        String,
-        String,
-        String,
-        String,
-        String,
-        Option<String>,
-        String,
-        String,
-        i64,
-    ),
+    ): CardLogRow,
 ) -> CardLogEntry {
     CardLogEntry {
         card_uuid,

@@ -34,6 +34,7 @@ pub use entries::{
 };
 pub use history::{History, OverriddenRule, ShownOrder};
 
+use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -219,6 +220,15 @@ async fn connect_sqlite(url: &str) -> Result<SqlitePool, StoreError> {
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
         .busy_timeout(Duration::from_secs(10));
+    // Turning a new file to WAL needs an exclusive lock, and a pool opening
+    // several connections at once can see "database is locked" there despite
+    // the busy timeout (seen once under parallel tests): set it up alone first.
+    if sqlite_path(url).is_some() {
+        sqlx::SqliteConnection::connect_with(&options)
+            .await?
+            .close()
+            .await?;
+    }
     // An in-memory database lives only while a connection is open: keep one.
     let pool = SqlitePoolOptions::new()
         .max_connections(8)

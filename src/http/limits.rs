@@ -8,6 +8,7 @@
 //! counts as absent, and the request parser reports the real error.
 
 use super::ApiError;
+use crate::cds::depth_exceeded;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -82,34 +83,6 @@ impl Limits {
         }
         Ok(())
     }
-}
-
-/// The offset where nesting first exceeds `limit`, scanning outside strings.
-fn depth_exceeded(body: &[u8], limit: usize) -> Option<usize> {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for (offset, &byte) in body.iter().enumerate() {
-        if in_string {
-            match byte {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match byte {
-            b'"' => in_string = true,
-            b'{' | b'[' => {
-                depth += 1;
-                if depth > limit {
-                    return Some(offset);
-                }
-            }
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    None
 }
 
 /// Answers 503 with `Retry-After` when every permit is taken.
