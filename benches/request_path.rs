@@ -8,10 +8,9 @@ use axum::body::Body;
 use axum::http::Request;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use hookwise::cards::{CardContext, render_card};
-use hookwise::cds::{Hook, parse_request};
+use hookwise::cds::{Hook, MAX_JSON_DEPTH, parse_request};
 use hookwise::config::Settings;
 use hookwise::fhir::{PatientRecord, RecordSources};
-use hookwise::http::limits::Outline;
 use hookwise::http::{AppState, Limits, discovery_document, router};
 use hookwise::pipeline::Engine;
 use hookwise::rules::{Evaluator, Verdict};
@@ -67,9 +66,9 @@ fn now() -> OffsetDateTime {
     time::macros::datetime!(2021-06-01 12:00 UTC)
 }
 
-fn record_of(request: &hookwise::cds::CdsRequest) -> PatientRecord<'_> {
+fn record_of<'r>(request: &'r hookwise::cds::CdsRequest<'_>) -> PatientRecord<'r> {
     PatientRecord::build(RecordSources {
-        data: request.prefetch.as_ref().unwrap().values().collect(),
+        data: request.prefetch_values().collect(),
         ..Default::default()
     })
 }
@@ -95,16 +94,14 @@ fn stages(c: &mut Criterion) {
             b.iter(|| serde_json::from_slice::<Value>(&body).unwrap())
         });
         let limits = Limits::default();
-        group.bench_function("0 limits: depth scan and outline", |b| {
+        group.bench_function("1 parse request and check its limits", |b| {
             b.iter(|| {
-                limits.check_depth(&body).unwrap();
-                Outline::read(&body).prefetch_keys
+                let request = parse_request(&body, MAX_JSON_DEPTH).unwrap();
+                limits.check_counts(&request).unwrap();
+                request
             })
         });
-        group.bench_function("1 parse request", |b| {
-            b.iter(|| parse_request(&body).unwrap())
-        });
-        let request = parse_request(&body).unwrap();
+        let request = parse_request(&body, MAX_JSON_DEPTH).unwrap();
         group.bench_function("2 build patient record", |b| {
             b.iter(|| record_of(&request).conditions.len())
         });
@@ -151,10 +148,7 @@ fn stages(c: &mut Criterion) {
         });
         group.bench_function("fhirbolt strict parse of the prefetch", |b| {
             let values: Vec<Vec<u8>> = request
-                .prefetch
-                .as_ref()
-                .unwrap()
-                .values()
+                .prefetch_values()
                 .map(|v| serde_json::to_vec(v).unwrap())
                 .collect();
             b.iter(|| {
@@ -236,7 +230,11 @@ fn rule_count_scaling(c: &mut Criterion) {
             &body,
             |b, body| {
                 b.to_async(&runtime).iter(|| async {
-                    let result = engine.call("synthetic", body, now()).await.unwrap();
+                    let request = parse_request(body, MAX_JSON_DEPTH).unwrap();
+                    let result = engine
+                        .call("synthetic", &request, now(), tokio::time::Instant::now())
+                        .await
+                        .unwrap();
                     assert_eq!(result.response.cards.len(), 1);
                 })
             },

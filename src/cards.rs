@@ -290,7 +290,7 @@ fn actions_for(
             .bound(name)
             .iter()
             .filter_map(|b| {
-                let mut resource = b.resource?.clone();
+                let mut resource = crate::fhir::json::to_value(b.resource?);
                 resource["status"] = json!("stopped");
                 Some(Action {
                     kind: ActionType::Update,

@@ -1,6 +1,6 @@
 //! The `hookwise` command line: argument parsing and wiring only.
 
-use crate::cds::{CdsResponse, Hook, parse_request};
+use crate::cds::{CdsResponse, Hook, MAX_JSON_DEPTH, parse_request};
 use crate::config::{Overrides, Settings};
 use crate::rules::testing::load_tests;
 use crate::rules::{RuleSet, load_dir};
@@ -216,7 +216,7 @@ fn eval(
         Some(text) => OffsetDateTime::parse(text, &Rfc3339).map_err(|e| format!("--now: {e}"))?,
         None => OffsetDateTime::now_utc(),
     };
-    let parsed = parse_request(&body)
+    let parsed = parse_request(&body, MAX_JSON_DEPTH)
         .map_err(|e| format!("{}: {} {}", request.display(), e.path, e.message))?;
     let hook =
         Hook::parse(&parsed.hook).ok_or_else(|| format!("unsupported hook {:?}", parsed.hook))?;
@@ -239,7 +239,7 @@ fn eval(
     runtime()?.block_on(async {
         for id in &ids {
             let result = engine
-                .call(id, &body, now)
+                .call(id, &parsed, now, tokio::time::Instant::now())
                 .await
                 .map_err(|e| format!("{id}: {e}"))?;
             response.cards.extend(result.response.cards);

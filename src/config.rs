@@ -69,7 +69,7 @@ pub struct Settings {
 
 /// The deepest `max_json_depth` allowed: the request parser itself refuses
 /// anything deeper, whatever the setting.
-pub const MAX_JSON_DEPTH_CEILING: usize = 64;
+pub const MAX_JSON_DEPTH_CEILING: usize = crate::cds::MAX_JSON_DEPTH;
 
 /// A secret setting: never shown by `Debug`.
 #[derive(Clone, Serialize, Deserialize)]

@@ -8,19 +8,18 @@ use crate::cards::{
     CardContext, CardOrigin, Part, RuleOrigin, combine as combine_cards, matched_drafts,
     render_card,
 };
-use crate::cds::{Card, CdsRequest, CdsResponse, Hook, parse_request};
+use crate::cds::{Card, CdsRequest, CdsResponse, EnvelopeError, Hook};
 use crate::feedback::fatigue::{HeldCard, Screen, cap};
 use crate::feedback::{History, OverriddenRule, Store, StoreError, encounter_hash};
 use crate::fhir::{
-    FhirClient, Pages, PatientRecord, PrefetchKey, PrefetchState, RecordSources, classify_prefetch,
-    next_link, render_template,
+    FhirClient, Json, Pages, PatientRecord, PrefetchKey, PrefetchState, RecordSources,
+    classify_prefetch, next_link, render_template,
 };
 use crate::http::PatientHasher;
 use crate::rules::Service;
 use crate::rules::model::{CombinedCardTemplate, Rule};
 use crate::rules::{Evaluator, RuleSet, Verdict};
 use futures::future::join_all;
-use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -144,23 +143,23 @@ pub struct Issued {
     pub cards: Vec<CardOrigin>,
 }
 
+impl From<EnvelopeError> for CallError {
+    fn from(e: EnvelopeError) -> CallError {
+        CallError::BadRequest {
+            path: e.path,
+            message: e.message,
+        }
+    }
+}
+
 impl Engine {
-    /// Serves one call to `service_id` with a raw JSON body, evaluated at `now`.
+    /// Serves one parsed call to `service_id`, evaluated at `now`, that
+    /// reached the server at `started`: the deadline counts from then and
+    /// covers gathering data and evaluating rules.
     pub async fn call(
         &self,
         service_id: &str,
-        body: &[u8],
-        now: OffsetDateTime,
-    ) -> Result<CallResult, CallError> {
-        self.call_since(service_id, body, now, Instant::now()).await
-    }
-
-    /// Serves a call that reached the server at `started`: the deadline
-    /// counts from then and covers gathering data and evaluating rules.
-    pub async fn call_since(
-        &self,
-        service_id: &str,
-        body: &[u8],
+        request: &CdsRequest<'_>,
         now: OffsetDateTime,
         started: Instant,
     ) -> Result<CallResult, CallError> {
@@ -168,17 +167,13 @@ impl Engine {
             .rules
             .service(service_id)
             .ok_or_else(|| CallError::UnknownService(service_id.to_string()))?;
-        let request = parse_request(body).map_err(|e| CallError::BadRequest {
-            path: e.path,
-            message: e.message,
-        })?;
         let hook = Hook::parse(&request.hook)
             .filter(|h| service.hooks.contains(h))
             .ok_or_else(|| unsupported_hook(&request.hook, service))?;
 
         // Order hooks judge the drafts, which are in the request: rules whose
         // drafts did not match need no data. On patient-view every rule might.
-        let drafts = draft_orders(&request, hook);
+        let drafts = draft_orders(request, hook);
         let possible: Vec<&Rule> = match hook.is_order_hook() {
             true => self.rules.candidates(service, hook, &drafts),
             false => self.rules.rules_for(service, hook).collect(),
@@ -196,19 +191,25 @@ impl Engine {
         let budget = self.deadline.saturating_sub(started.elapsed());
         let gathering = async {
             tokio::join!(
-                self.gather(&request, &keys),
-                self.screen(&request, service, hook, now)
+                self.gather(request, &keys),
+                self.screen(request, service, hook, now)
             )
         };
         let (fetched, screen) = match tokio::time::timeout(budget, gathering).await {
             Ok((fetched, screen)) => (fetched?, screen),
             Err(_) => return Ok(overrun(service_id, hook, "fetching FHIR data")),
         };
-        let mut data: Vec<&Value> = provided(&request, &keys);
-        data.extend(fetched.iter().flat_map(|pages| pages.iter()));
+        // Fetched pages were checked to be FHIR JSON when they arrived.
+        let fetched: Vec<Json<'_>> = fetched
+            .iter()
+            .flat_map(|pages| pages.iter())
+            .filter_map(|page| serde_json::from_slice(page).ok())
+            .collect();
+        let mut data: Vec<&Json<'_>> = provided(request, &keys);
+        data.extend(fetched.iter());
         let mut record = PatientRecord::build(RecordSources {
             data,
-            encounter_id: request.context.get("encounterId").and_then(Value::as_str),
+            encounter_id: request.context_str("encounterId"),
             ..Default::default()
         });
         crate::metrics::fhir_elements_skipped(record.skipped_elements + drafts.skipped_elements);
@@ -230,7 +231,7 @@ impl Engine {
             candidates,
             &record,
             hook,
-            &request,
+            request,
             now,
             combine,
             &screen,
@@ -248,10 +249,11 @@ impl Engine {
         }
         let issued = (!origins.is_empty()).then(|| Issued {
             hook_instance: request.hook_instance.clone(),
-            patient_id: context_str(&request, "patientId")
+            patient_id: request
+                .context_str("patientId")
                 .unwrap_or_default()
                 .to_string(),
-            encounter_id: context_str(&request, "encounterId").map(str::to_string),
+            encounter_id: request.context_str("encounterId").map(str::to_string),
             cards: origins,
         });
         Ok(CallResult {
@@ -268,7 +270,7 @@ impl Engine {
     /// failure shows every card rather than failing the call.
     async fn screen(
         &self,
-        request: &CdsRequest,
+        request: &CdsRequest<'_>,
         service: &Service,
         hook: Hook,
         now: OffsetDateTime,
@@ -276,7 +278,7 @@ impl Engine {
         let Some(source) = &self.history else {
             return Screen::open();
         };
-        let encounter_id = context_str(request, "encounterId");
+        let encounter_id = request.context_str("encounterId");
         let rules: Vec<&Rule> = self.rules.rules_for(service, hook).collect();
         let days = rules
             .iter()
@@ -293,7 +295,7 @@ impl Engine {
         }
         let patient = source
             .hasher
-            .hash(context_str(request, "patientId").unwrap_or_default());
+            .hash(request.context_str("patientId").unwrap_or_default());
         let since = now - time::Duration::days(days.max(ENCOUNTER_LOOKBACK_DAYS));
         let overridden = match days > 0 {
             true => source
@@ -332,17 +334,16 @@ impl Engine {
     /// and the remaining pages of paginated prefetch Bundles.
     async fn gather(
         &self,
-        request: &CdsRequest,
+        request: &CdsRequest<'_>,
         keys: &[PrefetchKey],
     ) -> Result<Vec<Pages>, CallError> {
-        let prefetch = request.prefetch.as_ref();
         let token = request
             .fhir_authorization
             .as_ref()
             .map(|a| a.access_token.as_str());
         let mut jobs = Vec::new();
         for key in keys {
-            let state = classify_prefetch(prefetch, key.key);
+            let state = classify_prefetch(request.prefetch_entry(key.key));
             count_prefetch(key.key, &state);
             match state {
                 PrefetchState::NoData => {}
@@ -357,7 +358,7 @@ impl Engine {
                     }
                 }
                 PrefetchState::Missing | PrefetchState::Failed => {
-                    let Some(query) = render_template(&key.template, &request.context) else {
+                    let Some(query) = render_template(&key.template, request.context()) else {
                         continue; // e.g. no encounterId: the key does not apply
                     };
                     let server = self.server(request, key, "is missing or failed")?;
@@ -375,7 +376,7 @@ impl Engine {
 
     fn server<'r>(
         &self,
-        request: &'r CdsRequest,
+        request: &'r CdsRequest<'_>,
         key: &PrefetchKey,
         why: &str,
     ) -> Result<&'r str, CallError> {
@@ -453,33 +454,26 @@ fn unsupported_hook(hook: &str, service: &crate::rules::Service) -> CallError {
 }
 
 /// A record holding only the draft orders, to pick candidate rules before any fetch.
-fn draft_orders(request: &CdsRequest, hook: Hook) -> PatientRecord<'_> {
+fn draft_orders<'r>(request: &'r CdsRequest<'_>, hook: Hook) -> PatientRecord<'r> {
     if !hook.is_order_hook() {
         return PatientRecord::default();
     }
     PatientRecord::build(RecordSources {
-        draft_orders: request.context.get("draftOrders"),
-        selections: request.context.get("selections"),
+        draft_orders: request.context_field("draftOrders"),
+        selections: request.context_field("selections"),
         selections_only: hook == Hook::OrderSelect,
         ..Default::default()
     })
 }
 
 /// The prefetch values usable as they are.
-fn provided<'r>(request: &'r CdsRequest, keys: &[PrefetchKey]) -> Vec<&'r Value> {
+fn provided<'r>(request: &'r CdsRequest<'_>, keys: &[PrefetchKey]) -> Vec<&'r Json<'r>> {
     keys.iter()
-        .filter_map(
-            |k| match classify_prefetch(request.prefetch.as_ref(), k.key) {
-                PrefetchState::Provided(v) => Some(v),
-                _ => None,
-            },
-        )
+        .filter_map(|k| match classify_prefetch(request.prefetch_entry(k.key)) {
+            PrefetchState::Provided(v) => Some(v),
+            _ => None,
+        })
         .collect()
-}
-
-/// `context.{key}` when it is a string.
-fn context_str<'r>(request: &'r CdsRequest, key: &str) -> Option<&'r str> {
-    request.context.get(key).and_then(Value::as_str)
 }
 
 /// Evaluates candidate rules and renders their cards, most urgent first;
@@ -489,7 +483,7 @@ pub fn evaluate(
     candidates: Vec<&Rule>,
     record: &PatientRecord<'_>,
     hook: Hook,
-    request: &CdsRequest,
+    request: &CdsRequest<'_>,
     now: OffsetDateTime,
     combine: Option<(&CombinedCardTemplate, &str)>,
 ) -> CdsResponse {
@@ -525,7 +519,7 @@ pub fn evaluate_traced(
     candidates: Vec<&Rule>,
     record: &PatientRecord<'_>,
     hook: Hook,
-    request: &CdsRequest,
+    request: &CdsRequest<'_>,
     now: OffsetDateTime,
     combine: Option<(&CombinedCardTemplate, &str)>,
     screen: &Screen,
@@ -539,11 +533,7 @@ pub fn evaluate_traced(
     };
     let ctx = CardContext {
         hook_instance: &request.hook_instance,
-        patient_id: request
-            .context
-            .get("patientId")
-            .and_then(Value::as_str)
-            .unwrap_or_default(),
+        patient_id: request.context_str("patientId").unwrap_or_default(),
         now,
     };
     let drafts: Vec<String> = record

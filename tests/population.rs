@@ -9,9 +9,8 @@
 mod common;
 
 use hookwise::cds::Hook;
-use hookwise::fhir::{PatientRecord, RecordSources};
+use hookwise::fhir::{Json, PatientRecord, RecordSources};
 use hookwise::rules::{Evaluator, Verdict, load_dir};
-use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// Synthea's records end in 2020–2021; evaluate shortly after.
@@ -30,7 +29,8 @@ fn patient_view_findings_on_synthea_patients_are_the_reviewed_set() {
     fixtures.sort();
     assert!(fixtures.len() >= 3, "expected Synthea fixtures");
     for path in fixtures {
-        let bundle: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let text = std::fs::read(&path).unwrap();
+        let bundle: Json<'_> = serde_json::from_slice(&text).unwrap();
         let record = PatientRecord::build(RecordSources {
             data: vec![&bundle],
             ..Default::default()

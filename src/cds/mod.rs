@@ -7,7 +7,10 @@
 mod request;
 mod response;
 
-pub use request::{CdsRequest, FhirAuthorization, Hook, depth_exceeded, parse_request};
+pub use request::{
+    CdsRequest, EnvelopeError, FhirAuthorization, Hook, MAX_JSON_DEPTH, depth_exceeded,
+    parse_request,
+};
 pub use response::{
     Action, ActionType, Card, CdsResponse, Coding, Discovery, Indicator, Link, OperationOutcome,
     SelectionBehavior, ServiceDescriptor, Source, Suggestion,

@@ -1,7 +1,8 @@
 //! The CDS service request envelope.
 
+use crate::fhir::json::{Json, depth, field, str_field};
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde::de::{IgnoredAny, MapAccess, Visitor};
 use std::fmt;
 
 /// The hooks hookwise serves.
@@ -45,27 +46,119 @@ impl fmt::Display for Hook {
     }
 }
 
-/// A CDS Hooks 2.0 service request. `context` and `prefetch` stay raw JSON:
-/// they are read once, leniently, by [`crate::fhir`].
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CdsRequest {
+/// A CDS Hooks 2.0 service request, borrowing from its body.
+///
+/// The envelope fields are typed; `context` and `prefetch` stay JSON, read
+/// leniently by [`crate::fhir`] through the accessors below.
+pub struct CdsRequest<'a> {
     /// The hook that fired.
     pub hook: String,
     /// Unique id of this hook invocation; seeds card uuids.
     pub hook_instance: String,
     /// Base URL of the EHR's FHIR server, for data missing from prefetch.
-    #[serde(default)]
     pub fhir_server: Option<String>,
     /// Bearer token for `fhir_server`; transient, never stored or logged.
-    #[serde(default)]
     pub fhir_authorization: Option<FhirAuthorization>,
-    /// Hook-specific context (patientId, draftOrders, ...).
-    pub context: Map<String, Value>,
-    /// Prefetched data by key. A key may be absent, `null`, a resource, a
-    /// Bundle, or an OperationOutcome when the EHR's fetch failed.
+    /// The whole body, parsed once; `context` (an object) and `prefetch`
+    /// (absent or an object) were checked by [`parse_request`].
+    body: Json<'a>,
+}
+
+/// The typed part of a request, read from the parsed body.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Envelope {
+    hook: String,
+    hook_instance: String,
     #[serde(default)]
-    pub prefetch: Option<Map<String, Value>>,
+    fhir_server: Option<String>,
+    #[serde(default)]
+    fhir_authorization: Option<FhirAuthorization>,
+    #[allow(dead_code)] // checked for its shape only
+    context: AnObject,
+    #[serde(default)]
+    #[allow(dead_code)]
+    prefetch: Option<AnObject>,
+}
+
+/// Accepts any JSON object and keeps nothing: a shape check.
+struct AnObject;
+
+impl<'de> Deserialize<'de> for AnObject {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Shape;
+        impl<'de> Visitor<'de> for Shape {
+            type Value = AnObject;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AnObject, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(AnObject)
+            }
+        }
+        deserializer.deserialize_map(Shape)
+    }
+}
+
+impl<'a> CdsRequest<'a> {
+    /// `context`: an object.
+    pub fn context(&self) -> &Json<'_> {
+        field(&self.body, "context").unwrap_or(&NULL)
+    }
+
+    /// `context.{key}`, unless absent or `null`.
+    pub fn context_field(&self, key: &str) -> Option<&Json<'_>> {
+        field(self.context(), key)
+    }
+
+    /// `context.{key}` when it is a string.
+    pub fn context_str(&self, key: &str) -> Option<&str> {
+        str_field(self.context(), key)
+    }
+
+    /// `prefetch.{key}` as sent: `None` when absent, [`Json::Null`] when the
+    /// EHR sent `null` (it found no data).
+    pub fn prefetch_entry(&self, key: &str) -> Option<&Json<'_>> {
+        field(&self.body, "prefetch")?.as_object()?.get(key)
+    }
+
+    /// Every prefetch value, in the order sent.
+    pub fn prefetch_values(&self) -> impl Iterator<Item = &Json<'_>> {
+        field(&self.body, "prefetch")
+            .and_then(Json::as_object)
+            .into_iter()
+            .flat_map(|prefetch| prefetch.values())
+    }
+
+    /// How many keys `prefetch` has.
+    pub fn prefetch_key_count(&self) -> usize {
+        self.prefetch_values().count()
+    }
+
+    /// How many draft orders `context.draftOrders` holds (a Bundle's
+    /// entries, or sloppily an array of resources).
+    pub fn draft_order_count(&self) -> usize {
+        let Some(drafts) = self.context_field("draftOrders") else {
+            return 0;
+        };
+        let entries = field(drafts, "entry").unwrap_or(drafts);
+        entries.as_array().map_or(0, <[Json<'_>]>::len)
+    }
+}
+
+static NULL: Json<'static> = Json::Null;
+
+/// Leaves the body out: it holds the access token and patient data.
+impl fmt::Debug for CdsRequest<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CdsRequest")
+            .field("hook", &self.hook)
+            .field("hook_instance", &self.hook_instance)
+            .field("fhir_server", &self.fhir_server)
+            .field("fhir_authorization", &self.fhir_authorization)
+            .finish_non_exhaustive()
+    }
 }
 
 /// OAuth2 access for the EHR's FHIR server.
@@ -90,23 +183,56 @@ pub struct EnvelopeError {
     pub message: String,
 }
 
-/// JSON nesting deeper than this is refused before parsing. Real requests
-/// (a Bundle of resources inside prefetch) stay under 30 levels.
+impl EnvelopeError {
+    fn of_body(message: impl Into<String>) -> EnvelopeError {
+        EnvelopeError {
+            path: String::new(),
+            message: message.into(),
+        }
+    }
+
+    fn too_deep(max_depth: usize) -> EnvelopeError {
+        EnvelopeError::of_body(format!("JSON nested deeper than {max_depth} levels"))
+    }
+}
+
+/// JSON nesting deeper than this is refused whatever the settings. Real
+/// requests (a Bundle of resources inside prefetch) stay under 30 levels.
 pub const MAX_JSON_DEPTH: usize = 64;
 
-/// Parses and validates a request body: the envelope (hook, hookInstance,
+/// Parses and validates a request body nested at most `max_depth` deep
+/// (capped at [`MAX_JSON_DEPTH`]): the envelope (hook, hookInstance,
 /// context) strictly, everything FHIR leniently later.
-pub fn parse_request(body: &[u8]) -> Result<CdsRequest, EnvelopeError> {
-    if let Some(offset) = depth_exceeded(body, MAX_JSON_DEPTH) {
-        return Err(EnvelopeError {
-            path: String::new(),
-            message: format!("JSON nested deeper than {MAX_JSON_DEPTH} levels (at byte {offset})"),
-        });
+///
+/// The body is parsed once, into a tree that borrows its strings; unknown
+/// fields are in the tree too, so their depth counts.
+pub fn parse_request(body: &[u8], max_depth: usize) -> Result<CdsRequest<'_>, EnvelopeError> {
+    let max_depth = max_depth.min(MAX_JSON_DEPTH);
+    let tree: Json<'_> = serde_json::from_slice(body).map_err(|e| {
+        // serde_json stops at 128 levels, beyond any accepted depth.
+        match e.to_string().starts_with("recursion limit exceeded") {
+            true => EnvelopeError::too_deep(max_depth),
+            false => EnvelopeError::of_body(e.to_string()),
+        }
+    })?;
+    if depth(&tree) > max_depth {
+        return Err(EnvelopeError::too_deep(max_depth));
     }
-    // Tracking the path costs a third of the parse, so only a body that
-    // fails is parsed again to name the bad field.
-    let request: CdsRequest = serde_json::from_slice(body).map_err(|_| locate_error(body))?;
-    require_string(&request.context, "patientId")?;
+    let envelope: Envelope = serde_path_to_error::deserialize(&tree).map_err(|e| {
+        let path = e.path().to_string();
+        EnvelopeError {
+            path: if path == "." { String::new() } else { path },
+            message: e.inner().to_string(),
+        }
+    })?;
+    let request = CdsRequest {
+        hook: envelope.hook,
+        hook_instance: envelope.hook_instance,
+        fhir_server: envelope.fhir_server,
+        fhir_authorization: envelope.fhir_authorization,
+        body: tree,
+    };
+    require_string(&request, "patientId")?;
     if request.hook_instance.trim().is_empty() {
         return Err(EnvelopeError {
             path: "hookInstance".into(),
@@ -116,29 +242,9 @@ pub fn parse_request(body: &[u8]) -> Result<CdsRequest, EnvelopeError> {
     Ok(request)
 }
 
-/// Parses a body known to be bad again, tracking the JSON path of the error.
-fn locate_error(body: &[u8]) -> EnvelopeError {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    match serde_path_to_error::deserialize::<_, CdsRequest>(&mut de) {
-        Err(e) => {
-            let path = e.path().to_string();
-            EnvelopeError {
-                path: if path == "." { String::new() } else { path },
-                message: e.inner().to_string(),
-            }
-        }
-        Ok(_) => EnvelopeError {
-            path: String::new(),
-            message: de
-                .end()
-                .err()
-                .map_or("invalid request body".into(), |e| e.to_string()),
-        },
-    }
-}
-
 /// The offset where JSON nesting first exceeds `limit`, scanning outside
-/// strings; `None` when it never does. Shared with the HTTP limits.
+/// strings; `None` when it never does. For bodies not parsed into a tree
+/// (feedback), before they are parsed.
 pub fn depth_exceeded(body: &[u8], limit: usize) -> Option<usize> {
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
     for (offset, &byte) in body.iter().enumerate() {
@@ -166,9 +272,9 @@ pub fn depth_exceeded(body: &[u8], limit: usize) -> Option<usize> {
     None
 }
 
-fn require_string(context: &Map<String, Value>, field: &str) -> Result<(), EnvelopeError> {
-    match context.get(field) {
-        Some(Value::String(s)) if !s.is_empty() => Ok(()),
+fn require_string(request: &CdsRequest<'_>, field: &str) -> Result<(), EnvelopeError> {
+    match request.context_field(field) {
+        Some(Json::Str(s)) if !s.is_empty() => Ok(()),
         Some(_) => Err(EnvelopeError {
             path: format!("context.{field}"),
             message: "must be a non-empty string".into(),
@@ -184,17 +290,19 @@ fn require_string(context: &Map<String, Value>, field: &str) -> Result<(), Envel
 mod tests {
     use super::*;
 
+    fn parse(body: &[u8]) -> Result<CdsRequest<'_>, EnvelopeError> {
+        parse_request(body, MAX_JSON_DEPTH)
+    }
+
     #[test]
     fn names_the_bad_field_by_path() {
-        let err = parse_request(br#"{"hook":"patient-view","hookInstance":"x","context":"nope"}"#)
-            .unwrap_err();
+        let err =
+            parse(br#"{"hook":"patient-view","hookInstance":"x","context":"nope"}"#).unwrap_err();
         assert_eq!(err.path, "context");
-        let err = parse_request(br#"{"hook":"patient-view","context":{}}"#).unwrap_err();
+        let err = parse(br#"{"hook":"patient-view","context":{}}"#).unwrap_err();
         assert!(err.message.contains("hookInstance"), "{err:?}");
-        let err = parse_request(
-            br#"{"hook":"patient-view","hookInstance":"x","context":{"patientId":3}}"#,
-        )
-        .unwrap_err();
+        let err = parse(br#"{"hook":"patient-view","hookInstance":"x","context":{"patientId":3}}"#)
+            .unwrap_err();
         assert_eq!(err.path, "context.patientId");
     }
 
@@ -202,7 +310,7 @@ mod tests {
     fn refuses_deep_nesting_but_not_brackets_in_strings() {
         let deep = format!(r#"{{"x":{}{}}}"#, "[".repeat(100), "]".repeat(100));
         assert!(
-            parse_request(deep.as_bytes())
+            parse(deep.as_bytes())
                 .unwrap_err()
                 .message
                 .contains("nested")
@@ -211,27 +319,75 @@ mod tests {
             r#"{{"hook":"patient-view","hookInstance":"x","context":{{"patientId":"p","note":"{}\\\""}}}}"#,
             "[".repeat(100)
         );
-        assert!(parse_request(text.as_bytes()).is_ok(), "{text}");
+        assert!(parse(text.as_bytes()).is_ok(), "{text}");
+    }
+
+    #[test]
+    fn depth_counts_in_fields_the_envelope_ignores() {
+        let body = |depth: usize| {
+            format!(
+                r#"{{"hook":"patient-view","hookInstance":"x","context":{{"patientId":"p"}},"extension":{}1{}}}"#,
+                "[".repeat(depth),
+                "]".repeat(depth)
+            )
+        };
+        // The body object is one level, the arrays the rest.
+        assert!(parse_request(body(9).as_bytes(), 10).is_ok());
+        let err = parse_request(body(10).as_bytes(), 10).unwrap_err();
+        assert_eq!(err.message, "JSON nested deeper than 10 levels");
+        let err = parse(body(10_000).as_bytes()).unwrap_err();
+        assert_eq!(err.message, "JSON nested deeper than 64 levels");
+    }
+
+    #[test]
+    fn counts_prefetch_keys_and_draft_orders_in_either_shape() {
+        let r = parse(
+            br#"{"hook":"order-select","hookInstance":"x","prefetch":{"a":{},"b":null,"c":[1]},
+                "context":{"patientId":"p","draftOrders":{"resourceType":"Bundle","entry":[{},{},{}]}}}"#,
+        )
+        .unwrap();
+        assert_eq!((r.prefetch_key_count(), r.draft_order_count()), (3, 3));
+        let r = parse(
+            br#"{"hook":"order-select","hookInstance":"x","context":{"patientId":"p","draftOrders":[{},{}]}}"#,
+        )
+        .unwrap();
+        assert_eq!((r.prefetch_key_count(), r.draft_order_count()), (0, 2));
+    }
+
+    #[test]
+    fn prefetch_must_be_an_object_when_present() {
+        let err = parse(
+            br#"{"hook":"patient-view","hookInstance":"x","context":{"patientId":"p"},"prefetch":[1]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.path, "prefetch");
+        assert!(
+            parse(br#"{"hook":"patient-view","hookInstance":"x","context":{"patientId":"p"},"prefetch":null}"#)
+                .is_ok()
+        );
     }
 
     #[test]
     fn keeps_null_and_missing_prefetch_apart() {
-        let r = parse_request(
+        let r = parse(
             br#"{"hook":"patient-view","hookInstance":"x","context":{"patientId":"p"},"prefetch":{"a":null}}"#,
         )
         .unwrap();
-        let prefetch = r.prefetch.unwrap();
-        assert_eq!(prefetch.get("a"), Some(&Value::Null));
-        assert_eq!(prefetch.get("b"), None);
+        assert_eq!(r.prefetch_entry("a"), Some(&Json::Null));
+        assert_eq!(r.prefetch_entry("b"), None);
     }
 
     #[test]
     fn token_is_redacted_in_debug_output() {
-        let r = parse_request(
+        let r = parse(
             br#"{"hook":"patient-view","hookInstance":"x","context":{"patientId":"p"},
                 "fhirServer":"https://ehr","fhirAuthorization":{"access_token":"SECRET","token_type":"Bearer"}}"#,
         )
         .unwrap();
-        assert!(!format!("{r:?}").contains("SECRET"));
+        let debug = format!("{r:?}");
+        assert!(
+            !debug.contains("SECRET") && !debug.contains("\"p\""),
+            "{debug}"
+        );
     }
 }

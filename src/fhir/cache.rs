@@ -14,15 +14,16 @@
 //! fetch.
 
 use super::client::FetchError;
-use serde_json::Value;
+use axum::body::Bytes;
 use sha2::{Digest, Sha256};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-/// Pages of one query, shared between the cache and the requests reading it.
-pub type Pages = Arc<Vec<Value>>;
+/// Pages of one query as the server sent them (JSON bodies, checked to be
+/// FHIR resources), shared between the cache and the requests reading them.
+pub type Pages = Arc<Vec<Bytes>>;
 
 /// The cached result of one query: its pages and their size on the wire.
 #[derive(Clone)]
@@ -69,7 +70,7 @@ impl FetchCache {
         fetch: F,
     ) -> Result<Pages, FetchError>
     where
-        F: Future<Output = Result<(Vec<Value>, usize), FetchError>>,
+        F: Future<Output = Result<(Vec<Bytes>, usize), FetchError>>,
     {
         let Some(entries) = &self.entries else {
             return fetch.await.map(|(pages, _)| Arc::new(pages));
@@ -116,7 +117,8 @@ mod tests {
     ) -> Pages {
         let fetch = async {
             asked.fetch_add(1, Ordering::Relaxed);
-            Ok((vec![json!({"resourceType": "Patient", "id": query})], 40))
+            let page = json!({"resourceType": "Patient", "id": query}).to_string();
+            Ok((vec![Bytes::from(page)], 40))
         };
         cache
             .get_or_fetch(server, query, token, fetch)
@@ -177,7 +179,7 @@ mod tests {
     async fn entries_beyond_the_byte_budget_are_not_kept() {
         let cache = FetchCache::new(Duration::from_secs(60), 100);
         let asked = AtomicUsize::new(0);
-        let big = || async { Ok((vec![json!({"resourceType": "Bundle"})], 1000)) };
+        let big = || async { Ok((vec![Bytes::from_static(b"{}")], 1000)) };
         for _ in 0..2 {
             let counted = async {
                 asked.fetch_add(1, Ordering::Relaxed);

@@ -7,9 +7,9 @@
 //! [`super::cache`].
 
 use super::cache::{FetchCache, Pages};
-use super::record::resource_type;
+use super::json::{Json, field, resource_type, str_field};
+use axum::body::Bytes;
 use reqwest::Url;
-use serde_json::Value;
 use std::time::Duration;
 
 /// How the client may reach FHIR servers.
@@ -134,15 +134,14 @@ impl FhirClient {
         base: &Url,
         mut url: Url,
         token: Option<&str>,
-    ) -> Result<(Vec<Value>, usize), FetchError> {
+    ) -> Result<(Vec<Bytes>, usize), FetchError> {
         let (mut pages, mut bytes) = (Vec::new(), 0);
         loop {
             if url.origin() != base.origin() {
                 return Err(FetchError::Body("a link leaves the FHIR server".into()));
             }
-            let (page, size) = self.get_json(&url, token).await?;
-            bytes += size;
-            let next = next_link(&page);
+            let (page, next) = self.get_page(&url, token).await?;
+            bytes += page.len();
             pages.push(page);
             let Some(next) = next else { break };
             if pages.len() >= self.config.max_pages {
@@ -158,8 +157,12 @@ impl FhirClient {
         Ok((pages, bytes))
     }
 
-    /// One page and its size in bytes.
-    async fn get_json(&self, url: &Url, token: Option<&str>) -> Result<(Value, usize), FetchError> {
+    /// One page, checked to be a FHIR resource, and its `next` link.
+    async fn get_page(
+        &self,
+        url: &Url,
+        token: Option<&str>,
+    ) -> Result<(Bytes, Option<String>), FetchError> {
         let mut request = self
             .http
             .get(url.clone())
@@ -190,11 +193,15 @@ impl FhirClient {
         if body.len() > self.config.max_response_bytes {
             return Err(FetchError::Body("response too large".into()));
         }
-        let value: Value =
+        let page: Json<'_> =
             serde_json::from_slice(&body).map_err(|e| FetchError::Body(e.to_string()))?;
-        match resource_type(&value) {
+        match resource_type(&page) {
             Some("OperationOutcome") => Err(FetchError::Body("an OperationOutcome".into())),
-            Some(_) => Ok((value, body.len())),
+            Some(_) => {
+                let next = next_link(&page);
+                drop(page);
+                Ok((body, next))
+            }
             None => Err(FetchError::Body("not a FHIR resource".into())),
         }
     }
@@ -212,13 +219,10 @@ fn describe(e: &reqwest::Error) -> String {
 }
 
 /// The `Bundle.link[next]` URL, if any.
-pub fn next_link(bundle: &Value) -> Option<String> {
-    bundle
-        .get("link")?
+pub fn next_link<'a>(bundle: &'a Json<'a>) -> Option<String> {
+    let next = field(bundle, "link")?
         .as_array()?
         .iter()
-        .find(|l| l.get("relation").and_then(Value::as_str) == Some("next"))?
-        .get("url")?
-        .as_str()
-        .map(str::to_string)
+        .find(|link| str_field(link, "relation") == Some("next"))?;
+    str_field(next, "url").map(str::to_string)
 }

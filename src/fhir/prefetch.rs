@@ -1,8 +1,7 @@
 //! Prefetch: the templates hookwise advertises, the state of each key in a
 //! request, and template rendering for the fallback fetch.
 
-use super::record::{bundle_resources, resource_type};
-use serde_json::{Map, Value};
+use super::json::{Json, bundle_resources, field, resource_type, str_field};
 
 /// A kind of FHIR data that rules read. The rules module derives the set a
 /// service needs from its rule files; each need maps to one prefetch key.
@@ -83,7 +82,7 @@ fn observation_template(codes: &[String]) -> String {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum PrefetchState<'a> {
     /// A resource or a Bundle of results.
-    Provided(&'a Value),
+    Provided(&'a Json<'a>),
     /// `null`: the EHR looked and found nothing.
     NoData,
     /// An OperationOutcome: the EHR's own fetch failed.
@@ -92,21 +91,19 @@ pub enum PrefetchState<'a> {
     Missing,
 }
 
-/// Classifies a prefetch key's value.
-pub fn classify_prefetch<'a>(
-    prefetch: Option<&'a Map<String, Value>>,
-    key: &str,
-) -> PrefetchState<'a> {
-    match prefetch.and_then(|p| p.get(key)) {
+/// Classifies a prefetch key's value as sent (see
+/// [`crate::cds::CdsRequest::prefetch_entry`]).
+pub fn classify_prefetch<'a>(entry: Option<&'a Json<'a>>) -> PrefetchState<'a> {
+    match entry {
         None => PrefetchState::Missing,
-        Some(Value::Null) => PrefetchState::NoData,
+        Some(Json::Null) => PrefetchState::NoData,
         Some(value) if is_failure(value) => PrefetchState::Failed,
         Some(value) => PrefetchState::Provided(value),
     }
 }
 
 /// An OperationOutcome, or a Bundle holding nothing but OperationOutcomes.
-fn is_failure(value: &Value) -> bool {
+fn is_failure<'a>(value: &'a Json<'a>) -> bool {
     match resource_type(value) {
         Some("OperationOutcome") => true,
         Some("Bundle") => {
@@ -121,7 +118,7 @@ fn is_failure(value: &Value) -> bool {
 
 /// Fills a template's 2.0 tokens from the request context. Returns `None`
 /// when a token has no value (e.g. no `encounterId`), so the key cannot apply.
-pub fn render_template(template: &str, context: &Map<String, Value>) -> Option<String> {
+pub fn render_template(template: &str, context: &Json<'_>) -> Option<String> {
     let mut out = String::with_capacity(template.len() + 32);
     let mut rest = template;
     while let Some(start) = rest.find("{{") {
@@ -135,11 +132,11 @@ pub fn render_template(template: &str, context: &Map<String, Value>) -> Option<S
     Some(out)
 }
 
-fn token_value(token: &str, context: &Map<String, Value>) -> Option<String> {
-    if let Some(field) = token.strip_prefix("context.") {
-        return match context.get(field)? {
-            Value::String(s) if !s.is_empty() => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
+fn token_value(token: &str, context: &Json<'_>) -> Option<String> {
+    if let Some(name) = token.strip_prefix("context.") {
+        return match field(context, name)? {
+            Json::Str(s) if !s.is_empty() => Some(s.to_string()),
+            Json::Number(n) => Some(n.to_string()),
             _ => None,
         };
     }
@@ -150,7 +147,7 @@ fn token_value(token: &str, context: &Map<String, Value>) -> Option<String> {
         "userRelatedPersonId" => "RelatedPerson",
         _ => return None,
     };
-    let (kind, id) = context.get("userId")?.as_str()?.split_once('/')?;
+    let (kind, id) = str_field(context, "userId")?.split_once('/')?;
     (kind == wanted).then(|| id.to_string())
 }
 
@@ -170,12 +167,13 @@ fn encode_query_value(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fhir::json::borrow_value;
     use serde_json::json;
 
     #[test]
     fn renders_context_and_user_tokens() {
         let context = json!({"patientId": "p 1/x", "userId": "Practitioner/42"});
-        let context = context.as_object().unwrap();
+        let context = &borrow_value(&context);
         assert_eq!(
             render_template("Condition?patient={{context.patientId}}", context).unwrap(),
             "Condition?patient=p%201%2Fx"
@@ -203,17 +201,14 @@ mod tests {
             "d": {"resourceType": "Bundle", "entry": []},
             "e": "not a resource"
         });
-        let p = prefetch.as_object();
-        assert_eq!(classify_prefetch(p, "a"), PrefetchState::NoData);
-        assert_eq!(classify_prefetch(p, "b"), PrefetchState::Failed);
-        assert_eq!(classify_prefetch(p, "c"), PrefetchState::Failed);
-        assert!(matches!(
-            classify_prefetch(p, "d"),
-            PrefetchState::Provided(_)
-        ));
-        assert_eq!(classify_prefetch(p, "e"), PrefetchState::Failed);
-        assert_eq!(classify_prefetch(p, "z"), PrefetchState::Missing);
-        assert_eq!(classify_prefetch(None, "a"), PrefetchState::Missing);
+        let prefetch = borrow_value(&prefetch);
+        let p = |key| classify_prefetch(prefetch.as_object().unwrap().get(key));
+        assert_eq!(p("a"), PrefetchState::NoData);
+        assert_eq!(p("b"), PrefetchState::Failed);
+        assert_eq!(p("c"), PrefetchState::Failed);
+        assert!(matches!(p("d"), PrefetchState::Provided(_)));
+        assert_eq!(p("e"), PrefetchState::Failed);
+        assert_eq!(p("z"), PrefetchState::Missing);
     }
 
     #[test]

@@ -4,11 +4,11 @@
 //! Reading is lenient. Real EHRs send sloppy FHIR (a `category` object where
 //! an array belongs, a Bundle without `type`), so an element of the wrong
 //! shape is skipped and counted, never an error, and the rest of the resource
-//! still counts. The record borrows its strings from the request's JSON, so
-//! building it copies no text.
+//! still counts. The record borrows its strings from the request's JSON
+//! ([`Json`]), so building it copies no text.
 
 use super::date::{parse_date, parse_datetime};
-use serde_json::Value;
+use super::json::{Json, bundle_resources, field, resource_type, str_field};
 use std::collections::{HashMap, HashSet};
 use time::{Date, OffsetDateTime};
 
@@ -67,7 +67,7 @@ pub struct MedicationFact<'a> {
     /// MedicationRequest or MedicationStatement.
     pub resource_type: &'a str,
     /// The resource itself, for suggestions that update it.
-    pub resource: &'a Value,
+    pub resource: &'a Json<'a>,
 }
 
 /// An Observation.
@@ -152,11 +152,11 @@ pub struct PatientRecord<'a> {
 #[derive(Default)]
 pub struct RecordSources<'a> {
     /// Resources or Bundles (prefetch values, fetched pages, fixtures).
-    pub data: Vec<&'a Value>,
+    pub data: Vec<&'a Json<'a>>,
     /// `context.draftOrders` (a Bundle, or sloppily an array of resources).
-    pub draft_orders: Option<&'a Value>,
+    pub draft_orders: Option<&'a Json<'a>>,
     /// `context.selections`.
-    pub selections: Option<&'a Value>,
+    pub selections: Option<&'a Json<'a>>,
     /// `context.encounterId`.
     pub encounter_id: Option<&'a str>,
     /// Whether only selected drafts count (order-select).
@@ -167,7 +167,7 @@ impl<'a> PatientRecord<'a> {
     /// Builds the record, reading every resource once.
     pub fn build(sources: RecordSources<'a>) -> Self {
         let resources = unique_resources(&sources.data);
-        let medications_by_id: HashMap<&str, &Value> = resources
+        let medications_by_id: HashMap<&'a str, &'a Json<'a>> = resources
             .iter()
             .filter(|r| resource_type(r) == Some("Medication"))
             .filter_map(|r| Some((str_field(r, "id")?, *r)))
@@ -202,10 +202,10 @@ impl<'a> PatientRecord<'a> {
 }
 
 /// Flattens Bundles into their entries and drops duplicates by (type, id).
-fn unique_resources<'a>(data: &[&'a Value]) -> Vec<&'a Value> {
+fn unique_resources<'a>(data: &[&'a Json<'a>]) -> Vec<&'a Json<'a>> {
     let mut seen: HashSet<(&str, &str)> = HashSet::new();
     let mut out = Vec::new();
-    let mut push = |r: &'a Value| {
+    let mut push = |r: &'a Json<'a>| {
         let Some(kind) = resource_type(r) else { return };
         if kind == "OperationOutcome" || kind == "Bundle" {
             return;
@@ -227,28 +227,10 @@ fn unique_resources<'a>(data: &[&'a Value]) -> Vec<&'a Value> {
     out
 }
 
-/// The resources in a Bundle's entries.
-pub(crate) fn bundle_resources(bundle: &Value) -> impl Iterator<Item = &Value> {
-    bundle
-        .get("entry")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.get("resource"))
-}
-
-pub(crate) fn resource_type(v: &Value) -> Option<&str> {
-    v.get("resourceType").and_then(Value::as_str)
-}
-
-fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    v.get(key).and_then(Value::as_str)
-}
-
 /// Reads resources, counting elements of the wrong shape.
 struct Reader<'a> {
     skipped: usize,
-    medications_by_id: HashMap<&'a str, &'a Value>,
+    medications_by_id: HashMap<&'a str, &'a Json<'a>>,
     past_prescriptions: Vec<PastPrescription<'a>>,
 }
 
@@ -298,7 +280,7 @@ fn carry_back_renewals(medications: &mut [MedicationFact<'_>], past: &mut [PastP
 }
 
 impl<'a> Reader<'a> {
-    fn add(&mut self, record: &mut PatientRecord<'a>, r: &'a Value) {
+    fn add(&mut self, record: &mut PatientRecord<'a>, r: &'a Json<'a>) {
         match resource_type(r) {
             Some("Patient") => self.patient(record, r),
             Some("Condition") => {
@@ -335,7 +317,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn patient(&mut self, record: &mut PatientRecord<'a>, r: &'a Value) {
+    fn patient(&mut self, record: &mut PatientRecord<'a>, r: &'a Json<'a>) {
         // A later Patient refines an earlier one (a test may override a fixture's birthDate).
         record.patient_id = self.string(r, "id").or(record.patient_id);
         record.gender = self.string(r, "gender").or(record.gender);
@@ -345,14 +327,16 @@ impl<'a> Reader<'a> {
         record.birth_date = birth_date.or(record.birth_date);
     }
 
-    fn condition(&mut self, r: &'a Value) -> Option<ConditionFact<'a>> {
+    fn condition(&mut self, r: &'a Json<'a>) -> Option<ConditionFact<'a>> {
         let verification = self.concept_code(r, "verificationStatus");
         if matches!(verification, Some("refuted" | "entered-in-error")) {
             return None;
         }
         let active = match self.concept_code(r, "clinicalStatus") {
             Some(status) => matches!(status, "active" | "recurrence" | "relapse"),
-            None => r.get("abatementDateTime").is_none() && r.get("abatementPeriod").is_none(),
+            None => {
+                field(r, "abatementDateTime").is_none() && field(r, "abatementPeriod").is_none()
+            }
         };
         let onset = self
             .datetime(r, "onsetDateTime")
@@ -365,7 +349,7 @@ impl<'a> Reader<'a> {
         })
     }
 
-    fn medication_request(&mut self, r: &'a Value) -> Option<MedicationFact<'a>> {
+    fn medication_request(&mut self, r: &'a Json<'a>) -> Option<MedicationFact<'a>> {
         if matches!(
             self.string(r, "intent"),
             Some("proposal" | "option" | "plan")
@@ -377,9 +361,7 @@ impl<'a> Reader<'a> {
             return None;
         }
         let authored = self.datetime(r, "authoredOn");
-        let validity = r
-            .get("dispenseRequest")
-            .and_then(|d| d.get("validityPeriod"));
+        let validity = field(r, "dispenseRequest").and_then(|d| field(d, "validityPeriod"));
         let validity_start = validity.and_then(|p| self.datetime(p, "start"));
         if status != Some("active") {
             let drug = self.medication(r).codes.first().copied();
@@ -399,7 +381,7 @@ impl<'a> Reader<'a> {
         })
     }
 
-    fn medication_statement(&mut self, r: &'a Value) -> Option<MedicationFact<'a>> {
+    fn medication_statement(&mut self, r: &'a Json<'a>) -> Option<MedicationFact<'a>> {
         if self.string(r, "status") != Some("active") {
             return None;
         }
@@ -414,7 +396,7 @@ impl<'a> Reader<'a> {
         })
     }
 
-    fn observation(&mut self, r: &'a Value) -> Option<ObservationFact<'a>> {
+    fn observation(&mut self, r: &'a Json<'a>) -> Option<ObservationFact<'a>> {
         if matches!(
             self.string(r, "status"),
             Some("entered-in-error" | "cancelled")
@@ -426,15 +408,14 @@ impl<'a> Reader<'a> {
             .or_else(|| self.datetime_in(r, "effectivePeriod", "start"))
             .or_else(|| self.datetime(r, "effectiveInstant"))
             .or_else(|| self.datetime(r, "issued"));
-        let value = r.get("valueQuantity").and_then(|q| {
-            let number = q.get("value").and_then(Value::as_f64);
+        let value = field(r, "valueQuantity").and_then(|q| {
+            let number = field(q, "value").and_then(Json::as_f64);
             if number.is_none() {
                 self.skipped += 1;
             }
-            let unit = q
-                .get("code")
-                .or_else(|| q.get("unit"))
-                .and_then(Value::as_str);
+            let unit = field(q, "code")
+                .or_else(|| field(q, "unit"))
+                .and_then(Json::as_str);
             number.map(|n| (n, unit))
         });
         Some(ObservationFact {
@@ -444,7 +425,7 @@ impl<'a> Reader<'a> {
         })
     }
 
-    fn procedure(&mut self, r: &'a Value) -> Option<ProcedureFact<'a>> {
+    fn procedure(&mut self, r: &'a Json<'a>) -> Option<ProcedureFact<'a>> {
         if !matches!(
             self.string(r, "status"),
             None | Some("completed" | "in-progress")
@@ -460,20 +441,20 @@ impl<'a> Reader<'a> {
         })
     }
 
-    fn encounter_class(&mut self, r: &'a Value) -> Option<&'a str> {
+    fn encounter_class(&mut self, r: &'a Json<'a>) -> Option<&'a str> {
         // R4 has one Coding; some senders use an array or a CodeableConcept.
-        let class = r.get("class")?;
+        let class = field(r, "class")?;
         let coding = match class {
-            Value::Array(items) => items.first()?,
+            Json::Array(items) => items.first()?,
             other => other,
         };
-        let code = coding.get("code").or_else(|| {
-            coding
-                .get("coding")
-                .and_then(|c| c.get(0))
-                .and_then(|c| c.get("code"))
+        let code = field(coding, "code").or_else(|| {
+            field(coding, "coding")
+                .and_then(Json::as_array)
+                .and_then(<[Json<'a>]>::first)
+                .and_then(|c| field(c, "code"))
         });
-        match code.and_then(Value::as_str) {
+        match code.and_then(Json::as_str) {
             Some(code) => Some(code),
             None => {
                 self.skipped += 1;
@@ -486,14 +467,14 @@ impl<'a> Reader<'a> {
         let Some(drafts) = sources.draft_orders else {
             return Vec::new();
         };
-        let resources: Vec<&Value> = match drafts {
-            Value::Array(items) => items.iter().collect(),
+        let resources: Vec<&Json<'a>> = match drafts {
+            Json::Array(items) => items.iter().collect(),
             bundle => bundle_resources(bundle).collect(),
         };
         let selections: Vec<&str> = sources
             .selections
-            .and_then(Value::as_array)
-            .map(|s| s.iter().filter_map(Value::as_str).collect())
+            .and_then(Json::as_array)
+            .map(|s| s.iter().filter_map(Json::as_str).collect())
             .unwrap_or_default();
         resources
             .into_iter()
@@ -522,22 +503,20 @@ impl<'a> Reader<'a> {
 
     /// The drug of a MedicationRequest/Statement: its CodeableConcept, or the
     /// contained or prefetched Medication it references.
-    fn medication(&mut self, r: &'a Value) -> Coded<'a> {
+    fn medication(&mut self, r: &'a Json<'a>) -> Coded<'a> {
         let id = self.string(r, "id");
-        if r.get("medicationCodeableConcept").is_some() {
+        if field(r, "medicationCodeableConcept").is_some() {
             return Coded {
                 id,
                 ..self.coded(r, "medicationCodeableConcept")
             };
         }
-        let reference = r
-            .get("medicationReference")
-            .and_then(|m| m.get("reference"))
-            .and_then(Value::as_str);
+        let reference = field(r, "medicationReference")
+            .and_then(|m| field(m, "reference"))
+            .and_then(Json::as_str);
         let medication = reference.and_then(|reference| match reference.strip_prefix('#') {
-            Some(local) => r
-                .get("contained")
-                .and_then(Value::as_array)?
+            Some(local) => field(r, "contained")
+                .and_then(Json::as_array)?
                 .iter()
                 .find(|c| str_field(c, "id") == Some(local)),
             None => {
@@ -547,26 +526,25 @@ impl<'a> Reader<'a> {
         });
         let mut coded = medication.map_or_else(Coded::default, |m| self.coded(m, "code"));
         if coded.text.is_none() {
-            coded.text = r
-                .get("medicationReference")
-                .and_then(|m| m.get("display"))
-                .and_then(Value::as_str);
+            coded.text = field(r, "medicationReference")
+                .and_then(|m| field(m, "display"))
+                .and_then(Json::as_str);
         }
         Coded { id, ..coded }
     }
 
     /// Reads a CodeableConcept, tolerating a lone Coding object for `coding`.
-    fn coded(&mut self, r: &'a Value, key: &str) -> Coded<'a> {
+    fn coded(&mut self, r: &'a Json<'a>, key: &str) -> Coded<'a> {
         let id = self.string(r, "id");
-        let Some(concept) = r.get(key) else {
+        let Some(concept) = field(r, key) else {
             return Coded {
                 id,
                 ..Default::default()
             };
         };
-        let codings: Vec<&Value> = match concept.get("coding") {
-            Some(Value::Array(items)) => items.iter().collect(),
-            Some(single @ Value::Object(_)) => vec![single],
+        let codings: Vec<&Json<'a>> = match field(concept, "coding") {
+            Some(Json::Array(items)) => items.iter().collect(),
+            Some(single @ Json::Object(_)) => vec![single],
             Some(_) => {
                 self.skipped += 1;
                 Vec::new()
@@ -577,9 +555,9 @@ impl<'a> Reader<'a> {
             .into_iter()
             .filter_map(|c| {
                 let code = Code {
-                    system: c.get("system").and_then(Value::as_str)?,
-                    code: c.get("code").and_then(Value::as_str)?,
-                    display: c.get("display").and_then(Value::as_str),
+                    system: field(c, "system").and_then(Json::as_str)?,
+                    code: field(c, "code").and_then(Json::as_str)?,
+                    display: field(c, "display").and_then(Json::as_str),
                 };
                 Some(code)
             })
@@ -587,25 +565,25 @@ impl<'a> Reader<'a> {
         Coded {
             id,
             codes,
-            text: concept.get("text").and_then(Value::as_str),
+            text: field(concept, "text").and_then(Json::as_str),
         }
     }
 
     /// The first coding's code of a status CodeableConcept; its system is
     /// implied by the element, so a coding without one still counts.
-    fn concept_code(&mut self, r: &'a Value, key: &str) -> Option<&'a str> {
-        let coding = r.get(key)?.get("coding")?;
+    fn concept_code(&mut self, r: &'a Json<'a>, key: &str) -> Option<&'a str> {
+        let coding = field(field(r, key)?, "coding")?;
         let first = match coding {
-            Value::Array(items) => items.first()?,
+            Json::Array(items) => items.first()?,
             single => single,
         };
-        first.get("code").and_then(Value::as_str)
+        field(first, "code").and_then(Json::as_str)
     }
 
     /// A string element; present with another type counts as skipped.
-    fn string(&mut self, r: &'a Value, key: &str) -> Option<&'a str> {
-        match r.get(key)? {
-            Value::String(s) => Some(s),
+    fn string(&mut self, r: &'a Json<'a>, key: &str) -> Option<&'a str> {
+        match field(r, key)? {
+            Json::Str(s) => Some(&**s),
             _ => {
                 self.skipped += 1;
                 None
@@ -613,13 +591,13 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn datetime(&mut self, r: &'a Value, key: &str) -> Option<OffsetDateTime> {
+    fn datetime(&mut self, r: &'a Json<'a>, key: &str) -> Option<OffsetDateTime> {
         let s = self.string(r, key)?;
         self.valid(parse_datetime(s))
     }
 
-    fn datetime_in(&mut self, r: &'a Value, outer: &str, key: &str) -> Option<OffsetDateTime> {
-        let inner = r.get(outer)?;
+    fn datetime_in(&mut self, r: &'a Json<'a>, outer: &str, key: &str) -> Option<OffsetDateTime> {
+        let inner = field(r, outer)?;
         self.datetime(inner, key)
     }
 
@@ -642,10 +620,11 @@ fn earliest(a: Option<OffsetDateTime>, b: Option<OffsetDateTime>) -> Option<Offs
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fhir::json::borrow_value;
     use serde_json::json;
     use time::macros::date;
 
-    fn build(data: &Value) -> PatientRecord<'_> {
+    fn build<'a>(data: &'a Json<'a>) -> PatientRecord<'a> {
         PatientRecord::build(RecordSources {
             data: vec![data],
             ..Default::default()
@@ -663,6 +642,7 @@ mod tests {
             {"resource": {"resourceType": "Condition", "id": "c", "code": {"coding": [{"system": "s", "code": "x"}]},
                 "clinicalStatus": {"coding": [{"code": "resolved"}]}, "onsetDateTime": "2020-01-01"}}
         ]});
+        let bundle = borrow_value(&bundle);
         let record = build(&bundle);
         assert_eq!(record.age_on(date!(2020 - 06 - 14)), Some(69));
         assert_eq!(record.age_on(date!(2020 - 06 - 15)), Some(70));
@@ -684,6 +664,7 @@ mod tests {
                 "contained": [{"resourceType": "Medication", "id": "x", "code": {"coding": [{"system": "rxnorm", "code": "197901"}]}}],
                 "medicationReference": {"reference": "#x"}}}
         ]});
+        let bundle = borrow_value(&bundle);
         let record = build(&bundle);
         let codes: Vec<&str> = record
             .medications
@@ -705,6 +686,7 @@ mod tests {
             {"resource": {"resourceType": "MedicationRequest", "id": "m1", "status": "draft"}}
         ]});
         let selections = json!(["ServiceRequest/s2"]);
+        let (drafts, selections) = (borrow_value(&drafts), borrow_value(&selections));
         let record = PatientRecord::build(RecordSources {
             draft_orders: Some(&drafts),
             selections: Some(&selections),
@@ -739,6 +721,7 @@ mod tests {
             rx("d", "active", "2021-05-15", "1"),
             rx("e", "stopped", "2020-01-01", "2"),   // another drug
         ]});
+        let bundle = borrow_value(&bundle);
         let record = build(&bundle);
         assert_eq!(record.medications.len(), 1);
         assert_eq!(
@@ -753,6 +736,7 @@ mod tests {
             "verificationStatus": {"coding": [{"code": "confirmed"}]}});
         let refuted = json!({"resourceType": "Condition", "id": "r", "code": {"coding": [{"system": "s", "code": "y"}]},
             "verificationStatus": {"coding": [{"code": "refuted"}]}});
+        let (c, refuted) = (borrow_value(&c), borrow_value(&refuted));
         let record = PatientRecord::build(RecordSources {
             data: vec![&c, &c, &refuted],
             ..Default::default()

@@ -20,8 +20,8 @@ pub use limits::Limits;
 pub use logging::PatientHasher;
 pub use security::AuthPolicy;
 
-use crate::cds::{Discovery, Hook, ServiceDescriptor};
-use crate::pipeline::Engine;
+use crate::cds::{CdsRequest, Discovery, Hook, ServiceDescriptor, parse_request};
+use crate::pipeline::{CallError, Engine};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
@@ -29,7 +29,7 @@ use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use limits::{Gate, Outline};
+use limits::Gate;
 use logging::Outcome;
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -138,7 +138,8 @@ pub fn discovery_document(engine: &Engine) -> Discovery {
     Discovery { services }
 }
 
-/// `POST /cds-services/{id}`: limits, then the engine. The span gets the
+/// `POST /cds-services/{id}`: the service, the body (parsed once, within
+/// the depth limit), the other limits, then the engine. The span gets the
 /// service, hook, hashed patient id and card count.
 async fn call_service(
     State(state): State<Arc<AppState>>,
@@ -148,13 +149,16 @@ async fn call_service(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body?;
-    policy.limits.check_depth(&body)?;
-    let outline = Outline::read(&body);
-    record_call(&state.engine, &policy, &id, &outline);
-    policy.limits.check_counts(&outline)?;
+    if state.engine.rules.service(&id).is_none() {
+        return Err(CallError::UnknownService(id).into());
+    }
+    Span::current().record("service", id.as_str());
+    let request = parse_request(&body, policy.limits.max_json_depth).map_err(CallError::from)?;
+    record_call(&policy, &request);
+    policy.limits.check_counts(&request)?;
     let call = state
         .engine
-        .call_since(&id, &body, OffsetDateTime::now_utc(), started.0)
+        .call(&id, &request, OffsetDateTime::now_utc(), started.0)
         .await?;
     Span::current().record("cards", call.response.cards.len());
     if !call.held.is_empty() {
@@ -181,20 +185,15 @@ async fn call_service(
 }
 
 /// Records on the request span what is safe to log about a call: a known
-/// service id, a known hook, and the patient id hashed.
-fn record_call(engine: &Engine, policy: &Policy, id: &str, outline: &Outline) {
+/// hook, and the patient id hashed.
+fn record_call(policy: &Policy, request: &CdsRequest<'_>) {
     let span = Span::current();
-    if engine.rules.service(id).is_some() {
-        span.record("service", id);
-    }
-    if let Some(hook) = outline.hook.as_deref() {
-        span.record(
-            "hook",
-            Hook::parse(hook).map_or("unsupported", Hook::as_str),
-        );
-        metrics::note_hook(hook);
-    }
-    if let Some(patient) = outline.patient_id.as_deref() {
+    span.record(
+        "hook",
+        Hook::parse(&request.hook).map_or("unsupported", Hook::as_str),
+    );
+    metrics::note_hook(&request.hook);
+    if let Some(patient) = request.context_str("patientId") {
         span.record("patient", policy.patients.hash(patient).as_str());
     }
 }

@@ -7,6 +7,7 @@ use super::load::{Diagnostic, Problems, TEST_SCHEMA, compile_schema, load_yaml, 
 use super::{Evaluator, RuleSet, Verdict};
 use crate::cards::{CardContext, render_card};
 use crate::cds::Hook;
+use crate::fhir::json::{Json, borrow_value};
 use crate::fhir::{PatientRecord, RecordSources};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -242,11 +243,14 @@ fn run_case(rules: &RuleSet, case: &Case, fixture: Option<&Value>) -> Vec<String
     let draft_bundle = json!({"resourceType": "Bundle", "type": "collection",
         "entry": case.draft_orders.iter().map(|r| json!({"resource": r})).collect::<Vec<_>>()});
     let selections = case.selections.as_ref().map(|s| json!(s));
-    let mut data: Vec<&Value> = fixture.into_iter().collect();
-    data.extend(synthesized.as_ref());
-    data.extend(case.patient.resources.iter());
+    let mut sources: Vec<&Value> = fixture.into_iter().collect();
+    sources.extend(synthesized.as_ref());
+    sources.extend(case.patient.resources.iter());
+    let sources: Vec<Json<'_>> = sources.into_iter().map(borrow_value).collect();
+    let draft_bundle = borrow_value(&draft_bundle);
+    let selections = selections.as_ref().map(borrow_value);
     let record = PatientRecord::build(RecordSources {
-        data,
+        data: sources.iter().collect(),
         draft_orders: Some(&draft_bundle),
         selections: selections.as_ref(),
         encounter_id: case.context.get("encounterId").and_then(Value::as_str),
