@@ -10,7 +10,9 @@ use crate::cards::{
 };
 use crate::cds::{Card, CdsRequest, CdsResponse, EnvelopeError, Hook};
 use crate::feedback::fatigue::{HeldCard, Screen, cap};
-use crate::feedback::{History, OverriddenRule, Store, StoreError, encounter_hash};
+use crate::feedback::{
+    History, OverriddenPatients, OverriddenRule, Store, StoreError, encounter_hash,
+};
 use crate::fhir::{
     FhirClient, Json, Pages, PatientRecord, PrefetchKey, PrefetchState, RecordSources,
     classify_prefetch, next_link, render_template,
@@ -65,6 +67,8 @@ pub struct HistorySource {
     pub store: Store,
     /// Hashes ids as the card log does.
     pub hasher: PatientHasher,
+    /// Which patients have any override at all: the others need no query.
+    overridden_patients: Arc<OverriddenPatients>,
     /// Each patient's recent overrides, by patient hash: read once per
     /// [`OVERRIDES_TTL`] instead of on every call, and forgotten as soon as
     /// this server stores feedback on one of the patient's cards.
@@ -76,8 +80,20 @@ pub struct HistorySource {
 pub const OVERRIDES_TTL: Duration = Duration::from_secs(10);
 
 impl HistorySource {
-    /// Reads history from `store`, hashing ids with `hasher`.
-    pub fn new(store: Store, hasher: PatientHasher) -> HistorySource {
+    /// Reads history from `store`, hashing ids with `hasher`, for `rules`
+    /// (whose longest suppression after an override bounds what is read).
+    pub fn new(store: Store, hasher: PatientHasher, rules: &RuleSet) -> HistorySource {
+        let longest = rules
+            .rules
+            .iter()
+            .map(|r| i64::from(r.alert_fatigue.suppression_days()))
+            .max()
+            .unwrap_or(0);
+        let overridden_patients = Arc::new(OverriddenPatients::new(
+            store.clone(),
+            OVERRIDES_TTL,
+            time::Duration::days(longest),
+        ));
         let overrides = moka::future::Cache::builder()
             .max_capacity(100_000)
             .time_to_live(OVERRIDES_TTL)
@@ -85,16 +101,27 @@ impl HistorySource {
         HistorySource {
             store,
             hasher,
+            overridden_patients,
             overrides,
         }
     }
 
-    /// The overrides of `patient_hash` since `since`, cached.
+    /// The overrides of `patient_hash` since `since` (at most the longest
+    /// suppression window before `now`), cached.
     async fn overrides(
         &self,
         patient_hash: &str,
         since: OffsetDateTime,
+        now: OffsetDateTime,
     ) -> Result<Arc<Vec<OverriddenRule>>, Arc<StoreError>> {
+        let may_have_any = self
+            .overridden_patients
+            .may_include(patient_hash, now)
+            .await
+            .map_err(Arc::new)?;
+        if !may_have_any {
+            return Ok(Arc::default());
+        }
         self.overrides
             .try_get_with(patient_hash.to_string(), async {
                 self.store
@@ -108,6 +135,7 @@ impl HistorySource {
     /// Forgets the cached overrides of `patient_hash`: feedback on one of its
     /// cards was just stored.
     pub async fn forget(&self, patient_hash: &str) {
+        self.overridden_patients.add(patient_hash);
         self.overrides.invalidate(patient_hash).await;
     }
 }
@@ -299,7 +327,7 @@ impl Engine {
         let since = now - time::Duration::days(days.max(ENCOUNTER_LOOKBACK_DAYS));
         let overridden = match days > 0 {
             true => source
-                .overrides(&patient, since)
+                .overrides(&patient, since, now)
                 .await
                 .map(|o| o.as_ref().clone()),
             false => Ok(Vec::new()),

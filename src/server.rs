@@ -219,7 +219,11 @@ impl Server {
         }
         let mut engine = build_engine(settings)?;
         let hub = Arc::new(build_hub(settings).await?);
-        engine.history = Some(HistorySource::new(hub.store.clone(), hub.hasher.clone()));
+        engine.history = Some(HistorySource::new(
+            hub.store.clone(),
+            hub.hasher.clone(),
+            &engine.rules,
+        ));
         let state = Arc::new(AppState {
             engine,
             max_body_bytes: settings.max_body_bytes,

@@ -7,7 +7,7 @@ mod common;
 use axum::http::StatusCode;
 use common::db::TestDb;
 use common::*;
-use hookwise::feedback::{ShownOrder, Store};
+use hookwise::feedback::{OverriddenPatients, ShownOrder, Store};
 use hookwise::http::PatientHasher;
 use serde_json::{Value, json};
 use std::collections::HashSet;
@@ -26,6 +26,7 @@ on_both_backends!(
     bad_entries_are_named_and_good_ones_kept,
     a_restart_keeps_everything,
     history_finds_overrides_and_order_select_orders,
+    overridden_patients_are_reread_after_their_ttl,
     a_killed_server_keeps_every_acknowledged_feedback,
     the_report_matches_hand_computed_figures,
 );
@@ -572,6 +573,59 @@ async fn history_finds_overrides_and_order_select_orders(db: TestDb) {
         .unwrap();
     assert_eq!(recent.overridden.len(), 2);
     assert!(recent.shown_at_order_select.is_empty());
+
+    // Who has any override: p1 and p2 since January, only p1 since mid-February.
+    let hashes =
+        |names: &[&str]| -> HashSet<String> { names.iter().map(|n| hasher.hash(n)).collect() };
+    assert_eq!(
+        store.patients_with_overrides(since).await.unwrap(),
+        hashes(&["p1", "p2"])
+    );
+    assert_eq!(
+        store.patients_with_overrides(later).await.unwrap(),
+        hashes(&["p1"])
+    );
+}
+
+/// The set of patients with overrides is reread from the store at most
+/// every `ttl` (an override stored by another replica is seen within it),
+/// and takes this server's additions at once.
+async fn overridden_patients_are_reread_after_their_ttl(db: TestDb) {
+    let app = spawn_on(&db).await;
+    let key = app.server.store().hash_key().await.unwrap();
+    let hasher = PatientHasher::new(key.as_bytes());
+    // Another replica's view of the same store.
+    let ttl = Duration::from_millis(300);
+    let replica =
+        OverriddenPatients::new(app.server.store().clone(), ttl, time::Duration::days(90));
+    let now = OffsetDateTime::now_utc();
+    let p3 = hasher.hash("p3");
+    assert!(!replica.may_include(&p3, now).await.unwrap());
+
+    let card = psa_card(&app, &uuid(), "p3", None).await;
+    let at = now
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let feedback = vec![overridden(
+        card["uuid"].as_str().unwrap(),
+        Some("patient-preference"),
+        &at,
+    )];
+    assert_eq!(
+        post_feedback(&app, "choosing-wisely", feedback).await.0,
+        StatusCode::OK
+    );
+    assert!(
+        !replica.may_include(&p3, now).await.unwrap(),
+        "within the ttl the replica has not reread the store"
+    );
+    tokio::time::sleep(ttl).await;
+    assert!(replica.may_include(&p3, now).await.unwrap());
+
+    let p4 = hasher.hash("p4");
+    assert!(!replica.may_include(&p4, now).await.unwrap());
+    replica.add(&p4);
+    assert!(replica.may_include(&p4, now).await.unwrap());
 }
 
 /// The real binary, killed (SIGKILL) when dropped.

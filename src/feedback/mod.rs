@@ -23,6 +23,7 @@ pub mod endpoint;
 mod entries;
 pub mod fatigue;
 mod history;
+mod overridden;
 pub mod report;
 
 pub use cardlog::{
@@ -33,6 +34,7 @@ pub use entries::{
     idempotency_key, parse_batch,
 };
 pub use history::{History, OverriddenRule, ShownOrder};
+pub use overridden::OverriddenPatients;
 
 use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
