@@ -32,6 +32,11 @@ pub struct Settings {
     /// Most requests served at once; more get 503 with `Retry-After`
     /// (`HOOKWISE_MAX_CONCURRENT_REQUESTS`).
     pub max_concurrent_requests: usize,
+    /// Most request-body bytes held by the calls in flight; a call that would
+    /// exceed it gets 503 with `Retry-After`. A parsed body takes a few times
+    /// its size in memory, so this bounds what large calls can take together
+    /// (`HOOKWISE_MAX_INFLIGHT_BODY_BYTES`). At least `max_body_bytes`.
+    pub max_inflight_body_bytes: usize,
     /// Seconds sent in `Retry-After` with a 503 (`HOOKWISE_RETRY_AFTER_SECS`).
     pub retry_after_secs: u64,
     /// Log filter in `tracing` directive syntax, e.g. `info` or
@@ -211,6 +216,7 @@ impl Default for Settings {
             max_prefetch_keys: 64,
             max_draft_orders: 100,
             max_concurrent_requests: 256,
+            max_inflight_body_bytes: 64 * 1024 * 1024,
             retry_after_secs: 1,
             log: "info".into(),
             log_format: LogFormat::Text,

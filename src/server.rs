@@ -96,6 +96,12 @@ fn check_settings(settings: &Settings) -> Result<(), StartError> {
             "max_concurrent_requests must be at least 1".into(),
         ));
     }
+    if settings.max_inflight_body_bytes < settings.max_body_bytes {
+        return Err(StartError::Config(format!(
+            "max_inflight_body_bytes ({}) must be at least max_body_bytes ({})",
+            settings.max_inflight_body_bytes, settings.max_body_bytes
+        )));
+    }
     for origin in &settings.cors.allowed_origins {
         check_origin(origin).map_err(StartError::Config)?;
     }
@@ -199,6 +205,7 @@ fn build_policy(
             max_prefetch_keys: settings.max_prefetch_keys,
             max_draft_orders: settings.max_draft_orders,
             max_concurrent_requests: settings.max_concurrent_requests,
+            max_inflight_body_bytes: settings.max_inflight_body_bytes,
             retry_after_secs: settings.retry_after_secs,
         },
         patients,

@@ -342,6 +342,60 @@ async fn a_saturated_server_answers_503_with_retry_after() {
 }
 
 #[tokio::test]
+async fn calls_holding_too_many_body_bytes_at_once_get_503() {
+    let fhir = fake_fhir(Duration::from_millis(1000), |_, _| {
+        (
+            StatusCode::OK,
+            json!({"resourceType": "Bundle", "type": "searchset"}),
+        )
+    })
+    .await;
+    let mut settings = test_settings();
+    settings.max_body_bytes = 16 * 1024;
+    settings.max_inflight_body_bytes = 24 * 1024;
+    settings.fhir.request_timeout_ms = 3000;
+    settings.deadline_ms = 4000;
+    let app = std::sync::Arc::new(spawn_app_with(settings).await);
+    let padded = |request: &mut Value, bytes: usize| request["pad"] = json!("x".repeat(bytes));
+    // A 12 KB call held in flight by a slow FHIR server.
+    let mut slow = order_request("order-select", vec![psa_order("sr-1")], None);
+    slow["fhirServer"] = json!(fhir.base());
+    padded(&mut slow, 12 * 1024);
+    let first = tokio::spawn({
+        let app = app.clone();
+        async move { app.call("choosing-wisely", &slow).await }
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    let prefetch = json!({"patient": patient("p1", "male", &born_years_ago(75)), "conditions": searchset(vec![])});
+    let mut another = order_request("order-select", vec![psa_order("sr-1")], Some(prefetch));
+    padded(&mut another, 14 * 1024);
+    let (status, body) = app.call("choosing-wisely", &another).await;
+    assert_eq!(status.as_u16(), 503, "12 + 14 KB > 24 KB: {body}");
+    assert_eq!(body["issue"][0]["code"], "throttled");
+    padded(&mut another, 4 * 1024);
+    let (status, body) = app.call("choosing-wisely", &another).await;
+    assert_eq!(status, StatusCode::OK, "12 + 4 KB fit: {body}");
+    assert_eq!(app.get("/cds-services").await.0, StatusCode::OK, "no body");
+
+    assert_eq!(first.await.unwrap().0, StatusCode::OK);
+    padded(&mut another, 14 * 1024);
+    assert_eq!(
+        app.call("choosing-wisely", &another).await.0,
+        StatusCode::OK,
+        "the budget is free again"
+    );
+
+    let mut settings = test_settings();
+    settings.max_inflight_body_bytes = settings.max_body_bytes - 1;
+    assert!(
+        start_error(settings)
+            .await
+            .contains("max_inflight_body_bytes")
+    );
+}
+
+#[tokio::test]
 async fn a_fhir_redirect_is_not_followed_so_the_token_stays_home() {
     let elsewhere = fake_fhir(Duration::ZERO, |_, _| {
         (StatusCode::OK, patient("p1", "male", "1940-01-01"))

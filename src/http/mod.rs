@@ -81,7 +81,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// Builds the router under `policy`.
 pub fn router_with(state: Arc<AppState>, policy: Arc<Policy>) -> Router {
     let limit = state.max_body_bytes;
-    let gate = Arc::new(Gate::new(&policy.limits));
+    let gate = Arc::new(Gate::new(&policy.limits, limit));
     crate::metrics::register_rules(&state.engine.rules);
     Router::new()
         .route("/cds-services", get(discovery))
