@@ -3,14 +3,23 @@
 //! shown at order-select is not repeated at order-sign for the same draft
 //! order in the same encounter; a service's cap keeps the most urgent cards.
 //! Held-back cards are counted in the request log (`held`) and metrics.
+//! Everything that reads history runs on SQLite and on PostgreSQL.
 
 mod common;
 
 use axum::http::StatusCode;
+use common::db::{TestDb, spawn_on};
 use common::*;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+
+on_both_backends!(
+    an_override_with_a_reason_hides_the_rule_for_that_patient,
+    an_override_without_a_reason_hides_nothing,
+    an_order_sign_card_already_shown_at_order_select_for_the_same_order_is_not_repeated,
+    de_duplication_follows_each_rule_s_setting,
+);
 
 const REASONS: &str = "https://hookwise.dev/fhir/CodeSystem/override-reason";
 
@@ -56,9 +65,8 @@ async fn override_card(app: &TestApp, card: &Value, reason: Option<&str>) {
     assert_eq!(status, StatusCode::OK, "{answer}");
 }
 
-#[tokio::test]
-async fn an_override_with_a_reason_hides_the_rule_for_that_patient() {
-    let app = spawn_app().await;
+async fn an_override_with_a_reason_hides_the_rule_for_that_patient(db: TestDb) {
+    let app = spawn_on(&db).await;
     let cards = psa_cards(&app, "order-select", "p1", None, "sr-1").await;
     assert_eq!(cards.len(), 1);
     override_card(&app, &cards[0], Some("patient-preference")).await;
@@ -78,9 +86,8 @@ async fn an_override_with_a_reason_hides_the_rule_for_that_patient() {
     );
 }
 
-#[tokio::test]
-async fn an_override_without_a_reason_hides_nothing() {
-    let app = spawn_app().await;
+async fn an_override_without_a_reason_hides_nothing(db: TestDb) {
+    let app = spawn_on(&db).await;
     let cards = psa_cards(&app, "order-select", "p1", None, "sr-1").await;
     override_card(&app, &cards[0], None).await;
     assert_eq!(
@@ -91,9 +98,10 @@ async fn an_override_without_a_reason_hides_nothing() {
     );
 }
 
-#[tokio::test]
-async fn an_order_sign_card_already_shown_at_order_select_for_the_same_order_is_not_repeated() {
-    let app = spawn_app().await;
+async fn an_order_sign_card_already_shown_at_order_select_for_the_same_order_is_not_repeated(
+    db: TestDb,
+) {
+    let app = spawn_on(&db).await;
     assert_eq!(
         psa_cards(&app, "order-select", "p1", Some("enc-1"), "sr-1")
             .await
@@ -170,9 +178,10 @@ fn two_rule_family(service: &str) -> tempfile::TempDir {
     dir
 }
 
-async fn spawn_family(dir: &tempfile::TempDir) -> TestApp {
+async fn spawn_family(dir: &tempfile::TempDir, db: &TestDb) -> TestApp {
     let mut settings = test_settings();
     settings.rules = dir.path().to_path_buf();
+    settings.database_url = db.url.clone();
     spawn_app_with(settings).await
 }
 
@@ -193,25 +202,25 @@ async fn family_cards(app: &TestApp, hook: &str, encounter: &str) -> Vec<String>
 
 #[tokio::test]
 async fn the_cap_keeps_the_most_urgent_cards() {
+    let db = TestDb::sqlite(); // the cap reads no history
     let capped = two_rule_family("alertFatigue: { maxCardsPerResponse: 1 }\n");
-    let app = spawn_family(&capped).await;
+    let app = spawn_family(&capped, &db).await;
     assert_eq!(
         family_cards(&app, "order-select", "e1").await,
         ["The warning card"]
     );
 
     let uncapped = two_rule_family("");
-    let app = spawn_family(&uncapped).await;
+    let app = spawn_family(&uncapped, &db).await;
     assert_eq!(
         family_cards(&app, "order-select", "e1").await,
         ["The warning card", "The info card"]
     );
 }
 
-#[tokio::test]
-async fn de_duplication_follows_each_rule_s_setting() {
+async fn de_duplication_follows_each_rule_s_setting(db: TestDb) {
     let dir = two_rule_family("");
-    let app = spawn_family(&dir).await;
+    let app = spawn_family(&dir, &db).await;
     assert_eq!(family_cards(&app, "order-select", "e1").await.len(), 2);
     // rule-warning turned de-duplication off; rule-info keeps the default.
     assert_eq!(

@@ -5,7 +5,7 @@
 mod common;
 
 use axum::http::StatusCode;
-use common::db::TestDb;
+use common::db::{TestDb, spawn_on};
 use common::*;
 use hookwise::feedback::{OverriddenPatients, ShownOrder, Store};
 use hookwise::http::PatientHasher;
@@ -35,12 +35,6 @@ const PSA_RULE: &str = "cw-psa-screening-70-plus";
 const BENZO_RULE: &str = "rx-benzodiazepine-65-plus";
 const PPI_RULE: &str = "rx-ppi-beyond-8-weeks";
 const REASONS: &str = "https://hookwise.dev/fhir/CodeSystem/override-reason";
-
-async fn spawn_on(db: &TestDb) -> TestApp {
-    let mut settings = test_settings();
-    settings.database_url = db.url.clone();
-    spawn_app_with(settings).await
-}
 
 /// A PSA order-select for `patient`, aged 75; returns the card.
 async fn psa_card(

@@ -19,6 +19,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Once, OnceLock};
 
+/// A test server whose feedback store is `db`.
+pub async fn spawn_on(db: &TestDb) -> super::TestApp {
+    let mut settings = super::test_settings();
+    settings.database_url = db.url.clone();
+    super::spawn_app_with(settings).await
+}
+
 /// A database for one test; dropping it removes a SQLite file.
 pub struct TestDb {
     /// The `database_url` setting.
