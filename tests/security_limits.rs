@@ -8,6 +8,7 @@ use common::auth::*;
 use common::*;
 use hookwise::server::{Server, StartError};
 use serde_json::{Value, json};
+use std::sync::Arc;
 use std::time::Duration;
 
 const SANDBOX_ORIGIN: &str = "https://sandbox.cds-hooks.org";
@@ -302,8 +303,15 @@ async fn prefetch_keys_and_draft_orders_are_limited() {
     assert_eq!(status, StatusCode::OK, "at the limits: {body}");
 }
 
-#[tokio::test]
-async fn a_saturated_server_answers_503_with_retry_after() {
+/// A call in flight: its FHIR server answers after a second.
+struct CallInFlight {
+    result: tokio::task::JoinHandle<(StatusCode, Value)>,
+    _fhir: FakeFhir,
+}
+
+/// Starts a call with `pad` bytes of padding whose data must be fetched
+/// from a slow FHIR server, and returns once it is in flight.
+async fn call_in_flight(app: &Arc<TestApp>, pad: usize) -> CallInFlight {
     let fhir = fake_fhir(Duration::from_millis(1000), |_, _| {
         (
             StatusCode::OK,
@@ -311,19 +319,35 @@ async fn a_saturated_server_answers_503_with_retry_after() {
         )
     })
     .await;
-    let mut settings = test_settings();
-    settings.max_concurrent_requests = 1;
-    settings.retry_after_secs = 2;
-    settings.fhir.request_timeout_ms = 3000;
-    settings.deadline_ms = 4000;
-    let app = std::sync::Arc::new(spawn_app_with(settings).await);
     let mut slow = order_request("order-select", vec![psa_order("sr-1")], None);
     slow["fhirServer"] = json!(fhir.base());
-    let first = tokio::spawn({
+    slow["pad"] = json!("x".repeat(pad));
+    let result = tokio::spawn({
         let app = app.clone();
         async move { app.call("choosing-wisely", &slow).await }
     });
     tokio::time::sleep(Duration::from_millis(400)).await;
+    CallInFlight {
+        result,
+        _fhir: fhir,
+    }
+}
+
+/// Settings under which a call waiting on a slow FHIR server completes.
+fn slow_fhir_settings() -> hookwise::config::Settings {
+    let mut settings = test_settings();
+    settings.fhir.request_timeout_ms = 3000;
+    settings.deadline_ms = 4000;
+    settings
+}
+
+#[tokio::test]
+async fn a_saturated_server_answers_503_with_retry_after() {
+    let mut settings = slow_fhir_settings();
+    settings.max_concurrent_requests = 1;
+    settings.retry_after_secs = 2;
+    let app = Arc::new(spawn_app_with(settings).await);
+    let first = call_in_flight(&app, 0).await;
     let response = app
         .client
         .get(app.url("/cds-services"))
@@ -335,7 +359,7 @@ async fn a_saturated_server_answers_503_with_retry_after() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["resourceType"], "OperationOutcome");
     assert_eq!(body["issue"][0]["code"], "throttled");
-    let (status, _) = first.await.unwrap();
+    let (status, _) = first.result.await.unwrap();
     assert_eq!(status, StatusCode::OK);
     // Free again.
     assert_eq!(app.get("/cds-services").await.0, StatusCode::OK);
@@ -343,29 +367,12 @@ async fn a_saturated_server_answers_503_with_retry_after() {
 
 #[tokio::test]
 async fn calls_holding_too_many_body_bytes_at_once_get_503() {
-    let fhir = fake_fhir(Duration::from_millis(1000), |_, _| {
-        (
-            StatusCode::OK,
-            json!({"resourceType": "Bundle", "type": "searchset"}),
-        )
-    })
-    .await;
-    let mut settings = test_settings();
+    let mut settings = slow_fhir_settings();
     settings.max_body_bytes = 16 * 1024;
     settings.max_inflight_body_bytes = 24 * 1024;
-    settings.fhir.request_timeout_ms = 3000;
-    settings.deadline_ms = 4000;
-    let app = std::sync::Arc::new(spawn_app_with(settings).await);
+    let app = Arc::new(spawn_app_with(settings).await);
+    let first = call_in_flight(&app, 12 * 1024).await;
     let padded = |request: &mut Value, bytes: usize| request["pad"] = json!("x".repeat(bytes));
-    // A 12 KB call held in flight by a slow FHIR server.
-    let mut slow = order_request("order-select", vec![psa_order("sr-1")], None);
-    slow["fhirServer"] = json!(fhir.base());
-    padded(&mut slow, 12 * 1024);
-    let first = tokio::spawn({
-        let app = app.clone();
-        async move { app.call("choosing-wisely", &slow).await }
-    });
-    tokio::time::sleep(Duration::from_millis(400)).await;
 
     let prefetch = json!({"patient": patient("p1", "male", &born_years_ago(75)), "conditions": searchset(vec![])});
     let mut another = order_request("order-select", vec![psa_order("sr-1")], Some(prefetch));
@@ -378,7 +385,7 @@ async fn calls_holding_too_many_body_bytes_at_once_get_503() {
     assert_eq!(status, StatusCode::OK, "12 + 4 KB fit: {body}");
     assert_eq!(app.get("/cds-services").await.0, StatusCode::OK, "no body");
 
-    assert_eq!(first.await.unwrap().0, StatusCode::OK);
+    assert_eq!(first.result.await.unwrap().0, StatusCode::OK);
     padded(&mut another, 14 * 1024);
     assert_eq!(
         app.call("choosing-wisely", &another).await.0,
