@@ -6,8 +6,9 @@
 //! on nearly every call. This set is read from the store in one query and
 //! reread at most every `ttl`; a patient outside it certainly has no
 //! override, except one another replica stored less than `ttl` ago (the same
-//! staleness as the per-patient cache). Feedback stored by this server is
-//! added at once.
+//! staleness as the per-patient cache), or while the reread is under way,
+//! when calls other than the one rereading answer from the previous set.
+//! Feedback stored by this server is added at once.
 
 use super::{Store, StoreError, millis};
 use std::collections::HashSet;
@@ -58,7 +59,15 @@ impl OverriddenPatients {
         if let Some(answer) = self.fresh_answer(patient_hash) {
             return Ok(answer);
         }
-        let _refreshing = self.refreshing.lock().await;
+        // One call rereads the store; the others answer from the set it
+        // replaces, unless there is none yet.
+        let _refreshing = match self.refreshing.try_lock() {
+            Ok(guard) => guard,
+            Err(_) => match self.stale_answer(patient_hash) {
+                Some(answer) => return Ok(answer),
+                None => self.refreshing.lock().await,
+            },
+        };
         if let Some(answer) = self.fresh_answer(patient_hash) {
             return Ok(answer); // another call refreshed while this one waited
         }
@@ -84,9 +93,18 @@ impl OverriddenPatients {
     }
 
     fn fresh_answer(&self, patient_hash: &str) -> Option<bool> {
+        self.answer(patient_hash, |read_at| read_at.elapsed() < self.ttl)
+    }
+
+    fn stale_answer(&self, patient_hash: &str) -> Option<bool> {
+        self.answer(patient_hash, |_| true)
+    }
+
+    /// Whether the set holds `patient_hash`, if it was read and `usable`.
+    fn answer(&self, patient_hash: &str, usable: impl Fn(Instant) -> bool) -> Option<bool> {
         let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
-        let read_at = state.read_at?;
-        (read_at.elapsed() < self.ttl).then(|| state.hashes.contains(patient_hash))
+        state.read_at.filter(|at| usable(*at))?;
+        Some(state.hashes.contains(patient_hash))
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
