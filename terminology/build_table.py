@@ -24,7 +24,7 @@ SALTS = {
     "magnesium", "maleate", "succinate", "tartrate", "bitartrate", "citrate", "mesylate", "pamoate", "phosphate",
     "tromethamine", "polistirex", "tannate", "decanoate", "palmitate", "lauroxil", "acetate", "fumarate",
     "besylate", "hyclate", "bromide", "methylbromide", "nitrate", "etexilate", "strontium", "terephthalate",
-    "liposomal", "monohydrate", "tincture", "dipotassium",
+    "liposomal", "monohydrate", "tincture", "dipotassium", "epolamine",
 }
 KEEP_AS_IS = {"ferrous sulfate", "sodium chloride", "sodium bicarbonate", "magnesium hydroxide",
               "calcium carbonate", "magnesium salicylate", "sodium phosphate", "penicillin v potassium"}
@@ -49,7 +49,7 @@ SYNONYMS = {
 }
 PREFIX = re.compile(
     r"^(?:(?:\d+(?:\.\d+)?\s+(?:ML|HR|ACTUAT|UNT Doses)\s+)|Abuse-Deterrent\s+|Sensor\s+|Matrix Delivery\s+|"
-    r"Biphasic\s+|NDA\d+\s+|\d+hr\s+)+", re.IGNORECASE)
+    r"Biphasic\s+|NDA\d+\s+|\d+hr\s+|Sprinkle\s+|PMDD\s+|Smoking Cessation\s+)+", re.IGNORECASE)
 STOP_WORDS = {"oral", "tablet", "capsule", "injection", "injectable", "solution", "suspension", "transdermal",
               "patch", "cream", "inhaler", "spray", "system", "pack", "day", "[", "per"}
 
@@ -118,7 +118,8 @@ def source_id(filename):
     stem = filename[:-4]
     if stem.startswith("vsac-"):
         return "vsac:" + stem[5:]
-    return {"synthea-r4": "synthea", "pedsnet-rx-ppi": "pedsnet-omop", "cpic-ingredients": "cpic"}.get(stem, stem)
+    return {"synthea-r4": "synthea", "pedsnet-rx-ppi": "pedsnet-omop", "cpic-ingredients": "cpic",
+            "synthea-modules": "synthea-modules"}.get(stem, stem)
 
 
 def main():
@@ -126,8 +127,12 @@ def main():
     ingredient_cui = {}
     drugs = {}  # code -> {"name", "sources", "tty"}
     order = sorted(f for f in os.listdir(SOURCES) if f.endswith(".tsv") and f != "ingredient-overrides.tsv")
-    # RxNorm names from terminology sources win over Synthea's free-text displays.
-    order.sort(key=lambda f: (f == "synthea-r4.tsv", f))
+    # The first source that shows a code gives its name, newest RxNorm names first: VSAC expansions (RxNorm 2024),
+    # then the OMOP extract (2022), then the other sources (HL7 PDDI-CDS value sets: RxNorm 2018), and Synthea's
+    # free-text displays last.
+    def rank(f):
+        return 0 if f.startswith("vsac-") else 1 if f.startswith("pedsnet-") else 3 if f == "synthea-r4.tsv" else 2
+    order.sort(key=lambda f: (rank(f), f))
     for fn in order:
         sid = source_id(fn)
         for row in read_tsv(os.path.join(SOURCES, fn)):

@@ -34,6 +34,10 @@ SOURCE_LABEL = {
     "synthea": "Synthea R4 sample data (smart-on-fhir/generated-sample-data; display names the drug)",
     "pedsnet-omop": "OMOP vocabulary rows (vocabulary_id RxNorm) in PEDSnet/Variable-Dictionary drugs/rx_ppi.csv",
     "cpic": "ingredient RxCUI checked against cpicpgx/cpic-schema drug.sql (clinical-rules.md, mark ✅C)",
+    "synthea-modules": "Synthea module definitions (synthetichealth/synthea heart/acs_antiplatelet.json, acs_discharge_meds.json)",
+    "hl7-pddi-nsaids": "HL7 PDDI-CDS IG per-ingredient NSAID value sets (HL7/PDDI-CDS input/vocabulary, RxNorm 2018-07)",
+    "hl7-pddi-ppis": "HL7 PDDI-CDS IG per-ingredient PPI value sets (HL7/PDDI-CDS input/vocabulary, RxNorm 2018-07)",
+    "hl7-pddi-aspirin": "HL7 PDDI-CDS IG aspirin value set, aspirin 81 MG products only (HL7/PDDI-CDS input/vocabulary, RxNorm 2018-07)",
 }
 
 
