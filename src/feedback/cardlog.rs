@@ -24,6 +24,9 @@ use tokio::sync::{mpsc, oneshot};
 /// Most rows written in one transaction.
 const MAX_BATCH_ROWS: usize = 500;
 
+/// How long the first rows of a batch wait for more.
+const BATCH_LINGER: Duration = Duration::from_millis(20);
+
 /// Attempts at writing one batch before it is given up (and logged).
 const WRITE_ATTEMPTS: u32 = 3;
 
@@ -307,6 +310,11 @@ impl CardLog {
 /// writes it in one transaction, then answers flushes.
 async fn write_loop(store: Store, mut rx: mpsc::Receiver<Message>) {
     while let Some(first) = rx.recv().await {
+        if matches!(first, Message::Rows(_)) {
+            // Let a busy server's rows gather: one transaction (and one
+            // fsync) for many calls. A flush or close is not kept waiting.
+            tokio::time::sleep(BATCH_LINGER).await;
+        }
         let mut rows = Vec::new();
         let mut acks = Vec::new();
         let mut closing = None;
