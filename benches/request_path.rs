@@ -134,7 +134,12 @@ fn stages(c: &mut Criterion) {
             now: now(),
         };
         group.bench_function("4 render cards", |b| {
-            b.iter(|| fired.iter().map(|f| render_card(f, &ctx)).count())
+            b.iter(|| {
+                fired
+                    .iter()
+                    .map(|f| render_card(f, &ctx))
+                    .collect::<Vec<_>>()
+            })
         });
         group.bench_function("5 end to end through the router", |b| {
             b.to_async(&runtime).iter(|| async {

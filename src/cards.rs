@@ -108,7 +108,7 @@ pub fn render_card(finding: &Finding<'_, '_>, ctx: &CardContext<'_>) -> Card {
         })
         .collect();
     let selection_behavior =
-        (!suggestions.is_empty()).then(|| match template.selection_behavior.as_deref() {
+        (!suggestions.is_empty()).then_some(match template.selection_behavior.as_deref() {
             Some("any") => SelectionBehavior::Any,
             _ => SelectionBehavior::AtMostOne,
         });

@@ -619,7 +619,7 @@ pub fn evaluate_traced(
             })
             .unzip(),
     };
-    cards.sort_by(|a, b| b.indicator.cmp(&a.indicator));
+    cards.sort_by_key(|card| std::cmp::Reverse(card.indicator));
     held.extend(cap(&mut cards, &mut origins, max_cards));
     Evaluation {
         response: CdsResponse { cards },

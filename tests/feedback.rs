@@ -656,10 +656,10 @@ fn start_binary(db: &TestDb) -> (Process, String) {
             let Ok(event) = serde_json::from_str::<Value>(&line) else {
                 continue;
             };
-            if event["fields"]["message"] == "hookwise listening" {
-                if let (Some(tx), Some(addr)) = (tx.take(), event["fields"]["addr"].as_str()) {
-                    let _ = tx.send(addr.to_string());
-                }
+            if event["fields"]["message"] == "hookwise listening"
+                && let (Some(tx), Some(addr)) = (tx.take(), event["fields"]["addr"].as_str())
+            {
+                let _ = tx.send(addr.to_string());
             }
         }
     });

@@ -121,10 +121,10 @@ impl Store {
     /// readers such as `hookwise report`, where a typo should not create an
     /// empty store.
     pub async fn open_existing(url: &str) -> Result<Store, StoreError> {
-        if let Some(path) = sqlite_path(url) {
-            if !std::path::Path::new(&path).exists() {
-                return Err(StoreError::Url(format!("no SQLite store at {path}")));
-            }
+        if let Some(path) = sqlite_path(url)
+            && !std::path::Path::new(&path).exists()
+        {
+            return Err(StoreError::Url(format!("no SQLite store at {path}")));
         }
         Store::connect(url).await
     }

@@ -94,7 +94,7 @@ impl FhirClient {
         let host = url.host_str().unwrap_or_default().to_string();
         let allowed = match url.scheme() {
             "https" => true,
-            "http" => self.config.insecure_hosts.iter().any(|h| *h == host),
+            "http" => self.config.insecure_hosts.contains(&host),
             _ => false,
         };
         if !allowed {

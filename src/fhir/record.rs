@@ -210,10 +210,10 @@ fn unique_resources<'a>(data: &[&'a Json<'a>]) -> Vec<&'a Json<'a>> {
         if kind == "OperationOutcome" || kind == "Bundle" {
             return;
         }
-        if let Some(id) = str_field(r, "id") {
-            if !seen.insert((kind, id)) {
-                return;
-            }
+        if let Some(id) = str_field(r, "id")
+            && !seen.insert((kind, id))
+        {
+            return;
         }
         out.push(r);
     };

@@ -107,6 +107,7 @@ impl<'e, 'a> Evaluator<'e, 'a> {
         match criterion {
             Criterion::All(children) => children.iter().all(|c| self.holds(c, state)),
             // Every branch is evaluated so that each binds what it matched.
+            #[allow(clippy::unnecessary_fold)]
             Criterion::Any(children) => children
                 .iter()
                 .fold(false, |any, c| self.holds(c, state) || any),
@@ -209,10 +210,10 @@ impl<'e, 'a> Evaluator<'e, 'a> {
             .filter(|m| self.in_set(&c.value_set, &m.coded))
             .filter_map(|m| {
                 let days = m.start.map(|s| (self.now - s).whole_days());
-                if let Some(Span(min)) = c.min_duration {
-                    if days.is_none_or(|d| d < min.whole_days()) {
-                        return None;
-                    }
+                if let Some(Span(min)) = c.min_duration
+                    && days.is_none_or(|d| d < min.whole_days())
+                {
+                    return None;
                 }
                 Some(Bound {
                     days_active: days,

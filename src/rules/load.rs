@@ -450,14 +450,14 @@ fn unreachable_criteria(
 ) {
     match c {
         Criterion::Age(b) => {
-            if let (Some(min), Some(max)) = (b.min, b.max) {
-                if min > max {
-                    problems.add(
-                        path,
-                        doc.line_of(pointer),
-                        format!("unreachable: age min {min} is above max {max}"),
-                    );
-                }
+            if let (Some(min), Some(max)) = (b.min, b.max)
+                && min > max
+            {
+                problems.add(
+                    path,
+                    doc.line_of(pointer),
+                    format!("unreachable: age min {min} is above max {max}"),
+                );
             }
         }
         Criterion::All(children) => {

@@ -126,15 +126,15 @@ pub fn load_tests(
                     );
                 }
             }
-            if let Some(fixture) = &case.patient.fixture {
-                if !fixtures_dir.join(fixture).is_file() {
-                    let line = doc.line_of(&format!("/cases/{i}/patient/fixture"));
-                    problems.add(
-                        &path,
-                        line,
-                        format!("fixture {fixture} not found in {}", fixtures_dir.display()),
-                    );
-                }
+            if let Some(fixture) = &case.patient.fixture
+                && !fixtures_dir.join(fixture).is_file()
+            {
+                let line = doc.line_of(&format!("/cases/{i}/patient/fixture"));
+                problems.add(
+                    &path,
+                    line,
+                    format!("fixture {fixture} not found in {}", fixtures_dir.display()),
+                );
             }
             let inline = case
                 .patient
