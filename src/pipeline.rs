@@ -231,7 +231,7 @@ impl Engine {
         let fetched: Vec<Json<'_>> = fetched
             .iter()
             .flat_map(|pages| pages.iter())
-            .filter_map(|page| serde_json::from_slice(page).ok())
+            .filter_map(|page| crate::fhir::json::parse(page).ok())
             .collect();
         let mut data: Vec<&Json<'_>> = provided(request, &keys);
         data.extend(fetched.iter());

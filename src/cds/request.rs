@@ -1,6 +1,6 @@
 //! The CDS service request envelope.
 
-use crate::fhir::json::{Json, depth, field, str_field};
+use crate::fhir::json::{self, Json, ParseError, depth, field, str_field};
 use serde::Deserialize;
 use serde::de::{IgnoredAny, MapAccess, Visitor};
 use std::fmt;
@@ -208,12 +208,15 @@ pub const MAX_JSON_DEPTH: usize = 64;
 /// fields are in the tree too, so their depth counts.
 pub fn parse_request(body: &[u8], max_depth: usize) -> Result<CdsRequest<'_>, EnvelopeError> {
     let max_depth = max_depth.min(MAX_JSON_DEPTH);
-    let tree: Json<'_> = serde_json::from_slice(body).map_err(|e| {
-        // serde_json stops at 128 levels, beyond any accepted depth.
-        match e.to_string().starts_with("recursion limit exceeded") {
-            true => EnvelopeError::too_deep(max_depth),
-            false => EnvelopeError::of_body(e.to_string()),
+    let tree = json::parse(body).map_err(|e| match e {
+        ParseError::NotUtf8 { valid_up_to } => {
+            EnvelopeError::of_body(format!("the body is not UTF-8 (at byte {valid_up_to})"))
         }
+        // serde_json stops at 128 levels, beyond any accepted depth.
+        ParseError::Json(e) if e.to_string().starts_with("recursion limit exceeded") => {
+            EnvelopeError::too_deep(max_depth)
+        }
+        ParseError::Json(e) => EnvelopeError::of_body(e.to_string()),
     })?;
     if depth(&tree) > max_depth {
         return Err(EnvelopeError::too_deep(max_depth));
@@ -320,6 +323,13 @@ mod tests {
             "[".repeat(100)
         );
         assert!(parse(text.as_bytes()).is_ok(), "{text}");
+    }
+
+    #[test]
+    fn a_body_that_is_not_utf8_is_refused_with_the_offset() {
+        let err = parse(b"{\"hook\":\"patient-\xffview\"}").unwrap_err();
+        assert_eq!(err.message, "the body is not UTF-8 (at byte 17)");
+        assert_eq!(err.path, "");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! [`super::cache`].
 
 use super::cache::{FetchCache, Pages};
-use super::json::{Json, field, resource_type, str_field};
+use super::json::{Json, ParseError, field, parse, resource_type, str_field};
 use axum::body::Bytes;
 use reqwest::Url;
 use std::time::Duration;
@@ -193,8 +193,10 @@ impl FhirClient {
         if body.len() > self.config.max_response_bytes {
             return Err(FetchError::Body("response too large".into()));
         }
-        let page: Json<'_> =
-            serde_json::from_slice(&body).map_err(|e| FetchError::Body(e.to_string()))?;
+        let page = parse(&body).map_err(|e| match e {
+            ParseError::NotUtf8 { .. } => FetchError::Body("not UTF-8".into()),
+            ParseError::Json(e) => FetchError::Body(e.to_string()),
+        })?;
         match resource_type(&page) {
             Some("OperationOutcome") => Err(FetchError::Body("an OperationOutcome".into())),
             Some(_) => {
