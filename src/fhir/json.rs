@@ -431,5 +431,10 @@ mod tests {
             serde_json::to_string(&json).unwrap(),
             r#"{"valueQuantity":{"value":1.50}}"#
         );
+        // Cards copy resources through `to_value`.
+        assert_eq!(
+            serde_json::to_string(&to_value(&json)).unwrap(),
+            r#"{"valueQuantity":{"value":1.50}}"#
+        );
     }
 }
