@@ -76,7 +76,7 @@ fn record_of<'r>(request: &'r hookwise::cds::CdsRequest<'_>) -> PatientRecord<'r
 fn stages(c: &mut Criterion) {
     let engine = engine();
     let rules = engine.rules.clone();
-    let service = rules.service("deprescribing").unwrap().clone();
+    let service = rules.service("deprescribing-patient-view").unwrap().clone();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -115,14 +115,14 @@ fn stages(c: &mut Criterion) {
         group.bench_function("3 evaluate rules", |b| {
             b.iter(|| {
                 rules
-                    .candidates(&service, Hook::PatientView, &record)
+                    .candidates(&service, &record)
                     .into_iter()
                     .filter(|r| matches!(evaluator.evaluate(r), Verdict::Fires(_)))
                     .count()
             })
         });
         let fired: Vec<_> = rules
-            .rules_for(&service, Hook::PatientView)
+            .rules_for(&service)
             .filter_map(|r| match evaluator.evaluate(r) {
                 Verdict::Fires(f) => Some(f),
                 _ => None,
@@ -143,7 +143,7 @@ fn stages(c: &mut Criterion) {
         });
         group.bench_function("5 end to end through the router", |b| {
             b.to_async(&runtime).iter(|| async {
-                let request = Request::post("/cds-services/deprescribing")
+                let request = Request::post("/cds-services/deprescribing-patient-view")
                     .header("content-type", "application/json")
                     .body(Body::from(body.clone()))
                     .unwrap();
@@ -237,7 +237,12 @@ fn rule_count_scaling(c: &mut Criterion) {
                 b.to_async(&runtime).iter(|| async {
                     let request = parse_request(body, MAX_JSON_DEPTH).unwrap();
                     let result = engine
-                        .call("synthetic", &request, now(), tokio::time::Instant::now())
+                        .call(
+                            "synthetic-order-select",
+                            &request,
+                            now(),
+                            tokio::time::Instant::now(),
+                        )
                         .await
                         .unwrap();
                     assert_eq!(result.response.cards.len(), 1);
@@ -263,7 +268,10 @@ fn rule_counts() -> &'static [usize] {
 fn metrics_recording(c: &mut Criterion) {
     use hookwise::metrics;
     hookwise::metrics::register_rules(&engine().rules);
-    let (service, hook) = (metrics::service_label("deprescribing"), "patient-view");
+    let (service, hook) = (
+        metrics::service_labels("deprescribing-patient-view"),
+        "patient-view",
+    );
     c.bench_function("metrics: one call's recording", |b| {
         b.iter(|| {
             metrics::request("/cds-services/{id}", 200);

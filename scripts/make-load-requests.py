@@ -56,7 +56,7 @@ if __name__ == "__main__":
     discovery = json.load(open(sys.argv[1]))
     out = sys.argv[2] if len(sys.argv) > 2 else "/tmp/hookwise-load"
     templates = next(s["prefetch"] for s in discovery["services"]
-                     if s["id"] == "deprescribing" and s["hook"] == "patient-view")
+                     if s["id"] == "deprescribing-patient-view")
     os.makedirs(out, exist_ok=True)
     for name, body in [("small", small(templates)), ("large", large(templates))]:
         path = os.path.join(out, name + ".json")

@@ -3,7 +3,7 @@
 use crate::cds::{CdsResponse, Hook, MAX_JSON_DEPTH, parse_request};
 use crate::config::{Overrides, Settings};
 use crate::rules::testing::load_tests;
-use crate::rules::{RuleSet, load_dir};
+use crate::rules::{RuleSet, Service, load_dir};
 use crate::server::{Server, build_engine};
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -64,7 +64,8 @@ enum Command {
         /// Evaluation time (RFC 3339) [default: now].
         #[arg(long)]
         now: Option<String>,
-        /// Service id [default: every service serving the request's hook].
+        /// Service id, or a rule family's id for its service at the request's hook
+        /// [default: every service serving the request's hook].
         #[arg(long)]
         service: Option<String>,
         /// Rule directory.
@@ -174,8 +175,9 @@ fn check(dir: &Path, fixtures: Option<PathBuf>) -> Result<ExitCode, String> {
         )
     })?;
     println!(
-        "ok: {} rules in {} services, {} value sets, {} test cases",
+        "ok: {} rules in {} families ({} services), {} value sets, {} test cases",
         rules.rules.len(),
+        rules.families.len(),
         rules.services.len(),
         rules.value_sets.len(),
         suite.len()
@@ -225,13 +227,16 @@ fn eval(
         ..Settings::default()
     };
     let engine = build_engine(&settings).map_err(|e| e.to_string())?;
+    let rules = &engine.rules;
     let ids: Vec<String> = match service {
-        Some(id) => vec![id.to_string()],
-        None => engine
-            .rules
+        Some(id) => match rules.family(id) {
+            Some(family) => vec![Service::id_for(&family.id, hook)],
+            None => vec![id.to_string()],
+        },
+        None => rules
             .services
             .iter()
-            .filter(|s| s.hooks.contains(&hook))
+            .filter(|s| s.hook == hook)
             .map(|s| s.id.clone())
             .collect(),
     };
@@ -262,13 +267,20 @@ fn list_rules(dir: &Path, json: bool, markdown: bool) -> Result<ExitCode, String
     if json {
         let all = &rules.rules;
         let list: Vec<serde_json::Value> = rules
-            .services
+            .families
             .iter()
-            .flat_map(|s| s.rules.iter().map(move |i| (s, &all[*i])))
-            .map(|(service, rule)| {
+            .flat_map(|f| f.rules.iter().map(move |i| (f, &all[*i])))
+            .map(|(family, rule)| {
+                let services: Vec<String> = rule
+                    .hooks
+                    .iter()
+                    .filter_map(|h| Hook::parse(h))
+                    .map(|h| Service::id_for(&family.id, h))
+                    .collect();
                 serde_json::json!({
                     "id": rule.id, "version": rule.version, "title": rule.title,
-                    "service": service.id, "category": rule.category, "hooks": rule.hooks,
+                    "family": family.id, "services": services,
+                    "category": rule.category, "hooks": rule.hooks,
                     "source": {"society": rule.evidence.society, "year": rule.evidence.year, "url": rule.evidence.url},
                 })
             })
@@ -283,8 +295,8 @@ fn list_rules(dir: &Path, json: bool, markdown: bool) -> Result<ExitCode, String
         "{:<32} {:<18} {:<30} {:<40} SOURCE",
         "ID", "CATEGORY", "HOOKS", "TITLE"
     );
-    for service in &rules.services {
-        for rule in service.rules.iter().map(|i| &rules.rules[*i]) {
+    for family in &rules.families {
+        for rule in family.rules.iter().map(|i| &rules.rules[*i]) {
             println!(
                 "{:<32} {:<18} {:<30} {:<40} {} {}",
                 rule.id,

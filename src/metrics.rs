@@ -49,18 +49,18 @@ const REQUESTS: Family = Family {
 };
 const REQUEST_DURATION: Family = Family {
     name: "hookwise_request_duration_seconds",
-    help: "Latency of CDS service calls, from the request's arrival to its response, by service and hook.",
-    labels: &["service", "hook"],
+    help: "Latency of CDS service calls, from the request's arrival to its response, by rule family, service and hook.",
+    labels: &["family", "service", "hook"],
 };
 const PRECONDITION_FAILED: Family = Family {
     name: "hookwise_precondition_failed_total",
     help: "CDS service calls answered 412 because data the rules need could not be had.",
-    labels: &["service", "hook"],
+    labels: &["family", "service", "hook"],
 };
 const DEADLINE_EXCEEDED: Family = Family {
     name: "hookwise_deadline_exceeded_total",
     help: "CDS service calls that ran past deadline_ms and were answered with no cards.",
-    labels: &["service", "hook"],
+    labels: &["family", "service", "hook"],
 };
 const CARDS_ISSUED: Family = Family {
     name: "hookwise_cards_issued_total",
@@ -139,25 +139,34 @@ pub fn request(route: &'static str, status: u16) {
     add(&REQUESTS, [route, class, ""], 1);
 }
 
-/// Records the latency of one CDS service call. `service` and `hook` are
-/// labels from [`service_label`] and [`hook_label`].
-pub fn service_call(service: &'static str, hook: &'static str, latency: Duration) {
+/// Records the latency of one CDS service call. `service` comes from
+/// [`service_labels`], `hook` from [`hook_label`].
+pub fn service_call(service: ServiceLabels, hook: &'static str, latency: Duration) {
     observe(
         &REQUEST_DURATION,
-        [service, hook, ""],
+        [service.family, service.service, hook],
         latency.as_secs_f64(),
     );
 }
 
 /// Counts a 412 answer to a CDS service call.
-pub fn precondition_failed(service: &'static str, hook: &'static str) {
-    add(&PRECONDITION_FAILED, [service, hook, ""], 1);
+pub fn precondition_failed(service: ServiceLabels, hook: &'static str) {
+    add(
+        &PRECONDITION_FAILED,
+        [service.family, service.service, hook],
+        1,
+    );
 }
 
 /// Counts a call that ran past its deadline. `service_id` may be anything;
 /// unknown ids are counted as [`UNKNOWN`].
 pub fn deadline_exceeded(service_id: &str, hook: &'static str) {
-    add(&DEADLINE_EXCEEDED, [service_label(service_id), hook, ""], 1);
+    let service = service_labels(service_id);
+    add(
+        &DEADLINE_EXCEEDED,
+        [service.family, service.service, hook],
+        1,
+    );
 }
 
 /// Counts the cards issued by one call: one per rule id in `fired` (the
@@ -224,7 +233,8 @@ pub fn fhir_elements_skipped(elements: usize) {
 /// Label values declared by loaded rules, interned for the process.
 #[derive(Default)]
 struct Known {
-    services: HashSet<&'static str>,
+    /// Service id to family id.
+    services: HashMap<&'static str, &'static str>,
     rules: HashSet<&'static str>,
     reasons: HashSet<&'static str>,
     routes: HashSet<&'static str>,
@@ -239,8 +249,13 @@ pub fn register_rules(rules: &RuleSet) {
     install();
     let mut known = KNOWN.write().unwrap_or_else(PoisonError::into_inner);
     for service in &rules.services {
-        intern(&mut known.services, &service.id);
-        let combined = service
+        if !known.services.contains_key(service.id.as_str()) {
+            let family = leak(&rules.family_of(service).id);
+            known.services.insert(leak(&service.id), family);
+        }
+    }
+    for family in &rules.families {
+        let combined = family
             .patient_view_card
             .iter()
             .flat_map(|c| &c.override_reasons);
@@ -260,8 +275,13 @@ pub fn register_rules(rules: &RuleSet) {
 /// rule files are interned, each once per process.
 fn intern(set: &mut HashSet<&'static str>, value: &str) {
     if !set.contains(value) {
-        set.insert(Box::leak(value.to_owned().into_boxed_str()));
+        set.insert(leak(value));
     }
+}
+
+/// `value` for the rest of the process (see [`intern`] for the bound).
+fn leak(value: &str) -> &'static str {
+    Box::leak(value.to_owned().into_boxed_str())
 }
 
 fn known(pick: impl Fn(&Known) -> &HashSet<&'static str>, value: &str) -> &'static str {
@@ -269,9 +289,26 @@ fn known(pick: impl Fn(&Known) -> &HashSet<&'static str>, value: &str) -> &'stat
     pick(&known).get(value).copied().unwrap_or(UNKNOWN)
 }
 
-/// The label for a service id: itself when known, else [`UNKNOWN`].
-pub fn service_label(service_id: &str) -> &'static str {
-    known(|k| &k.services, service_id)
+/// The labels of a service call: its service id and that service's rule
+/// family, both [`UNKNOWN`] for an id no loaded rules declare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceLabels {
+    /// The rule family's id.
+    pub family: &'static str,
+    /// The service id.
+    pub service: &'static str,
+}
+
+/// The labels for a service id.
+pub fn service_labels(service_id: &str) -> ServiceLabels {
+    let known = KNOWN.read().unwrap_or_else(PoisonError::into_inner);
+    match known.services.get_key_value(service_id) {
+        Some((service, family)) => ServiceLabels { family, service },
+        None => ServiceLabels {
+            family: UNKNOWN,
+            service: UNKNOWN,
+        },
+    }
 }
 
 /// The label for a rule id: itself when known, else [`UNKNOWN`].
@@ -545,18 +582,19 @@ mod tests {
             2.0
         );
         let bucket = [
-            ("service", "choosing-wisely"),
+            ("family", "choosing-wisely"),
+            ("service", "choosing-wisely-order-sign"),
             ("hook", "order-sign"),
             ("le", "0.001"),
         ];
         let counted = delta("hookwise_request_duration_seconds_bucket", &bucket, || {
             service_call(
-                service_label("choosing-wisely"),
+                service_labels("choosing-wisely-order-sign"),
                 "order-sign",
                 Duration::from_micros(700),
             );
             service_call(
-                service_label("choosing-wisely"),
+                service_labels("choosing-wisely-order-sign"),
                 "order-sign",
                 Duration::from_millis(300),
             );
@@ -568,8 +606,17 @@ mod tests {
     #[test]
     fn labels_are_bounded_to_known_values() {
         bundled_rules();
-        assert_eq!(service_label("choosing-wisely"), "choosing-wisely");
-        assert_eq!(service_label("../../etc/passwd"), UNKNOWN);
+        let labels = service_labels("choosing-wisely-order-sign");
+        assert_eq!(
+            (labels.family, labels.service),
+            ("choosing-wisely", "choosing-wisely-order-sign")
+        );
+        assert_eq!(
+            service_labels("choosing-wisely").service,
+            UNKNOWN,
+            "a family id is no service"
+        );
+        assert_eq!(service_labels("../../etc/passwd").family, UNKNOWN);
         assert_eq!(rule_label(RULE), RULE);
         assert_eq!(rule_label("p1"), UNKNOWN);
         assert_eq!(hook_label("order-sign"), "order-sign");

@@ -31,8 +31,13 @@ use tokio::time::Instant;
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
     /// No service has this id.
-    #[error("no CDS service with id {0:?}")]
-    UnknownService(String),
+    #[error("no CDS service with id {id:?}{}", hint_replaced(.replaced_by))]
+    UnknownService {
+        /// The id asked for.
+        id: String,
+        /// When `id` is a rule family's id: its services' ids, comma-separated.
+        replaced_by: String,
+    },
     /// The body is not a valid CDS Hooks request.
     #[error("{message}")]
     BadRequest {
@@ -44,6 +49,13 @@ pub enum CallError {
     /// Data the rules need could not be had.
     #[error("{0}")]
     PreconditionFailed(String),
+}
+
+fn hint_replaced(replaced_by: &str) -> String {
+    match replaced_by.is_empty() {
+        true => String::new(),
+        false => format!("; each hook has its own service now: {replaced_by}"),
+    }
 }
 
 /// The rules and clients a call needs; shared by all requests.
@@ -194,17 +206,19 @@ impl Engine {
         let service = self
             .rules
             .service(service_id)
-            .ok_or_else(|| CallError::UnknownService(service_id.to_string()))?;
-        let hook = Hook::parse(&request.hook)
-            .filter(|h| service.hooks.contains(h))
-            .ok_or_else(|| unsupported_hook(&request.hook, service))?;
+            .ok_or_else(|| unknown_service(&self.rules, service_id))?;
+        let hook = service.hook;
+        if request.hook != hook.as_str() {
+            return Err(wrong_hook(&self.rules, service, &request.hook));
+        }
+        let family = self.rules.family_of(service);
 
         // Order hooks judge the drafts, which are in the request: rules whose
         // drafts did not match need no data. On patient-view every rule might.
         let drafts = draft_orders(request, hook);
         let possible: Vec<&Rule> = match hook.is_order_hook() {
-            true => self.rules.candidates(service, hook, &drafts),
-            false => self.rules.rules_for(service, hook).collect(),
+            true => self.rules.candidates(service, &drafts),
+            false => self.rules.rules_for(service).collect(),
         };
         if possible.is_empty() {
             return Ok(CallResult {
@@ -220,7 +234,7 @@ impl Engine {
         let gathering = async {
             tokio::join!(
                 self.gather(request, &keys),
-                self.screen(request, service, hook, now)
+                self.screen(request, service, now)
             )
         };
         let (fetched, screen) = match tokio::time::timeout(budget, gathering).await {
@@ -242,12 +256,12 @@ impl Engine {
         });
         crate::metrics::fhir_elements_skipped(record.skipped_elements + drafts.skipped_elements);
         record.draft_orders = drafts.draft_orders;
-        let candidates = self.rules.candidates(service, hook, &record);
+        let candidates = self.rules.candidates(service, &record);
         let combine = match hook {
-            Hook::PatientView => service
+            Hook::PatientView => family
                 .patient_view_card
                 .as_ref()
-                .map(|t| (t, service.id.as_str())),
+                .map(|t| (t, family.id.as_str())),
             _ => None,
         };
         let Evaluation {
@@ -263,7 +277,7 @@ impl Engine {
             now,
             combine,
             &screen,
-            service.max_cards,
+            family.max_cards,
         );
         // Evaluation cannot be interrupted, but an answer past the deadline
         // is dropped: the EHR has stopped waiting for it.
@@ -300,14 +314,14 @@ impl Engine {
         &self,
         request: &CdsRequest<'_>,
         service: &Service,
-        hook: Hook,
         now: OffsetDateTime,
     ) -> Screen {
+        let hook = service.hook;
         let Some(source) = &self.history else {
             return Screen::open();
         };
         let encounter_id = request.context_str("encounterId");
-        let rules: Vec<&Rule> = self.rules.rules_for(service, hook).collect();
+        let rules: Vec<&Rule> = self.rules.rules_for(service).collect();
         let days = rules
             .iter()
             .map(|r| i64::from(r.alert_fatigue.suppression_days()))
@@ -469,14 +483,44 @@ enum Job<'r> {
     },
 }
 
-fn unsupported_hook(hook: &str, service: &crate::rules::Service) -> CallError {
-    let served: Vec<&str> = service.hooks.iter().map(|h| h.as_str()).collect();
+impl CallError {
+    /// No service has `id`. A family id (the service ids of releases before
+    /// per-hook ids) is pointed to the ids that replaced it.
+    pub fn unknown_service(rules: &RuleSet, id: &str) -> CallError {
+        unknown_service(rules, id)
+    }
+}
+
+fn unknown_service(rules: &RuleSet, id: &str) -> CallError {
+    let replaced_by = rules.family(id).map(|family| {
+        rules
+            .services_of(family)
+            .map(|s| s.id.as_str())
+            .collect::<Vec<_>>()
+    });
+    CallError::UnknownService {
+        id: id.to_string(),
+        replaced_by: replaced_by.unwrap_or_default().join(", "),
+    }
+}
+
+/// A call to `service` naming another hook: the error names the service of
+/// the same family that serves it, when there is one.
+fn wrong_hook(rules: &RuleSet, service: &Service, hook: &str) -> CallError {
+    let family = rules.family_of(service);
+    let sibling = Hook::parse(hook)
+        .filter(|h| family.hooks.contains(h))
+        .map(|h| Service::id_for(&family.id, h));
+    let hint = match sibling {
+        Some(id) => format!("call service {id:?} for {hook}"),
+        None => format!("the {} rules do not serve {hook:?}", family.id),
+    };
     CallError::BadRequest {
         path: "hook".into(),
         message: format!(
-            "service {:?} does not serve hook {hook:?}; it serves {}",
+            "service {:?} serves hook {:?} only; {hint}",
             service.id,
-            served.join(", ")
+            service.hook.as_str()
         ),
     }
 }

@@ -60,7 +60,7 @@ async fn override_card(app: &TestApp, card: &Value, reason: Option<&str>) {
     }
     let body = serde_json::to_vec(&json!({"feedback": [entry]})).unwrap();
     let (status, answer) = app
-        .post_raw("/cds-services/choosing-wisely/feedback", body)
+        .post_raw("/cds-services/choosing-wisely-order-select/feedback", body)
         .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
 }

@@ -123,7 +123,7 @@ async fn feedback_is_stored_with_its_card(db: TestDb) {
     let app = spawn_on(&db).await;
     let card = psa_card(&app, &uuid(), "p1", None).await;
     let entry = accepted(&card, &[&card["suggestions"][0]], "2026-01-01T10:00:00Z");
-    let (status, body) = post_feedback(&app, "choosing-wisely", vec![entry]).await;
+    let (status, body) = post_feedback(&app, "choosing-wisely-order-select", vec![entry]).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(
         body,
@@ -153,9 +153,15 @@ async fn feedback_is_stored_with_its_card(db: TestDb) {
         (
             rows[0].rule_id.as_str(),
             rows[0].hook.as_str(),
-            rows[0].service.as_str()
+            rows[0].service.as_str(),
+            rows[0].family.as_str()
         ),
-        (PSA_RULE, "order-select", "choosing-wisely")
+        (
+            PSA_RULE,
+            "order-select",
+            "choosing-wisely-order-select",
+            "choosing-wisely"
+        )
     );
     assert_ne!(rows[0].patient_hash, "p1", "the patient id is hashed");
     assert!(
@@ -167,7 +173,7 @@ async fn feedback_is_stored_with_its_card(db: TestDb) {
     let stranger = uuid();
     let (status, body) = post_feedback(
         &app,
-        "choosing-wisely",
+        "choosing-wisely-order-sign",
         vec![overridden(&stranger, None, "2026-01-01T10:00:00Z")],
     )
     .await;
@@ -235,12 +241,17 @@ async fn the_same_feedback_twice_counts_once(db: TestDb) {
     let card_id = card["uuid"].as_str().unwrap();
     let entry = overridden(card_id, Some("patient-preference"), "2026-01-01T10:00:00Z");
     assert_eq!(
-        post_feedback(&app, "choosing-wisely", vec![entry.clone()])
+        post_feedback(&app, "choosing-wisely-order-select", vec![entry.clone()])
             .await
             .1["stored"],
         1
     );
-    let (status, body) = post_feedback(&app, "choosing-wisely", vec![entry.clone(), entry]).await;
+    let (status, body) = post_feedback(
+        &app,
+        "choosing-wisely-order-select",
+        vec![entry.clone(), entry],
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         body,
@@ -253,13 +264,17 @@ async fn the_same_feedback_twice_counts_once(db: TestDb) {
         "2026-01-01T11:00:00+01:00",
     );
     assert_eq!(
-        post_feedback(&app, "choosing-wisely", vec![same]).await.1["duplicates"],
+        post_feedback(&app, "choosing-wisely-order-select", vec![same])
+            .await
+            .1["duplicates"],
         1
     );
     // Another time is another event.
     let later = overridden(card_id, Some("patient-preference"), "2026-01-01T10:05:00Z");
     assert_eq!(
-        post_feedback(&app, "choosing-wisely", vec![later]).await.1["stored"],
+        post_feedback(&app, "choosing-wisely-order-select", vec![later])
+            .await
+            .1["stored"],
         1
     );
     assert_eq!(
@@ -299,7 +314,9 @@ async fn concurrent_feedback_is_all_stored_once(db: TestDb) {
             tokio::spawn(async move {
                 let mut results = Vec::new();
                 for i in (t..POSTS).step_by(TASKS) {
-                    results.push(post_feedback(&app, "choosing-wisely", vec![entry(i)]).await);
+                    results.push(
+                        post_feedback(&app, "choosing-wisely-order-select", vec![entry(i)]).await,
+                    );
                 }
                 results
             })
@@ -334,7 +351,7 @@ async fn bad_entries_are_named_and_good_ones_kept(db: TestDb) {
         json!({"card": uuid(), "outcome": "overridden", "outcomeTimestamp": "last tuesday"}),
         overridden(&good, Some("patient-preference"), "2026-01-02T10:00:00Z"),
     ];
-    let (status, body) = post_feedback(&app, "choosing-wisely", entries).await;
+    let (status, body) = post_feedback(&app, "choosing-wisely-order-select", entries).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["resourceType"], "OperationOutcome");
     let issues = body["issue"].as_array().unwrap();
@@ -382,14 +399,17 @@ async fn bad_entries_are_named_and_good_ones_kept(db: TestDb) {
         (b"{\"feedback\": 3}".to_vec(), Some("feedback")),
     ] {
         let (status, outcome) = app
-            .post_raw("/cds-services/choosing-wisely/feedback", body)
+            .post_raw("/cds-services/choosing-wisely-order-select/feedback", body)
             .await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(outcome["issue"][0]["expression"][0].as_str(), path);
     }
     let deep = format!("{{\"feedback\": {}{}}}", "[".repeat(100), "]".repeat(100));
     let (status, _) = app
-        .post_raw("/cds-services/choosing-wisely/feedback", deep.into_bytes())
+        .post_raw(
+            "/cds-services/choosing-wisely-order-select/feedback",
+            deep.into_bytes(),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
@@ -409,13 +429,17 @@ async fn a_restart_keeps_everything(db: TestDb) {
         "2026-01-01T10:01:00Z",
     );
     assert_eq!(
-        post_feedback(&app, "choosing-wisely", vec![override_psa.clone()])
-            .await
-            .0,
+        post_feedback(
+            &app,
+            "choosing-wisely-order-select",
+            vec![override_psa.clone()]
+        )
+        .await
+        .0,
         StatusCode::OK
     );
     assert_eq!(
-        post_feedback(&app, "deprescribing", vec![accept_review])
+        post_feedback(&app, "deprescribing-patient-view", vec![accept_review])
             .await
             .0,
         StatusCode::OK
@@ -454,7 +478,7 @@ async fn a_restart_keeps_everything(db: TestDb) {
         before,
         "the generated hash key survives the restart"
     );
-    let (_, body) = post_feedback(&app, "choosing-wisely", vec![override_psa]).await;
+    let (_, body) = post_feedback(&app, "choosing-wisely-order-select", vec![override_psa]).await;
     assert_eq!(body["duplicates"], 1, "idempotency survives the restart");
     // The same patient hashes the same way after the restart.
     let hasher = PatientHasher::new(before.as_bytes());
@@ -486,7 +510,9 @@ async fn history_finds_overrides_and_order_select_orders(db: TestDb) {
         ),
     ];
     assert_eq!(
-        post_feedback(&app, "choosing-wisely", feedback).await.0,
+        post_feedback(&app, "choosing-wisely-order-select", feedback)
+            .await
+            .0,
         StatusCode::OK
     );
     let review_feedback = vec![
@@ -503,7 +529,7 @@ async fn history_finds_overrides_and_order_select_orders(db: TestDb) {
         ),
     ];
     assert_eq!(
-        post_feedback(&app, "deprescribing", review_feedback)
+        post_feedback(&app, "deprescribing-patient-view", review_feedback)
             .await
             .0,
         StatusCode::OK
@@ -606,7 +632,9 @@ async fn overridden_patients_are_reread_after_their_ttl(db: TestDb) {
         &at,
     )];
     assert_eq!(
-        post_feedback(&app, "choosing-wisely", feedback).await.0,
+        post_feedback(&app, "choosing-wisely-order-select", feedback)
+            .await
+            .0,
         StatusCode::OK
     );
     assert!(
@@ -678,7 +706,7 @@ async fn a_killed_server_keeps_every_acknowledged_feedback(db: TestDb) {
     let posters: Vec<_> = (0..TASKS)
         .map(|_| {
             let (acknowledged, stop, client) = (acknowledged.clone(), stop.clone(), client.clone());
-            let url = format!("{base}/cds-services/choosing-wisely/feedback");
+            let url = format!("{base}/cds-services/choosing-wisely-order-select/feedback");
             tokio::spawn(async move {
                 for _ in 0..5_000 {
                     if stop.load(Ordering::Relaxed) {
@@ -731,7 +759,9 @@ async fn a_killed_server_keeps_every_acknowledged_feedback(db: TestDb) {
     assert!(store.counts().await.unwrap().feedback >= acknowledged.len() as u64);
     let again = json!({"feedback": [overridden(&acknowledged[0], Some("patient-preference"), "2026-01-01T10:00:00Z")]});
     let response = client
-        .post(format!("{base}/cds-services/choosing-wisely/feedback"))
+        .post(format!(
+            "{base}/cds-services/choosing-wisely-order-select/feedback"
+        ))
         .json(&again)
         .send()
         .await
@@ -797,7 +827,9 @@ async fn the_report_matches_hand_computed_figures(db: TestDb) {
         overridden(&uuid(), Some("patient-preference"), "2026-01-01T10:00:00Z"), // an unknown card
     ];
     assert_eq!(
-        post_feedback(&app, "choosing-wisely", cw).await.1["stored"],
+        post_feedback(&app, "choosing-wisely-order-select", cw)
+            .await
+            .1["stored"],
         4
     );
     // Review 1: the PPI suggestion (the second) accepted, the benzodiazepine one not. Review 2: overridden.
@@ -810,7 +842,9 @@ async fn the_report_matches_hand_computed_figures(db: TestDb) {
         declines(&reviews[1]),
     ];
     assert_eq!(
-        post_feedback(&app, "deprescribing", rx).await.0,
+        post_feedback(&app, "deprescribing-patient-view", rx)
+            .await
+            .0,
         StatusCode::OK
     );
     app.server.shutdown().await.unwrap();
@@ -889,4 +923,98 @@ async fn the_report_matches_hand_computed_figures(db: TestDb) {
     let empty: Value =
         serde_json::from_str(&report(&db, &["--format", "json", "--until", "2020-01-01"])).unwrap();
     assert_eq!(empty["rules"], json!([]));
+}
+
+/// A store written before each hook had its own service id (rows under the
+/// family's id) is migrated: its rows keep counting for their family in
+/// reports and for alert fatigue, under the ids the services have now.
+#[tokio::test]
+async fn rows_stored_under_the_old_service_ids_still_count_for_their_family() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("old.db").display());
+    let old_migrations = dir.path().join("migrations");
+    std::fs::create_dir(&old_migrations).unwrap();
+    for file in [
+        "0001_feedback_store.sql",
+        "0002_feedback_overrides_index.sql",
+    ] {
+        std::fs::copy(
+            root().join("migrations").join(file),
+            old_migrations.join(file),
+        )
+        .unwrap();
+    }
+    let options = url
+        .parse::<sqlx::sqlite::SqliteConnectOptions>()
+        .unwrap()
+        .create_if_missing(true);
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    sqlx::migrate::Migrator::new(old_migrations.as_path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    let issued = OffsetDateTime::now_utc() - time::Duration::days(3);
+    let ms = (issued.unix_timestamp_nanos() / 1_000_000) as i64;
+    for (card, rule, service, hook) in [
+        ("c-review", BENZO_RULE, "deprescribing", "patient-view"),
+        ("c-psa", PSA_RULE, "choosing-wisely", "order-select"),
+    ] {
+        sqlx::query(
+            "INSERT INTO card_log (card_uuid, rule_id, rule_version, service, hook, hook_instance, \
+             patient_hash, indicator, issued_at) VALUES ($1, $2, '1.0.0', $3, $4, 'hi', 'h1', 'info', $5)",
+        )
+        .bind(card)
+        .bind(rule)
+        .bind(service)
+        .bind(hook)
+        .bind(ms)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO feedback (id, service, card_uuid, outcome, outcome_at, override_system, override_code, \
+         unknown_card, received_at) VALUES ('f1', 'choosing-wisely', 'c-psa', 'overridden', $1, $2, \
+         'diagnostic-not-screening', false, $1)",
+    )
+    .bind(ms)
+    .bind(REASONS)
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+
+    let store = Store::connect(&url).await.unwrap();
+    let review = store.card_log_for("c-review").await.unwrap();
+    assert_eq!(
+        (review[0].service.as_str(), review[0].family.as_str()),
+        ("deprescribing-patient-view", "deprescribing")
+    );
+    let feedback = store.feedback_for_card("c-psa").await.unwrap();
+    assert_eq!(feedback[0].service, "choosing-wisely-order-select");
+
+    let report = store.report(&Default::default()).await.unwrap();
+    let families: Vec<(&str, u64, u64)> = report
+        .families
+        .iter()
+        .map(|f| (f.family.as_str(), f.counts.cards, f.counts.overridden))
+        .collect();
+    assert_eq!(
+        families,
+        [("choosing-wisely", 1, 1), ("deprescribing", 1, 0)]
+    );
+    let overrides = store
+        .overrides("h1", issued - time::Duration::days(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        overrides
+            .iter()
+            .map(|o| o.rule_id.as_str())
+            .collect::<Vec<_>>(),
+        [PSA_RULE],
+        "the old override still suppresses the rule"
+    );
 }

@@ -14,33 +14,28 @@ fn psa_prefetch(birth_date: &str, conditions: Vec<Value>) -> Value {
 }
 
 #[tokio::test]
-async fn discovery_lists_each_service_per_hook_with_derived_prefetch() {
+async fn discovery_lists_one_service_per_hook_with_derived_prefetch() {
     let app = spawn_app().await;
     let (status, body) = app.get("/cds-services").await;
     assert_eq!(status, StatusCode::OK);
     assert_no_empty_optionals(&body, "$");
     let services = body["services"].as_array().unwrap();
-    let pairs: Vec<(String, String)> = services
+    let pairs: Vec<(&str, &str)> = services
         .iter()
-        .map(|s| {
-            (
-                s["id"].as_str().unwrap().into(),
-                s["hook"].as_str().unwrap().into(),
-            )
-        })
+        .map(|s| (s["id"].as_str().unwrap(), s["hook"].as_str().unwrap()))
         .collect();
-    assert!(
-        pairs.contains(&("choosing-wisely".into(), "order-select".into())),
-        "{pairs:?}"
+    assert_eq!(
+        pairs,
+        [
+            ("choosing-wisely-order-select", "order-select"),
+            ("choosing-wisely-order-sign", "order-sign"),
+            ("deprescribing-patient-view", "patient-view"),
+            ("deprescribing-order-select", "order-select"),
+            ("deprescribing-order-sign", "order-sign"),
+        ]
     );
-    assert!(
-        pairs.contains(&("choosing-wisely".into(), "order-sign".into())),
-        "{pairs:?}"
-    );
-    let cw = services
-        .iter()
-        .find(|s| s["id"] == "choosing-wisely")
-        .unwrap();
+    let cw = &services[0];
+    assert_eq!(cw["title"], "Choosing Wisely (order-select)");
     assert!(cw["description"].as_str().is_some_and(|d| !d.is_empty()));
     assert_eq!(cw["prefetch"]["patient"], "Patient/{{context.patientId}}");
     assert_eq!(
@@ -62,6 +57,205 @@ async fn discovery_lists_each_service_per_hook_with_derived_prefetch() {
                 "template {template} uses a non-2.0 token"
             );
         }
+    }
+}
+
+/// What a client such as the CDS Hooks sandbox does with discovery: services
+/// kept in a map keyed by id (a repeated id would overwrite an earlier
+/// hook), each called for its one hook with its prefetch templates filled.
+#[tokio::test]
+async fn every_family_and_hook_is_reachable_through_discovery_keyed_by_id() {
+    let app = spawn_app().await;
+    let (_, body) = app.get("/cds-services").await;
+    let listed = body["services"].as_array().unwrap();
+    let by_id: std::collections::HashMap<&str, &Value> = listed
+        .iter()
+        .map(|s| (s["id"].as_str().unwrap(), s))
+        .collect();
+    assert_eq!(by_id.len(), listed.len(), "every id is listed once");
+
+    let rules = hookwise::rules::load_dir(&root().join("cds-rules")).unwrap();
+    let mut served = Vec::new();
+    for family in &rules.families {
+        for rule in family.rules.iter().map(|i| &rules.rules[*i]) {
+            for hook in rule
+                .hooks
+                .iter()
+                .filter_map(|h| hookwise::cds::Hook::parse(h))
+            {
+                served.push((family.id.clone(), hook));
+            }
+        }
+    }
+    served.sort();
+    served.dedup();
+    assert_eq!(served.len(), 5, "{served:?}");
+    for (family, hook) in served {
+        let reached = by_id
+            .values()
+            .filter(|s| s["hook"] == hook.as_str())
+            .find(|s| {
+                let id = s["id"].as_str().unwrap();
+                id == hookwise::rules::Service::id_for(&family, hook)
+            });
+        let Some(service) = reached else {
+            panic!(
+                "{family} at {hook}: no service in discovery: {:?}",
+                by_id.keys()
+            );
+        };
+        let id = service["id"].as_str().unwrap();
+        let request = client_request(hook.as_str(), &service["prefetch"]);
+        let (status, answer) = app
+            .post_raw(
+                &format!("/cds-services/{id}"),
+                serde_json::to_vec(&request).unwrap(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{id}: {answer}");
+        let cards = answer["cards"].as_array().unwrap();
+        assert!(
+            !cards.is_empty(),
+            "{family} at {hook} ({id}) gave no card: {answer}"
+        );
+
+        // The card's feedback goes to its own service's feedback URL.
+        let feedback = json!({"feedback": [{"card": cards[0]["uuid"], "outcome": "overridden",
+            "outcomeTimestamp": "2026-01-01T10:00:00Z"}]});
+        let (status, receipt) = app
+            .post_raw(
+                &format!("/cds-services/{id}/feedback"),
+                serde_json::to_vec(&feedback).unwrap(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{id}: {receipt}");
+        assert_eq!(
+            receipt,
+            json!({"stored": 1, "duplicates": 0, "unknownCards": 0}),
+            "{id}"
+        );
+    }
+}
+
+/// A call for `hook` about an 81-year-old man on lorazepam, with a PSA test
+/// and more lorazepam as draft orders on order hooks, and every advertised
+/// prefetch key filled as a client fills templates.
+fn client_request(hook: &str, templates: &Value) -> Value {
+    let lorazepam = |id: &str, status: &str| {
+        json!({"resourceType": "MedicationRequest", "id": id, "status": status, "intent": "order",
+            "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                "code": "197901", "display": "lorazepam 1 MG Oral Tablet"}]},
+            "subject": {"reference": "Patient/p1"}, "authoredOn": days_ago(200)})
+    };
+    let prefetch: serde_json::Map<String, Value> = templates
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|key| {
+            let value = match key.as_str() {
+                "patient" => patient("p1", "male", &born_years_ago(81)),
+                "medications" => searchset(vec![lorazepam("m1", "active")]),
+                _ => searchset(vec![]),
+            };
+            (key.clone(), value)
+        })
+        .collect();
+    let prefetch = Some(Value::Object(prefetch));
+    let mut request = match hook {
+        "patient-view" => json!({"hook": hook,
+            "context": {"userId": "Practitioner/example", "patientId": "p1"}, "prefetch": prefetch}),
+        _ => order_request(
+            hook,
+            vec![psa_order("sr-1"), lorazepam("draft-1", "draft")],
+            prefetch,
+        ),
+    };
+    // Each call is its own hook instance, so its cards have their own uuids.
+    request["hookInstance"] = json!(uuid::Uuid::new_v4().to_string());
+    request
+}
+
+#[tokio::test]
+async fn a_call_for_another_hook_names_the_service_that_serves_it() {
+    let app = spawn_app().await;
+    let review = json!({"hook": "patient-view", "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+        "context": {"userId": "Practitioner/example", "patientId": "p1"}});
+    let (status, outcome) = app
+        .post_raw(
+            "/cds-services/deprescribing-order-select",
+            serde_json::to_vec(&review).unwrap(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{outcome}");
+    assert_eq!(outcome["issue"][0]["expression"][0], "hook");
+    let message = outcome["issue"][0]["diagnostics"].as_str().unwrap();
+    assert!(
+        message.contains("\"deprescribing-patient-view\""),
+        "{message}"
+    );
+
+    // Choosing Wisely has no patient-view service: the error says so.
+    let (status, outcome) = app
+        .post_raw(
+            "/cds-services/choosing-wisely-order-sign",
+            serde_json::to_vec(&review).unwrap(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let message = outcome["issue"][0]["diagnostics"].as_str().unwrap();
+    assert!(
+        message.contains("do not serve \"patient-view\""),
+        "{message}"
+    );
+
+    // An unknown hook name, likewise a 400 on the hook field.
+    let mut unknown = review.clone();
+    unknown["hook"] = json!("encounter-start");
+    let (status, outcome) = app
+        .post_raw(
+            "/cds-services/deprescribing-patient-view",
+            serde_json::to_vec(&unknown).unwrap(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(outcome["issue"][0]["expression"][0], "hook");
+}
+
+#[tokio::test]
+async fn a_family_id_is_no_service_and_points_to_the_ids_that_replaced_it() {
+    let app = spawn_app().await;
+    let request = order_request("order-select", vec![psa_order("sr-1")], None);
+    let (status, outcome) = app
+        .post_raw(
+            "/cds-services/choosing-wisely",
+            serde_json::to_vec(&request).unwrap(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{outcome}");
+    assert_eq!(outcome["resourceType"], "OperationOutcome");
+    let message = outcome["issue"][0]["diagnostics"].as_str().unwrap();
+    assert!(
+        message.contains("choosing-wisely-order-select, choosing-wisely-order-sign"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_service_id_that_is_not_utf8_is_a_400_operation_outcome() {
+    let app = spawn_app().await;
+    for path in ["/cds-services/%ff%fe", "/cds-services/%ff%fe/feedback"] {
+        let response = app
+            .client
+            .post(format!("{}{path}", app.base))
+            .header("Content-Type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{path}");
+        let outcome: Value = response.json().await.unwrap();
+        assert_eq!(outcome["resourceType"], "OperationOutcome", "{path}");
+        assert_eq!(outcome["issue"][0]["code"], "invalid");
     }
 }
 
@@ -375,7 +569,7 @@ async fn assert_outcome(
 #[tokio::test]
 async fn bad_input_gets_a_4xx_operation_outcome() {
     let app = spawn_app().await;
-    let cw = "/cds-services/choosing-wisely";
+    let cw = "/cds-services/choosing-wisely-order-select";
     assert_outcome(
         &app,
         cw,
@@ -487,7 +681,7 @@ async fn bad_input_gets_a_4xx_operation_outcome() {
     )
     .await;
 
-    let (status, outcome) = app.get("/cds-services/choosing-wisely").await;
+    let (status, outcome) = app.get("/cds-services/choosing-wisely-order-select").await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(outcome["resourceType"], "OperationOutcome");
 }
@@ -497,8 +691,8 @@ async fn every_path_answers_a_preflight() {
     let app = spawn_app().await;
     for path in [
         "/cds-services",
-        "/cds-services/choosing-wisely",
-        "/cds-services/choosing-wisely/feedback",
+        "/cds-services/choosing-wisely-order-select",
+        "/cds-services/choosing-wisely-order-select/feedback",
     ] {
         let response = app
             .client
@@ -527,7 +721,7 @@ async fn feedback_accepts_a_batch_for_a_known_service() {
         "outcomeTimestamp": "2026-01-01T10:00:00Z"}]});
     let (status, _) = app
         .post_raw(
-            "/cds-services/choosing-wisely/feedback",
+            "/cds-services/choosing-wisely-order-select/feedback",
             serde_json::to_vec(&feedback).unwrap(),
         )
         .await;
@@ -541,7 +735,7 @@ async fn feedback_accepts_a_batch_for_a_known_service() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_outcome(
         &app,
-        "/cds-services/choosing-wisely/feedback",
+        "/cds-services/choosing-wisely-order-select/feedback",
         b"{}".to_vec(),
         StatusCode::BAD_REQUEST,
         Some("feedback"),

@@ -63,7 +63,7 @@ async fn logs_carry_request_fields_and_never_phi_or_secrets() {
     settings.log_format = LogFormat::Json;
     settings.patient_id_hash_key = Some(Secret::new(HASH_KEY));
     let app = spawn_app_with(settings).await;
-    let path = "/cds-services/choosing-wisely";
+    let path = "/cds-services/choosing-wisely-order-select";
     let forger = TestKey::es384("log-key");
     let jwts: Vec<String> = (0..5)
         .map(|_| key.sign(&claims(EHR, &app.url(path)), None))
@@ -166,7 +166,7 @@ async fn logs_carry_request_fields_and_never_phi_or_secrets() {
     assert_eq!(first["fields"]["status"], 200);
     assert!(first["fields"]["latency_ms"].as_f64().is_some());
     let span = &first["span"];
-    assert_eq!(span["service"], "choosing-wisely", "{first}");
+    assert_eq!(span["service"], "choosing-wisely-order-select", "{first}");
     assert_eq!(span["hook"], "order-select");
     assert_eq!(span["patient"], hash.as_str());
     assert_eq!(span["client"], EHR);

@@ -105,8 +105,12 @@ fn psa_request(prefetch: Option<Value>) -> Value {
     order_request("order-select", vec![psa_order("sr-1")], prefetch)
 }
 
-fn cw_order_select() -> [(&'static str, &'static str); 2] {
-    [("service", "choosing-wisely"), ("hook", "order-select")]
+fn cw_order_select() -> [(&'static str, &'static str); 3] {
+    [
+        ("family", "choosing-wisely"),
+        ("service", "choosing-wisely-order-select"),
+        ("hook", "order-select"),
+    ]
 }
 
 #[tokio::test]
@@ -539,7 +543,7 @@ async fn feedback_outcomes_are_counted_per_rule_and_reason_once() {
     for _ in 0..2 {
         let (status, answer) = app
             .post_raw(
-                "/cds-services/choosing-wisely/feedback",
+                "/cds-services/choosing-wisely-order-select/feedback",
                 serde_json::to_vec(&feedback).unwrap(),
             )
             .await;

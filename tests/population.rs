@@ -44,7 +44,8 @@ fn patient_view_findings_on_synthea_patients_are_the_reviewed_set() {
         let mut fired: Vec<String> = rules
             .services
             .iter()
-            .flat_map(|s| rules.candidates(s, Hook::PatientView, &record))
+            .filter(|s| s.hook == Hook::PatientView)
+            .flat_map(|s| rules.candidates(s, &record))
             .filter(|r| matches!(evaluator.evaluate(r), Verdict::Fires(_)))
             .map(|r| r.id.clone())
             .collect();

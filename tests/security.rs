@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 
 const EHR: &str = "https://ehr.example.org";
 const DISCOVERY: &str = "/cds-services";
-const CW: &str = "/cds-services/choosing-wisely";
-const CW_FEEDBACK: &str = "/cds-services/choosing-wisely/feedback";
+const CW: &str = "/cds-services/choosing-wisely-order-select";
+const CW_FEEDBACK: &str = "/cds-services/choosing-wisely-order-select/feedback";
 
 fn feedback_body() -> Value {
     json!({"feedback": [{"card": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea", "outcome": "overridden",
@@ -204,8 +204,8 @@ async fn a_wrong_audience_is_401() {
     let (app, key) = es384_app().await;
     for aud in [
         app.url(DISCOVERY),
-        app.url("/cds-services/deprescribing"),
-        "https://other.example.org/cds-services/choosing-wisely".into(),
+        app.url("/cds-services/deprescribing-patient-view"),
+        "https://other.example.org/cds-services/choosing-wisely-order-select".into(),
     ] {
         let token = token_with(&app, &key, |c| c["aud"] = json!(aud));
         assert_401(&app.post_token(CW, &token, &call_body()).await, &aud);
@@ -236,7 +236,10 @@ async fn feedback_accepts_its_own_url_and_the_service_url_as_audience() {
         let raw = app.post_token(CW_FEEDBACK, &token, &feedback_body()).await;
         assert_eq!(raw.status, StatusCode::OK, "aud {aud}: {}", raw.body);
     }
-    let token = key.sign(&claims(EHR, &app.url("/cds-services/deprescribing")), None);
+    let token = key.sign(
+        &claims(EHR, &app.url("/cds-services/deprescribing-patient-view")),
+        None,
+    );
     assert_401(
         &app.post_token(CW_FEEDBACK, &token, &feedback_body()).await,
         "another service's URL",

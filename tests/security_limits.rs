@@ -14,8 +14,8 @@ use std::time::Duration;
 const SANDBOX_ORIGIN: &str = "https://sandbox.cds-hooks.org";
 const PATHS: [&str; 4] = [
     "/cds-services",
-    "/cds-services/choosing-wisely",
-    "/cds-services/choosing-wisely/feedback",
+    "/cds-services/choosing-wisely-order-select",
+    "/cds-services/choosing-wisely-order-select/feedback",
     "/elsewhere",
 ];
 
@@ -253,7 +253,7 @@ async fn the_json_depth_limit_is_configurable() {
     );
     let (status, _) = app
         .post_raw(
-            "/cds-services/choosing-wisely/feedback",
+            "/cds-services/choosing-wisely-order-select/feedback",
             serde_json::to_vec(&json!({"feedback": [nested(12)]})).unwrap(),
         )
         .await;

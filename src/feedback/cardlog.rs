@@ -35,8 +35,10 @@ const WRITE_ATTEMPTS: u32 = 3;
 pub struct CardLogEntry {
     /// The card's uuid.
     pub card_uuid: String,
-    /// Service id (the rule family).
+    /// Service id (the family at one hook).
     pub service: String,
+    /// The rule family.
+    pub family: String,
     /// Hook name.
     pub hook: String,
     /// The request's hookInstance.
@@ -65,6 +67,8 @@ pub struct CardLogEntry {
 pub struct IssuedCards {
     /// Service id.
     pub service: String,
+    /// The service's rule family.
+    pub family: String,
     /// The hook.
     pub hook: Hook,
     /// The cards and their origins.
@@ -104,6 +108,7 @@ pub fn entries_for(
                 rows.push(CardLogEntry {
                     card_uuid: card.card_uuid.clone(),
                     service: cards.service.clone(),
+                    family: cards.family.clone(),
                     hook: cards.hook.as_str().to_string(),
                     hook_instance: issued.hook_instance.clone(),
                     rule_id: rule.rule_id.clone(),
@@ -133,9 +138,9 @@ impl Store {
     /// Inserts card log rows in one transaction. A retried call (same
     /// hookInstance, so same card uuids) adds nothing.
     pub async fn insert_card_log(&self, rows: &[CardLogEntry]) -> Result<(), StoreError> {
-        let sql = "INSERT INTO card_log (card_uuid, rule_id, draft_order_hash, rule_version, service, hook, \
+        let sql = "INSERT INTO card_log (card_uuid, rule_id, draft_order_hash, rule_version, service, family, hook, \
                    hook_instance, suggestion_uuids, patient_hash, encounter_hash, indicator, issued_at) \
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
                    ON CONFLICT (card_uuid, rule_id, draft_order_hash) DO NOTHING";
         let _guard = self.write_guard().await;
         on_pool!(self, pool => {
@@ -147,6 +152,7 @@ impl Store {
                     .bind(row.draft_order_hash.as_deref().unwrap_or(""))
                     .bind(&row.rule_version)
                     .bind(&row.service)
+                    .bind(&row.family)
                     .bind(&row.hook)
                     .bind(&row.hook_instance)
                     .bind(row.suggestion_uuids.join(" "))
@@ -180,7 +186,7 @@ impl Store {
 impl Store {
     /// The card log rows of one card, by rule and draft order.
     pub async fn card_log_for(&self, card_uuid: &str) -> Result<Vec<CardLogEntry>, StoreError> {
-        let sql = "SELECT card_uuid, service, hook, hook_instance, rule_id, rule_version, suggestion_uuids, patient_hash, \
+        let sql = "SELECT card_uuid, service, family, hook, hook_instance, rule_id, rule_version, suggestion_uuids, patient_hash, \
                    encounter_hash, draft_order_hash, indicator, issued_at FROM card_log WHERE card_uuid = $1 \
                    ORDER BY rule_id, draft_order_hash";
         let rows: Vec<CardLogRow> =
@@ -199,6 +205,7 @@ type CardLogRow = (
     String,
     String,
     String,
+    String,
     Option<String>,
     String,
     String,
@@ -209,6 +216,7 @@ fn row_entry(
     (
         card_uuid,
         service,
+        family,
         hook,
         hook_instance,
         rule_id,
@@ -224,6 +232,7 @@ fn row_entry(
     CardLogEntry {
         card_uuid,
         service,
+        family,
         hook,
         hook_instance,
         rule_id,
@@ -404,7 +413,8 @@ mod tests {
             draft_orders: orders.iter().map(|o| o.to_string()).collect(),
         };
         IssuedCards {
-            service: "deprescribing".into(),
+            service: "deprescribing-order-select".into(),
+            family: "deprescribing".into(),
             hook: Hook::OrderSelect,
             issued: Issued {
                 hook_instance: "hi".into(),

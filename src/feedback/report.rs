@@ -187,7 +187,7 @@ impl Store {
     }
 
     async fn logged_rules(&self, from: i64, to: i64) -> Result<Vec<LoggedRule>, StoreError> {
-        let sql = "SELECT DISTINCT card_uuid, rule_id, rule_version, service, patient_hash, suggestion_uuids \
+        let sql = "SELECT DISTINCT card_uuid, rule_id, rule_version, family, patient_hash, suggestion_uuids \
                    FROM card_log WHERE issued_at >= $1 AND issued_at < $2";
         type Row = (String, String, String, String, String, String);
         let rows: Vec<Row> =
@@ -728,15 +728,15 @@ fn reason_display(
     system: &str,
     code: &str,
 ) -> Option<String> {
-    let service = rules.service(family);
+    let family = rules.family(family);
     let own = rule
         .and_then(|id| rules.rules.iter().find(|r| r.id == id))
         .map(|r| &r.card.override_reasons);
-    let combined = service
-        .and_then(|s| s.patient_view_card.as_ref())
+    let combined = family
+        .and_then(|f| f.patient_view_card.as_ref())
         .map(|t| &t.override_reasons);
-    let members = service.into_iter().flat_map(|s| {
-        s.rules
+    let members = family.into_iter().flat_map(|f| {
+        f.rules
             .iter()
             .map(|i| &rules.rules[*i].card.override_reasons)
     });

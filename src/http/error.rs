@@ -117,7 +117,7 @@ impl ApiError {
 impl From<CallError> for ApiError {
     fn from(error: CallError) -> Self {
         match error {
-            CallError::UnknownService(_) => ApiError::not_found(error.to_string()),
+            CallError::UnknownService { .. } => ApiError::not_found(error.to_string()),
             CallError::BadRequest { path, message } => {
                 let message = if path.is_empty() {
                     message

@@ -121,7 +121,7 @@ pub async fn track(mut request: Request, next: Next) -> Response {
         metrics::request(route, response.status().as_u16());
         return response;
     }
-    let service = metrics::service_label(service_id(request.uri().path()));
+    let service = metrics::service_labels(service_id(request.uri().path()));
     let (response, hook) = CALL_HOOK
         .scope(Cell::new(UNKNOWN), async {
             let response = next.run(request).await;
@@ -183,8 +183,8 @@ mod tests {
     #[test]
     fn the_service_id_is_the_path_segment_after_cds_services() {
         assert_eq!(
-            service_id("/cds-services/choosing-wisely"),
-            "choosing-wisely"
+            service_id("/cds-services/choosing-wisely-order-sign"),
+            "choosing-wisely-order-sign"
         );
         assert_eq!(service_id("/cds-services/x/feedback"), "x");
         assert_eq!(service_id("/other"), "");

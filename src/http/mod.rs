@@ -114,28 +114,53 @@ async fn discovery(State(state): State<Arc<AppState>>) -> Json<Discovery> {
     Json(discovery_document(&state.engine))
 }
 
-/// The discovery document, with prefetch templates derived from the rules.
+/// The discovery document: one entry per service (one rule family at one
+/// hook, each with its own id), with prefetch templates derived from the
+/// rules.
 pub fn discovery_document(engine: &Engine) -> Discovery {
     let rules = &engine.rules;
     let services = rules
         .services
         .iter()
-        .flat_map(|service| {
-            service.hooks.iter().map(move |hook| ServiceDescriptor {
-                hook: hook.as_str().to_string(),
+        .map(|service| {
+            let family = rules.family_of(service);
+            ServiceDescriptor {
+                hook: service.hook.as_str().to_string(),
                 id: service.id.clone(),
-                title: service.title.clone(),
-                description: service.description.clone(),
+                title: format!("{} ({})", family.title, service.hook),
+                description: family.description.clone(),
                 prefetch: rules
-                    .advertised_prefetch(service, *hook)
+                    .advertised_prefetch(service)
                     .iter()
                     .map(|k| (k.key.to_string(), Value::String(k.template.clone())))
                     .collect::<Map<String, Value>>(),
-                usage_requirements: service.usage_requirements.clone(),
-            })
+                usage_requirements: family.usage_requirements.clone(),
+            }
         })
         .collect();
     Discovery { services }
+}
+
+/// The `{id}` of a service URL. A segment that is not UTF-8 is a 400
+/// OperationOutcome like every other bad request (axum's own rejection is
+/// plain text).
+pub struct ServiceId(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ServiceId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(id)) => Ok(ServiceId(id)),
+            Err(rejection) => Err(ApiError::bad_request(
+                "",
+                format!("invalid service id in the URL: {}", rejection.body_text()),
+            )),
+        }
+    }
 }
 
 /// `POST /cds-services/{id}`: the service, the body (parsed once, within
@@ -145,13 +170,13 @@ async fn call_service(
     State(state): State<Arc<AppState>>,
     Extension(policy): Extension<Arc<Policy>>,
     Extension(started): Extension<metrics::RequestStarted>,
-    Path(id): Path<String>,
+    ServiceId(id): ServiceId,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body?;
-    if state.engine.rules.service(&id).is_none() {
-        return Err(CallError::UnknownService(id).into());
-    }
+    let Some(service) = state.engine.rules.service(&id) else {
+        return Err(CallError::unknown_service(&state.engine.rules, &id).into());
+    };
     Span::current().record("service", id.as_str());
     let request = parse_request(&body, policy.limits.max_json_depth).map_err(CallError::from)?;
     record_call(&policy, &request);
@@ -176,6 +201,7 @@ async fn call_service(
         response
             .extensions_mut()
             .insert(crate::feedback::IssuedCards {
+                family: state.engine.rules.family_of(service).id.clone(),
                 service: id,
                 hook: call.hook,
                 issued,

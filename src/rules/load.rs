@@ -6,7 +6,7 @@ use super::model::{ActionTemplate, AlertFatigue, Criterion, Rule};
 use super::template::{check_placeholder, placeholders};
 use super::valueset::ValueSet;
 use super::yaml::{YamlDoc, serde_path_to_pointer};
-use super::{RuleSet, Service};
+use super::{Family, RuleSet, Service};
 use crate::cds::Hook;
 use serde::Deserialize;
 use serde_json::Value;
@@ -159,7 +159,7 @@ pub fn load_dir(dir: &Path) -> Result<RuleSet, Vec<Diagnostic>> {
     let rule_schema = compile_schema(RULE_SCHEMA);
     let service_schema = compile_schema(SERVICE_SCHEMA);
     let mut rules: Vec<Rule> = Vec::new();
-    let mut services: Vec<Service> = Vec::new();
+    let mut families: Vec<Family> = Vec::new();
     let mut rule_files: HashMap<String, PathBuf> = HashMap::new();
     for folder in sorted_entries(dir).into_iter().filter(|p| p.is_dir()) {
         let name = folder
@@ -197,7 +197,7 @@ pub fn load_dir(dir: &Path) -> Result<RuleSet, Vec<Diagnostic>> {
             }
         }
         let fatigue_defaults = service.alert_fatigue.rule_defaults();
-        let mut service = Service {
+        let mut family = Family {
             id: service.id,
             title: service.title,
             description: service.description,
@@ -232,24 +232,20 @@ pub fn load_dir(dir: &Path) -> Result<RuleSet, Vec<Diagnostic>> {
                 continue;
             }
             rule_files.insert(rule.id.clone(), path.clone());
-            service
+            family
                 .hooks
                 .extend(rule.hooks.iter().filter_map(|h| Hook::parse(h)));
-            service.rules.push(rules.len());
+            family.rules.push(rules.len());
             rules.push(rule);
         }
-        if services.iter().any(|s| s.id == service.id) {
-            problems.add(
-                &service_path,
-                1,
-                format!("duplicate service id {:?}", service.id),
-            );
+        if let Some(clash) = id_clash(&families, &family) {
+            problems.add(&service_path, 1, clash);
             continue;
         }
-        services.push(service);
+        families.push(family);
     }
     if problems.0.is_empty() {
-        Ok(RuleSet::new(rules, value_sets, services))
+        Ok(RuleSet::new(rules, value_sets, families))
     } else {
         problems.0.sort();
         Err(problems.0)
@@ -505,6 +501,30 @@ fn unreachable_criteria(
     }
 }
 
+/// Why `family` cannot join `families`: a family id used twice, or ids that
+/// would collide in the URL space where family ids (for feedback on cards
+/// issued before per-hook ids) and service ids (`{family}-{hook}`) live
+/// together.
+fn id_clash(families: &[Family], family: &Family) -> Option<String> {
+    let ids = |f: &Family| {
+        let services = Hook::ALL.map(|hook| Service::id_for(&f.id, hook));
+        std::iter::once(f.id.clone())
+            .chain(services)
+            .collect::<Vec<_>>()
+    };
+    let new = ids(family);
+    families.iter().find_map(|other| {
+        let taken = ids(other);
+        new.iter().find(|id| taken.contains(id)).map(|id| match other.id == family.id {
+            true => format!("duplicate service id {:?}", family.id),
+            false => format!(
+                "service id {:?} clashes with family {:?}: both would answer at /cds-services/{id}",
+                family.id, other.id
+            ),
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -552,7 +572,7 @@ mod tests {
             ],
         )
         .unwrap();
-        assert_eq!(set.services[0].max_cards, Some(2));
+        assert_eq!(set.families[0].max_cards, Some(2));
         let by_id = |id: &str| set.rules.iter().find(|r| r.id == id).unwrap().alert_fatigue;
         assert_eq!(
             (
@@ -573,7 +593,7 @@ mod tests {
     #[test]
     fn without_settings_nothing_is_suppressed_repeats_are_held_back_and_there_is_no_cap() {
         let set = load("", &[("a.yaml", rule("plain", ""))]).unwrap();
-        assert_eq!(set.services[0].max_cards, None);
+        assert_eq!(set.families[0].max_cards, None);
         assert_eq!(set.rules[0].alert_fatigue.suppression_days(), 0);
         assert!(set.rules[0].alert_fatigue.deduplicates_order_sign());
     }

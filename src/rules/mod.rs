@@ -21,13 +21,13 @@ pub use valueset::ValueSet;
 use crate::cds::Hook;
 use crate::fhir::{DataNeed, PatientRecord, PrefetchKey};
 use model::{Criterion, EncounterScope, Rule};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
-/// A CDS service: one rule family (a folder), registered once per hook its
-/// rules serve.
+/// A rule family: one folder of rules and its `service.yaml`, served as one
+/// CDS [`Service`] per hook its rules serve.
 #[derive(Debug, Clone)]
-pub struct Service {
-    /// Service id (the folder's `service.yaml` id).
+pub struct Family {
+    /// Family id (the folder's `service.yaml` id), e.g. `deprescribing`.
     pub id: String,
     /// Title.
     pub title: String,
@@ -45,6 +45,31 @@ pub struct Service {
     pub max_cards: Option<usize>,
 }
 
+/// A CDS service: one rule family at one hook, called at
+/// `{baseUrl}/cds-services/{id}`.
+///
+/// Clients key services by id (the CDS Hooks sandbox does, and EHR
+/// registrations bind one URL to one hook), so every (family, hook) pair has
+/// its own id, named by [`Service::id_for`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    /// Service id, `{family}-{hook}`.
+    pub id: String,
+    /// Index of its family in [`RuleSet::families`].
+    pub family: usize,
+    /// The one hook it serves.
+    pub hook: Hook,
+}
+
+impl Service {
+    /// The naming rule for service ids: the family id, a dash, the hook name
+    /// (`deprescribing-patient-view`, `choosing-wisely-order-select`), so an
+    /// EHR analyst sees in the id what the service reviews and when.
+    pub fn id_for(family: &str, hook: Hook) -> String {
+        format!("{family}-{}", hook.as_str())
+    }
+}
+
 /// Loaded, checked and compiled rules.
 #[derive(Debug)]
 pub struct RuleSet {
@@ -52,30 +77,43 @@ pub struct RuleSet {
     pub rules: Vec<Rule>,
     /// Compiled value sets.
     pub value_sets: Vec<ValueSet>,
-    /// Services, by id order.
+    /// Rule families, by id order.
+    pub families: Vec<Family>,
+    /// Services, one per (family, hook), by family then hook.
     pub services: Vec<Service>,
-    /// Prefetch templates per (service index, hook), computed once.
-    prefetch: BTreeMap<(usize, Hook), Vec<PrefetchKey>>,
+    /// Prefetch templates per service (index in `services`), computed once.
+    prefetch: Vec<Vec<PrefetchKey>>,
     /// Rules by the codes that can trigger them.
     index: index::TriggerIndex,
 }
 
 impl RuleSet {
-    fn new(rules: Vec<Rule>, value_sets: Vec<ValueSet>, services: Vec<Service>) -> RuleSet {
+    fn new(rules: Vec<Rule>, value_sets: Vec<ValueSet>, families: Vec<Family>) -> RuleSet {
         let index = index::TriggerIndex::build(&rules, &value_sets);
+        let services = families
+            .iter()
+            .enumerate()
+            .flat_map(|(family, f)| {
+                f.hooks.iter().map(move |hook| Service {
+                    id: Service::id_for(&f.id, *hook),
+                    family,
+                    hook: *hook,
+                })
+            })
+            .collect();
         let mut set = RuleSet {
             rules,
             value_sets,
+            families,
             services,
-            prefetch: BTreeMap::new(),
+            prefetch: Vec::new(),
             index,
         };
-        for (index, service) in set.services.iter().enumerate() {
-            for hook in &service.hooks {
-                let keys = set.prefetch_keys(set.rules_for(service, *hook));
-                set.prefetch.insert((index, *hook), keys);
-            }
-        }
+        set.prefetch = set
+            .services
+            .iter()
+            .map(|service| set.prefetch_keys(set.rules_for(service)))
+            .collect();
         set
     }
 
@@ -84,13 +122,27 @@ impl RuleSet {
         self.services.iter().find(|s| s.id == id)
     }
 
-    /// The rules of `service` that serve `hook`.
-    pub fn rules_for<'s>(
-        &'s self,
-        service: &'s Service,
-        hook: Hook,
-    ) -> impl Iterator<Item = &'s Rule> {
-        service
+    /// The family with this id.
+    pub fn family(&self, id: &str) -> Option<&Family> {
+        self.families.iter().find(|f| f.id == id)
+    }
+
+    /// The family `service` belongs to.
+    pub fn family_of(&self, service: &Service) -> &Family {
+        &self.families[service.family]
+    }
+
+    /// The services of `family`, one per hook.
+    pub fn services_of<'s>(&'s self, family: &'s Family) -> impl Iterator<Item = &'s Service> {
+        self.services
+            .iter()
+            .filter(move |s| self.families[s.family].id == family.id)
+    }
+
+    /// The rules of `service`: its family's rules that serve its hook.
+    pub fn rules_for<'s>(&'s self, service: &'s Service) -> impl Iterator<Item = &'s Rule> {
+        let hook = service.hook;
+        self.family_of(service)
             .rules
             .iter()
             .map(|i| &self.rules[*i])
@@ -104,27 +156,23 @@ impl RuleSet {
             .filter(move |r| r.hooks.iter().any(|h| h == hook.as_str()))
     }
 
-    /// The prefetch templates advertised for (service, hook).
-    pub fn advertised_prefetch(&self, service: &Service, hook: Hook) -> &[PrefetchKey] {
-        let index = self.services.iter().position(|s| s.id == service.id);
+    /// The prefetch templates advertised for `service`.
+    pub fn advertised_prefetch(&self, service: &Service) -> &[PrefetchKey] {
+        let index = self.services.iter().position(|s| s == service);
         index
-            .and_then(|i| self.prefetch.get(&(i, hook)))
+            .and_then(|i| self.prefetch.get(i))
             .map_or(&[], Vec::as_slice)
     }
 
-    /// Rules of `service` for `hook` that could fire on this record, found
-    /// through the trigger index: on order hooks only those with a draft-order
-    /// criterion matching a selected draft.
-    pub fn candidates(
-        &self,
-        service: &Service,
-        hook: Hook,
-        record: &PatientRecord<'_>,
-    ) -> Vec<&Rule> {
+    /// Rules of `service` that could fire on this record, found through the
+    /// trigger index: on order hooks only those with a draft-order criterion
+    /// matching a selected draft.
+    pub fn candidates(&self, service: &Service, record: &PatientRecord<'_>) -> Vec<&Rule> {
+        let (hook, family) = (service.hook, self.family_of(service));
         self.index
             .candidates(hook.is_order_hook(), record)
             .into_iter()
-            .filter(|i| service.rules.binary_search(i).is_ok())
+            .filter(|i| family.rules.binary_search(i).is_ok())
             .map(|i| &self.rules[i])
             .filter(|r| r.hooks.iter().any(|h| h == hook.as_str()))
             .collect()
@@ -241,8 +289,8 @@ impl RuleSet {
         let mut out = String::from(
             "| id | title | hooks | source | checks | exclusions |\n|---|---|---|---|---|---|\n",
         );
-        for service in &self.services {
-            for rule in service.rules.iter().map(|i| &self.rules[*i]) {
+        for family in &self.families {
+            for rule in family.rules.iter().map(|i| &self.rules[*i]) {
                 let exclusions: Vec<&str> =
                     rule.exclusions.iter().map(|e| e.label.as_str()).collect();
                 out.push_str(&format!(

@@ -265,7 +265,8 @@ fn run_case(rules: &RuleSet, case: &Case, fixture: Option<&Value>) -> Vec<String
     let candidates: Vec<&super::model::Rule> = rules
         .services
         .iter()
-        .flat_map(|service| rules.candidates(service, hook, &record))
+        .filter(|service| service.hook == hook)
+        .flat_map(|service| rules.candidates(service, &record))
         .collect();
     let ctx = CardContext {
         hook_instance: "rule-test",

@@ -76,10 +76,11 @@ pub async fn spawn_app() -> TestApp {
 }
 
 impl TestApp {
-    /// POSTs a JSON body to a service; returns status and parsed body.
-    pub async fn call(&self, service: &str, body: &Value) -> (StatusCode, Value) {
+    /// POSTs a JSON body to rule `family`'s service for the hook the body
+    /// names (see [`service_for`]); returns status and parsed body.
+    pub async fn call(&self, family: &str, body: &Value) -> (StatusCode, Value) {
         self.post_raw(
-            &format!("/cds-services/{service}"),
+            &format!("/cds-services/{}", service_for(family, body)),
             serde_json::to_vec(body).unwrap(),
         )
         .await
@@ -116,6 +117,18 @@ impl TestApp {
         let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
         (status, response.json().await.unwrap_or(Value::Null))
     }
+}
+
+/// The id of `family`'s service for the hook `body` names, by the server's
+/// own naming rule; the family id itself when the body names no known hook
+/// (tests of bad hooks call a service id directly).
+pub fn service_for(family: &str, body: &Value) -> String {
+    body["hook"]
+        .as_str()
+        .and_then(hookwise::cds::Hook::parse)
+        .map_or(family.to_string(), |hook| {
+            hookwise::rules::Service::id_for(family, hook)
+        })
 }
 
 /// A birth date that makes the patient `years` old today (birthday today).
