@@ -339,12 +339,16 @@ fn draft_resource(create: &CreateTemplate, patient_id: &str) -> Value {
     resource
 }
 
+/// The CodeableConcept of `code`, with `text` as well as the coding: EHRs
+/// show `text` to the clinician, and the CDS Hooks sandbox applies a drug
+/// swap only when both are present.
 fn concept(code: &Coding) -> Value {
     let mut coding = json!({"system": code.system, "code": code.code});
     if let Some(display) = &code.display {
         coding["display"] = json!(display);
     }
-    json!({"coding": [coding]})
+    let text = code.display.as_deref().unwrap_or(&code.code);
+    json!({"coding": [coding], "text": text})
 }
 
 /// Cuts a summary that template fields made too long at a word boundary.
@@ -360,6 +364,46 @@ fn shorten(summary: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rules::model::ActionTemplate;
+
+    /// Every resource the bundled rules can propose in a `create` action
+    /// (an alternative order, a taper Task), checked as strict FHIR R4: an
+    /// EHR applying the suggestion must be able to store it.
+    #[test]
+    fn every_proposed_resource_is_valid_r4() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("cds-rules");
+        let rules = crate::rules::load_dir(&dir).expect("bundled rules load");
+        let mut checked = 0;
+        for rule in &rules.rules {
+            let actions = rule.card.suggestions.iter().flat_map(|s| &s.actions);
+            for action in actions {
+                let resource = match action {
+                    ActionTemplate::Create(create) => draft_resource(create, "p1"),
+                    ActionTemplate::Taper(_) => {
+                        taper_task("MedicationRequest/m1", "lorazepam 1 MG Oral Tablet", "p1")
+                    }
+                    ActionTemplate::DeleteDraftOrder(_) | ActionTemplate::Stop(_) => continue,
+                };
+                let bytes = serde_json::to_vec(&resource).unwrap();
+                if let Err(e) = hookwise_fhir_r4::validate_resource_json(&bytes) {
+                    panic!(
+                        "{} proposes an invalid resource: {e}\n{resource:#}",
+                        rule.id
+                    );
+                }
+                if resource["resourceType"] == "MedicationRequest" {
+                    let concept = &resource["medicationCodeableConcept"];
+                    assert!(
+                        concept["text"].is_string() && concept["coding"][0]["code"].is_string(),
+                        "{}: a drug swap needs text and coding: {concept}",
+                        rule.id
+                    );
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked >= 9, "only {checked} proposed resources found");
+    }
 
     #[test]
     fn shortens_long_summaries_at_a_word() {
