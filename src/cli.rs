@@ -6,6 +6,8 @@ use crate::rules::testing::load_tests;
 use crate::rules::{RuleSet, Service, load_dir};
 use crate::server::{Server, build_engine};
 use clap::{Parser, Subcommand};
+use std::fmt;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -118,16 +120,82 @@ pub fn run() -> ExitCode {
             json,
             markdown,
         } => list_rules(&rules, json, markdown),
-        Command::Report(args) => crate::feedback::report::command(args),
+        Command::Report(args) => crate::feedback::report::command(args)
+            .map_err(CliError::from)
+            .and_then(|report| {
+                say!("{}", report.trim_end_matches('\n'));
+                Ok(ExitCode::SUCCESS)
+            }),
     };
     match outcome {
         Ok(code) => code,
-        Err(message) => {
+        // A reader that stopped reading (`hookwise rules | head`) is no error.
+        Err(CliError::StdoutClosed) => ExitCode::SUCCESS,
+        Err(CliError::Failed(message)) => {
             eprintln!("hookwise: {message}");
             ExitCode::FAILURE
         }
     }
 }
+
+/// Why a command ended without finishing.
+#[derive(Debug)]
+enum CliError {
+    /// It failed; the message says why.
+    Failed(String),
+    /// Whoever read standard output closed it.
+    StdoutClosed,
+}
+
+impl From<String> for CliError {
+    fn from(message: String) -> Self {
+        CliError::Failed(message)
+    }
+}
+
+/// Writes one line to standard output. A closed pipe ends the command
+/// quietly instead of the panic `println!` would raise.
+fn write_line(line: fmt::Arguments<'_>) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    match out.write_fmt(line).and_then(|()| out.write_all(b"\n")) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(CliError::StdoutClosed),
+        Err(e) => Err(CliError::Failed(format!(
+            "cannot write to standard output: {e}"
+        ))),
+    }
+}
+
+/// Lines of a plain-text table: every column as wide as its widest cell
+/// (in characters), two spaces between columns, no trailing spaces.
+fn table<const N: usize>(header: &[String; N], rows: &[[String; N]]) -> Vec<String> {
+    let width = |column: usize| {
+        std::iter::once(header)
+            .chain(rows)
+            .map(|row| row[column].chars().count())
+            .max()
+            .unwrap_or(0)
+    };
+    let widths: Vec<usize> = (0..N).map(width).collect();
+    std::iter::once(header)
+        .chain(rows)
+        .map(|row| {
+            let cells = row
+                .iter()
+                .zip(&widths)
+                .map(|(cell, width)| format!("{cell:<width$}"));
+            cells.collect::<Vec<_>>().join("  ").trim_end().to_string()
+        })
+        .collect()
+}
+
+/// `println!` for commands: see [`write_line`].
+macro_rules! say {
+    ($($arg:tt)*) => {
+        write_line(format_args!($($arg)*))?
+    };
+}
+use say;
 
 fn init_logging(settings: &Settings) -> Result<(), String> {
     crate::http::logging::install(settings.log_format, &settings.log, std::io::stdout)
@@ -137,7 +205,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the async runtime: {e}"))
 }
 
-fn serve(config: Option<&Path>, overrides: Overrides) -> Result<ExitCode, String> {
+fn serve(config: Option<&Path>, overrides: Overrides) -> Result<ExitCode, CliError> {
     let settings =
         Settings::load(config, overrides).map_err(|e| format!("invalid settings: {e}"))?;
     init_logging(&settings)?;
@@ -153,28 +221,36 @@ fn fixtures_dir(dir: &Path, fixtures: Option<PathBuf>) -> PathBuf {
     fixtures.unwrap_or_else(|| dir.join("..").join("fhir-fixtures"))
 }
 
-fn load_rules(dir: &Path) -> Result<RuleSet, String> {
+fn load_rules(dir: &Path) -> Result<RuleSet, CliError> {
     load_dir(dir).map_err(|problems| {
-        for problem in &problems {
-            println!("{problem}");
-        }
-        format!("{} problem(s) in {}", problems.len(), dir.display())
+        problems_found(
+            &problems,
+            format!("{} problem(s) in {}", problems.len(), dir.display()),
+        )
     })
 }
 
-fn check(dir: &Path, fixtures: Option<PathBuf>) -> Result<ExitCode, String> {
+/// Prints each problem on its own line, then fails with `summary`.
+fn problems_found(problems: &[impl fmt::Display], summary: String) -> CliError {
+    for problem in problems {
+        if let Err(closed) = write_line(format_args!("{problem}")) {
+            return closed;
+        }
+    }
+    CliError::Failed(summary)
+}
+
+fn check(dir: &Path, fixtures: Option<PathBuf>) -> Result<ExitCode, CliError> {
     let rules = load_rules(dir)?;
     let suite = load_tests(&rules, dir, &fixtures_dir(dir, fixtures)).map_err(|problems| {
-        for problem in &problems {
-            println!("{problem}");
-        }
-        format!(
+        let summary = format!(
             "{} problem(s) in {}",
             problems.len(),
             dir.join("tests").display()
-        )
+        );
+        problems_found(&problems, summary)
     })?;
-    println!(
+    say!(
         "ok: {} rules in {} families ({} services), {} value sets, {} test cases",
         rules.rules.len(),
         rules.families.len(),
@@ -185,20 +261,18 @@ fn check(dir: &Path, fixtures: Option<PathBuf>) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn test(dir: &Path, fixtures: Option<PathBuf>) -> Result<ExitCode, String> {
+fn test(dir: &Path, fixtures: Option<PathBuf>) -> Result<ExitCode, CliError> {
     let rules = load_rules(dir)?;
     let suite = load_tests(&rules, dir, &fixtures_dir(dir, fixtures)).map_err(|problems| {
-        for problem in &problems {
-            println!("{problem}");
-        }
-        format!("{} problem(s) in the rule tests", problems.len())
+        let summary = format!("{} problem(s) in the rule tests", problems.len());
+        problems_found(&problems, summary)
     })?;
     let results = suite.run(&rules);
     for result in &results {
-        println!("{}", result.line());
+        say!("{}", result.line());
     }
     let failed = results.iter().filter(|r| !r.passed()).count();
-    println!("{} passed, {} failed", results.len() - failed, failed);
+    say!("{} passed, {} failed", results.len() - failed, failed);
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {
@@ -211,7 +285,7 @@ fn eval(
     now: Option<&str>,
     service: Option<&str>,
     rules: &Path,
-) -> Result<ExitCode, String> {
+) -> Result<ExitCode, CliError> {
     let body =
         std::fs::read(request).map_err(|e| format!("cannot read {}: {e}", request.display()))?;
     let now = match now {
@@ -251,17 +325,17 @@ fn eval(
         }
         Ok::<(), String>(())
     })?;
-    println!(
+    say!(
         "{}",
         serde_json::to_string_pretty(&response).map_err(|e| e.to_string())?
     );
     Ok(ExitCode::SUCCESS)
 }
 
-fn list_rules(dir: &Path, json: bool, markdown: bool) -> Result<ExitCode, String> {
+fn list_rules(dir: &Path, json: bool, markdown: bool) -> Result<ExitCode, CliError> {
     let rules = load_rules(dir)?;
     if markdown {
-        print!("{}", rules.catalogue_markdown());
+        say!("{}", rules.catalogue_markdown().trim_end_matches('\n'));
         return Ok(ExitCode::SUCCESS);
     }
     if json {
@@ -285,28 +359,29 @@ fn list_rules(dir: &Path, json: bool, markdown: bool) -> Result<ExitCode, String
                 })
             })
             .collect();
-        println!(
+        say!(
             "{}",
             serde_json::to_string_pretty(&list).map_err(|e| e.to_string())?
         );
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
-        "{:<32} {:<18} {:<30} {:<40} SOURCE",
-        "ID", "CATEGORY", "HOOKS", "TITLE"
-    );
-    for family in &rules.families {
-        for rule in family.rules.iter().map(|i| &rules.rules[*i]) {
-            println!(
-                "{:<32} {:<18} {:<30} {:<40} {} {}",
-                rule.id,
-                rule.category,
+    let rows: Vec<[String; 5]> = rules
+        .families
+        .iter()
+        .flat_map(|family| family.rules.iter().map(|i| &rules.rules[*i]))
+        .map(|rule| {
+            [
+                rule.id.clone(),
+                rule.category.clone(),
                 rule.hooks.join(","),
-                rule.title,
-                rule.evidence.society,
-                rule.evidence.year
-            );
-        }
+                rule.title.clone(),
+                format!("{} {}", rule.evidence.society, rule.evidence.year),
+            ]
+        })
+        .collect();
+    let header = ["ID", "CATEGORY", "HOOKS", "TITLE", "SOURCE"].map(String::from);
+    for line in table(&header, &rows) {
+        say!("{line}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -252,8 +252,78 @@ fn rules_lists_id_title_category_hooks_and_source() {
             .unwrap()
             .starts_with("https://")
     );
+    assert_eq!(
+        psa["services"],
+        serde_json::json!(["choosing-wisely-order-select", "choosing-wisely-order-sign"])
+    );
     let (ok, table) = hookwise(&["rules"]);
     assert!(ok && table.contains("cw-psa-screening-70-plus"));
+}
+
+#[test]
+fn the_rules_table_fits_each_column_to_its_longest_value() {
+    let (ok, out) = hookwise(&["rules", "--json"]);
+    assert!(ok, "{out}");
+    let list: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let longest = |field: &dyn Fn(&serde_json::Value) -> String, title: &str| {
+        list.iter()
+            .map(|r| field(r).chars().count())
+            .chain([title.len()])
+            .max()
+            .unwrap()
+    };
+    let id_width = longest(&|r| r["id"].as_str().unwrap().into(), "ID");
+    let title_width = longest(&|r| r["title"].as_str().unwrap().into(), "TITLE");
+    let (_, table) = hookwise(&["rules"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), list.len() + 1, "a header and a line per rule");
+    let header = lines[0];
+    assert!(header.starts_with("ID "));
+    assert_eq!(header.find("CATEGORY"), Some(id_width + 2), "{header}");
+    let (title_at, source_at) = (
+        header.find("TITLE").unwrap(),
+        header.find("SOURCE").unwrap(),
+    );
+    assert_eq!(source_at - title_at, title_width + 2, "{header}");
+    for (line, rule) in lines[1..].iter().zip(&list) {
+        let id = rule["id"].as_str().unwrap();
+        assert!(line.starts_with(&format!("{id:<id_width$}  ")), "{line}");
+        assert!(!line.ends_with(' '), "no trailing spaces: {line:?}");
+        let title = rule["title"].as_str().unwrap();
+        let at = line.char_indices().nth(title_at).map(|(i, _)| i).unwrap();
+        assert!(line[at..].starts_with(title), "{title} under TITLE: {line}");
+    }
+}
+
+/// `hookwise rules | head` and the like: a reader that goes away early
+/// ends the command quietly, never with a panic and a backtrace.
+#[test]
+fn every_command_exits_quietly_when_stdout_is_closed() {
+    for args in [
+        &["rules"][..],
+        &["rules", "--json"],
+        &["rules", "--markdown"],
+        &["check", "cds-rules"],
+        &["test", "cds-rules"],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader); // closed before the command writes anything
+        let output = Command::new(env!("CARGO_BIN_EXE_hookwise"))
+            .args(args)
+            .current_dir(common::root())
+            .env("RUST_BACKTRACE", "1")
+            .stdout(writer)
+            .output()
+            .expect("hookwise runs");
+        assert!(output.stdout.is_empty(), "stdout went to the closed pipe");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "{args:?}: {:?} {stderr}",
+            output.status
+        );
+        assert!(stderr.is_empty(), "{args:?} wrote to stderr: {stderr}");
+    }
 }
 
 #[test]

@@ -677,7 +677,7 @@ pub struct ReportArgs {
 }
 
 /// Runs `hookwise report`: prints the report, or says why it cannot.
-pub fn command(args: ReportArgs) -> Result<std::process::ExitCode, String> {
+pub fn command(args: ReportArgs) -> Result<String, String> {
     let settings =
         crate::config::Settings::load(args.config.as_deref(), crate::config::Overrides::default())
             .map_err(|e| format!("invalid settings: {e}"))?;
@@ -715,8 +715,7 @@ pub fn command(args: ReportArgs) -> Result<std::process::ExitCode, String> {
             reason_display(&rules, rule, family, system, code)
         });
     }
-    print!("{}", render(&report, args.format));
-    Ok(std::process::ExitCode::SUCCESS)
+    Ok(render(&report, args.format))
 }
 
 /// The display of an override reason as the rules offer it: the rule's own
