@@ -1,6 +1,6 @@
 //! The HTTP error type: every error leaves as a 4xx (or a 503 when
-//! saturated or a dependency is down) with an OperationOutcome. The 401 is not one of these: it is
-//! empty, see [`super::security`].
+//! saturated or a dependency is down) with an OperationOutcome. The 401 is
+//! not one of these: it is empty, see [`super::security`].
 
 use super::logging::Outcome;
 use crate::cds::OperationOutcome;

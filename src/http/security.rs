@@ -4,9 +4,9 @@
 //! Any authentication failure is an empty 401 with `WWW-Authenticate:
 //! Bearer`; the reason goes to the debug log, never the token. A token whose
 //! `jti` cannot be recorded against replay gets a 503 OperationOutcome with
-//! `Retry-After` instead: it is not known to be bad, and must not pass. Preflight
-//! (`OPTIONS`) is answered by the CORS layer on every path before the JWT
-//! check, so it never needs a token and never gets a 404 or 405.
+//! `Retry-After` instead: it is not known to be bad, and must not pass.
+//! Preflight (`OPTIONS`) is answered by the CORS layer on every path before
+//! the JWT check, so it never needs a token and never gets a 404 or 405.
 
 use super::ApiError;
 use super::Policy;
