@@ -129,8 +129,28 @@ pub struct AuthSettings {
     pub jwks_refresh_floor_secs: u64,
     /// Timeout of one JWKS fetch (`HOOKWISE_AUTH__JWKS_TIMEOUT_MS`).
     pub jwks_timeout_ms: u64,
-    /// Most `jti`s remembered against replay (`HOOKWISE_AUTH__REPLAY_CACHE_CAPACITY`).
+    /// Where `jti`s are remembered against replay (`HOOKWISE_AUTH__REPLAY_STORE`).
+    pub replay_store: ReplayStoreKind,
+    /// Most `jti`s the in-memory replay store holds; when it is full of
+    /// unexpired ones, calls get 503 with `Retry-After`. Size it as peak calls
+    /// per second times the longest token lifetime (plus the clock skew)
+    /// (`HOOKWISE_AUTH__REPLAY_CACHE_CAPACITY`).
     pub replay_cache_capacity: u64,
+    /// Longest wait for the database replay store to record a `jti`; beyond
+    /// it the call gets 503 with `Retry-After`
+    /// (`HOOKWISE_AUTH__REPLAY_STORE_TIMEOUT_MS`).
+    pub replay_store_timeout_ms: u64,
+}
+
+/// Where the `jti` replay store keeps its ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplayStoreKind {
+    /// In this process: each replica keeps its own, lost on restart.
+    Memory,
+    /// In the feedback store's database (`database_url`): shared by every
+    /// replica on one PostgreSQL database, and kept across restarts.
+    Database,
 }
 
 /// One trusted CDS client, identified by the JWT `iss`.
@@ -172,7 +192,9 @@ impl Default for AuthSettings {
             jwks_cache_secs: 3600,
             jwks_refresh_floor_secs: 60,
             jwks_timeout_ms: 3000,
+            replay_store: ReplayStoreKind::Memory,
             replay_cache_capacity: 100_000,
+            replay_store_timeout_ms: 1000,
         }
     }
 }
@@ -313,6 +335,7 @@ allowed_origins = ["https://sandbox.cds-hooks.org"]
 
 [auth]
 clock_skew_secs = 30
+replay_store = "database"
 
 [[auth.clients]]
 iss = "https://sandbox.cds-hooks.org"
@@ -337,6 +360,7 @@ tenants = ["hospital-a"]
             ["https://sandbox.cds-hooks.org"]
         );
         assert_eq!(settings.auth.clock_skew_secs, 30);
+        assert_eq!(settings.auth.replay_store, ReplayStoreKind::Database);
         assert_eq!(
             settings.auth.jwks_refresh_floor_secs, 60,
             "defaults fill the rest"

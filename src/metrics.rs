@@ -17,9 +17,10 @@
 //! deltas. It is also offered as the `metrics` crate's global recorder, so
 //! `metrics::counter!` elsewhere in the program lands in the same output.
 
+use crate::auth::replay::Unrecorded;
 use crate::feedback::fatigue::Held;
 use crate::rules::RuleSet;
-use metrics::{Counter, Histogram, Key, KeyName, Label, Level, Metadata, Recorder};
+use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Level, Metadata, Recorder};
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
@@ -109,7 +110,27 @@ const FHIR_ELEMENTS_SKIPPED: Family = Family {
     labels: &[],
 };
 
-const COUNTERS: [&Family; 12] = [
+const REPLAY_REFUSED: Family = Family {
+    name: "hookwise_replay_store_refused_total",
+    help: "Authenticated calls refused with 503 because their jti could not be recorded against replay, by why (full, unavailable).",
+    labels: &["why"],
+};
+
+const REPLAY_STORE_JTIS: Family = Family {
+    name: "hookwise_replay_store_jtis",
+    help: "jtis held by the in-memory replay store (expired ones are swept as calls arrive).",
+    labels: &[],
+};
+
+const REPLAY_STORE_CAPACITY: Family = Family {
+    name: "hookwise_replay_store_capacity",
+    help: "Most jtis the in-memory replay store holds (auth.replay_cache_capacity); when full, calls get 503.",
+    labels: &[],
+};
+
+const GAUGES: [&Family; 2] = [&REPLAY_STORE_JTIS, &REPLAY_STORE_CAPACITY];
+
+const COUNTERS: [&Family; 13] = [
     &REQUESTS,
     &PRECONDITION_FAILED,
     &DEADLINE_EXCEEDED,
@@ -122,6 +143,7 @@ const COUNTERS: [&Family; 12] = [
     &SUPPRESSED,
     &CARD_LOG_DROPPED,
     &FHIR_ELEMENTS_SKIPPED,
+    &REPLAY_REFUSED,
 ];
 
 // ---- recording -------------------------------------------------------------
@@ -226,6 +248,17 @@ pub fn fhir_elements_skipped(elements: usize) {
     if elements > 0 {
         add(&FHIR_ELEMENTS_SKIPPED, ["", "", ""], elements as u64);
     }
+}
+
+/// Counts a call refused because its `jti` could not be recorded.
+pub fn replay_refused(why: Unrecorded) {
+    add(&REPLAY_REFUSED, [why.as_str(), "", ""], 1);
+}
+
+/// Sets how many `jti`s the in-memory replay store holds, and its capacity.
+pub fn replay_store_occupancy(held: usize, capacity: usize) {
+    set(&REPLAY_STORE_JTIS, ["", "", ""], held as f64);
+    set(&REPLAY_STORE_CAPACITY, ["", "", ""], capacity as f64);
 }
 
 // ---- labels ------------------------------------------------------------------
@@ -378,6 +411,9 @@ fn describe(recorder: &PrometheusRecorder) {
     for family in COUNTERS {
         recorder.describe_counter(KeyName::from(family.name), None, family.help.into());
     }
+    for family in GAUGES {
+        recorder.describe_gauge(KeyName::from(family.name), None, family.help.into());
+    }
     let latency = &REQUEST_DURATION;
     recorder.describe_histogram(
         KeyName::from(latency.name),
@@ -415,6 +451,7 @@ type Cache<T> = LazyLock<RwLock<HashMap<(&'static str, Labels), T>>>;
 
 static COUNTER_HANDLES: Cache<Counter> = LazyLock::new(Default::default);
 static HISTOGRAM_HANDLES: Cache<Histogram> = LazyLock::new(Default::default);
+static GAUGE_HANDLES: Cache<Gauge> = LazyLock::new(Default::default);
 
 /// The metrics crate key for `family` with `values` (extra values ignored).
 fn key(family: &Family, values: Labels) -> Key {
@@ -439,6 +476,13 @@ fn observe(family: &Family, values: Labels, value: f64) {
         recorder().register_histogram(key, &METADATA)
     })
     .record(value);
+}
+
+fn set(family: &Family, values: Labels, value: f64) {
+    cached(&GAUGE_HANDLES, family, values, |key| {
+        recorder().register_gauge(key, &METADATA)
+    })
+    .set(value);
 }
 
 /// The cached handle, registering it on first use. Handles are cheap

@@ -7,6 +7,7 @@
 //! runs open (the quick start), with a warning.
 
 use crate::auth::Authenticator;
+use crate::auth::replay::ReplayStore;
 use crate::config::{MAX_JSON_DEPTH_CEILING, Settings};
 use crate::feedback::{CardLog, Hub, Store};
 use crate::fhir::{FhirClient, FhirClientConfig};
@@ -109,7 +110,12 @@ fn check_settings(settings: &Settings) -> Result<(), StartError> {
 }
 
 /// The authentication in force, or `None` to run open (when allowed).
-fn build_auth(settings: &Settings, addr: SocketAddr) -> Result<Option<AuthPolicy>, StartError> {
+/// `store` keeps the `jti`s when `auth.replay_store = "database"`.
+fn build_auth(
+    settings: &Settings,
+    addr: SocketAddr,
+    store: &Store,
+) -> Result<Option<AuthPolicy>, StartError> {
     let auth = &settings.auth;
     let loopback = settings.listen.ip().is_loopback();
     if auth.clients.is_empty() {
@@ -142,8 +148,10 @@ fn build_auth(settings: &Settings, addr: SocketAddr) -> Result<Option<AuthPolicy
             ));
         }
     };
-    let authenticator = Authenticator::new(auth).map_err(StartError::Config)?;
-    tracing::info!(clients = ?authenticator.issuers(), %public_base_url, "authenticating CDS clients");
+    let replay =
+        ReplayStore::new(auth, store, settings.retry_after_secs).map_err(StartError::Config)?;
+    let authenticator = Authenticator::new(auth, replay).map_err(StartError::Config)?;
+    tracing::info!(clients = ?authenticator.issuers(), %public_base_url, replay_store = ?auth.replay_store, "authenticating CDS clients");
     Ok(Some(AuthPolicy {
         authenticator,
         public_base_url,
@@ -190,8 +198,9 @@ fn build_policy(
     settings: &Settings,
     addr: SocketAddr,
     patients: PatientHasher,
+    store: &Store,
 ) -> Result<Policy, StartError> {
-    let auth = build_auth(settings, addr)?;
+    let auth = build_auth(settings, addr, store)?;
     let metrics = MetricsAccess::decide(
         settings.metrics_token.as_ref(),
         auth.is_some(),
@@ -241,7 +250,7 @@ impl Server {
         let addr = listener
             .local_addr()
             .map_err(|e| StartError::Io(e.to_string()))?;
-        let policy = build_policy(settings, addr, hub.hasher.clone())?;
+        let policy = build_policy(settings, addr, hub.hasher.clone(), &hub.store)?;
         let (tx, rx) = oneshot::channel::<()>();
         let app = router_with(state, Arc::new(policy))
             .layer(axum::middleware::from_fn_with_state(

@@ -1,6 +1,7 @@
 //! `GET /metrics` over real HTTP: what service calls add to it (cards per
 //! rule, 412s, deadline overruns, prefetch keys served, missing and
-//! fetched, latency), who may read it, and that it never names a patient.
+//! fetched, latency, the replay store's occupancy and refusals), who may
+//! read it, and that it never names a patient.
 //!
 //! Every server in this binary shares one recorder, so each test compares
 //! values before and after its calls, and the tests run one at a time.
@@ -560,5 +561,51 @@ async fn feedback_outcomes_are_counted_per_rule_and_reason_once() {
         after.get(name, &labels) - before.get(name, &labels),
         1.0,
         "the duplicate counts once"
+    );
+}
+
+#[tokio::test]
+async fn the_replay_store_shows_its_occupancy_counts_refusals_and_warns() {
+    let _serial = serial().await;
+    let logs = logs();
+    let key = TestKey::es384("replay-key");
+    let mut ehr = client("https://ehr.example.org");
+    ehr.jwks_file = Some(jwks_file(&jwks(&[&key])));
+    let mut settings = auth_settings(vec![ehr]);
+    settings.auth.replay_cache_capacity = 5;
+    let app = spawn_app_with(settings).await;
+    let call = || async {
+        let token = key.sign(
+            &claims("https://ehr.example.org", &app.url("/cds-services")),
+            None,
+        );
+        app.get_token("/cds-services", &token).await.status
+    };
+    let warnings = |what: &str| logs.text().matches(what).count();
+    let (near, full) = ("jti replay store over 80% full", "jti replay store full");
+    let (near_before, full_before) = (warnings(near), warnings(full));
+    let before = scrape(&app).await;
+    let refused = [("why", "full")];
+    for _ in 0..3 {
+        assert_eq!(call().await, StatusCode::OK);
+    }
+    let three = scrape(&app).await;
+    assert_eq!(three.get("hookwise_replay_store_jtis", &[]), 3.0);
+    assert_eq!(three.get("hookwise_replay_store_capacity", &[]), 5.0);
+    assert_eq!(warnings(near), near_before, "60 % is no cause for alarm");
+    for _ in 0..2 {
+        assert_eq!(call().await, StatusCode::OK);
+    }
+    assert_eq!(warnings(near), near_before + 1, "over 80 %, warned once");
+    assert_eq!(call().await, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(call().await, StatusCode::SERVICE_UNAVAILABLE);
+    let after = scrape(&app).await;
+    let name = "hookwise_replay_store_refused_total";
+    assert_eq!(after.get(name, &refused) - before.get(name, &refused), 2.0);
+    assert_eq!(after.get("hookwise_replay_store_jtis", &[]), 5.0);
+    assert_eq!(
+        warnings(full),
+        full_before + 1,
+        "full, warned once a minute"
     );
 }

@@ -318,6 +318,42 @@ async fn a_replayed_jti_is_401() {
     );
 }
 
+/// RFC 7515 §4.1.11: hookwise understands no JWS extension, so a validly
+/// signed token whose header has `crit` is refused, whatever it lists.
+#[tokio::test]
+async fn a_signed_token_with_crit_is_401() {
+    let (app, key) = es384_app().await;
+    let sign = |crit: Option<Value>| {
+        let mut header = Header::new(key.alg);
+        header.kid = Some(key.kid.clone());
+        if let Some(crit) = crit {
+            header.extras.insert("crit", crit);
+        }
+        jsonwebtoken::encode(&header, &claims(EHR, &app.url(CW)), &key.encoding).unwrap()
+    };
+    let plain = app.post_token(CW, &sign(None), &call_body()).await;
+    assert_eq!(
+        plain.status,
+        StatusCode::OK,
+        "the same token without crit passes"
+    );
+    let mut typed = Header::new(key.alg);
+    typed.kid = Some(key.kid.clone());
+    typed.crit = Some(vec!["exp".into()]);
+    let typed = jsonwebtoken::encode(&typed, &claims(EHR, &app.url(CW)), &key.encoding).unwrap();
+    assert_401(
+        &app.post_token(CW, &typed, &call_body()).await,
+        "crit [exp]",
+    );
+    for crit in [json!(["http://example.org/ext"]), json!([]), Value::Null] {
+        let token = sign(Some(crit.clone()));
+        assert_401(
+            &app.post_token(CW, &token, &call_body()).await,
+            &crit.to_string(),
+        );
+    }
+}
+
 #[tokio::test]
 async fn an_unknown_issuer_is_401() {
     let (app, key) = es384_app().await;

@@ -5,7 +5,8 @@
 //! [`crate::config::AuthSettings`], the verification rules ([`Authenticator::verify`]),
 //! key resolution ([`keys`]) and the replay store ([`replay`]). The HTTP layer
 //! only extracts the header, names the audiences of the path invoked
-//! ([`audiences`]) and turns any error into an empty 401.
+//! ([`audiences`]) and turns any error into an empty 401 (or, for
+//! [`AuthError::Unrecorded`], a 503).
 //!
 //! Rules, in order: a well-formed `Bearer` JWT; `alg` never `none` nor HMAC;
 //! a known `iss`; `alg` allowed for that client (ES384 and RS384 by default);
@@ -14,6 +15,11 @@
 //! clock skew; a bounded lifetime; `aud` equal to the URL invoked; an
 //! allowlisted `tenant` when the client has a tenant list; and a `jti` not
 //! seen before. Reasons are for debug logs and never contain the token.
+//!
+//! A header with `crit` is refused: hookwise understands no JWS extension
+//! (RFC 7515 §4.1.11). A `jti` that cannot be recorded is refused too, with
+//! a 503 rather than a 401 ([`replay::Unrecorded`]): the token may be good,
+//! but it cannot be checked against replay now.
 
 pub mod keys;
 pub mod replay;
@@ -25,7 +31,7 @@ use crate::config::{AuthSettings, TrustedClient};
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, AlgorithmFamily};
 use keys::{KeyStore, check_url};
-use replay::ReplayStore;
+use replay::{ReplayStore, Unrecorded};
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
@@ -62,6 +68,9 @@ pub enum AuthError {
     WrongTenant,
     /// The `jti` was already used.
     Replayed,
+    /// The `jti` could not be recorded, so the call cannot be checked
+    /// against replay: refused with a 503, not a 401.
+    Unrecorded(Unrecorded),
 }
 
 impl fmt::Display for AuthError {
@@ -80,6 +89,7 @@ impl fmt::Display for AuthError {
             AuthError::WrongAudience => f.write_str("aud is not the URL invoked"),
             AuthError::WrongTenant => f.write_str("tenant missing or not allowlisted"),
             AuthError::Replayed => f.write_str("jti already used"),
+            AuthError::Unrecorded(why) => write!(f, "jti not recorded: {why}"),
         }
     }
 }
@@ -123,8 +133,9 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    /// Builds the verifier; `Err` explains a bad client entry.
-    pub fn new(settings: &AuthSettings) -> Result<Authenticator, String> {
+    /// Builds the verifier, remembering `jti`s in `replay`; `Err` explains a
+    /// bad client entry.
+    pub fn new(settings: &AuthSettings, replay: ReplayStore) -> Result<Authenticator, String> {
         let mut clients = HashMap::new();
         for entry in &settings.clients {
             let client =
@@ -142,7 +153,7 @@ impl Authenticator {
         Ok(Authenticator {
             clients,
             keys,
-            replay: ReplayStore::new(settings.replay_cache_capacity),
+            replay,
             skew: settings.clock_skew_secs,
             max_lifetime: settings.max_token_lifetime_secs,
         })
@@ -196,7 +207,8 @@ impl Authenticator {
                 .saturating_sub(token::now())
                 .max(1),
         );
-        if !self.replay.first_use(&iss, &claims.jti, ttl).await {
+        let first_use = self.replay.first_use(&iss, &claims.jti, ttl).await;
+        if !first_use.map_err(AuthError::Unrecorded)? {
             return Err(AuthError::Replayed);
         }
         Ok(Caller {

@@ -5,10 +5,13 @@
 //! library errors to reasons that never quote the token.
 
 use super::AuthError;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Header, Validation};
 use serde::Deserialize;
+use serde_json::{Map, Value};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Longest `jti` accepted (it is kept in memory until the token expires).
@@ -56,9 +59,20 @@ pub(super) fn now() -> u64 {
         .unwrap_or_default()
 }
 
-/// Decodes the header; `none`, unknown algorithms and HMAC are rejected here.
+/// Decodes the header; `none`, unknown algorithms, HMAC and `crit` are
+/// rejected here.
 pub(super) fn header(jwt: &str) -> Result<Header, AuthError> {
-    let header = jsonwebtoken::decode_header(jwt)
+    let members = header_members(jwt)?;
+    // RFC 7515 §4.1.11: a recipient must refuse a JWS whose `crit` names an
+    // extension it does not understand, and hookwise understands none. Any
+    // `crit` member is refused, even null or empty (both invalid anyway):
+    // jsonwebtoken's `Header` would read those as absent.
+    if members.contains_key("crit") {
+        return Err(AuthError::Malformed(
+            "crit header (hookwise understands no JWS extension)",
+        ));
+    }
+    let header: Header = serde_json::from_value(Value::Object(members))
         .map_err(|_| AuthError::Malformed("header (or alg none/unknown)"))?;
     if header.alg.family() == AlgorithmFamily::Hmac {
         return Err(AuthError::Algorithm("HMAC is never accepted"));
@@ -71,6 +85,18 @@ pub(super) fn header(jwt: &str) -> Result<Header, AuthError> {
         return Err(AuthError::Malformed("typ is not JWT"));
     }
     Ok(header)
+}
+
+/// The members of the JWT's protected header, as JSON.
+fn header_members(jwt: &str) -> Result<Map<String, Value>, AuthError> {
+    let encoded = jwt
+        .split_once('.')
+        .map(|(header, _)| header)
+        .ok_or(AuthError::Malformed("not a JWS compact serialization"))?;
+    let json = URL_SAFE_NO_PAD
+        .decode(encoded)
+        .map_err(|_| AuthError::Malformed("header is not base64url"))?;
+    serde_json::from_slice(&json).map_err(|_| AuthError::Malformed("header is not a JSON object"))
 }
 
 /// The `iss` claim, read before verification only to pick the client.
@@ -163,6 +189,30 @@ pub fn audiences(base: &str, path: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An unsigned token with `header`: `header` fails before any signature check.
+    fn with_header(header: &Value) -> String {
+        format!("{}.e30.", URL_SAFE_NO_PAD.encode(header.to_string()))
+    }
+
+    #[test]
+    fn any_crit_member_is_refused_and_named() {
+        let plain = serde_json::json!({"alg": "ES384", "typ": "JWT", "kid": "k"});
+        assert!(header(&with_header(&plain)).is_ok());
+        for crit in [
+            serde_json::json!(["exp"]),
+            serde_json::json!([]),
+            Value::Null,
+        ] {
+            let mut members = plain.clone();
+            members["crit"] = crit.clone();
+            let error = header(&with_header(&members)).unwrap_err();
+            assert!(
+                matches!(error, AuthError::Malformed(_)) && error.to_string().contains("crit"),
+                "crit {crit}: {error}"
+            );
+        }
+    }
 
     #[test]
     fn feedback_accepts_the_service_url_too() {

@@ -11,7 +11,8 @@
 //!   validated per entry, stored durably before the 200, idempotent;
 //! - **reports** ([`report`]): per-rule and per-family figures for
 //!   `hookwise report`;
-//! - the **history** query ([`History`]) that alert-fatigue controls read.
+//! - the **history** query ([`History`]) that alert-fatigue controls read;
+//! - the shared **`jti` replay table** ([`Store::record_jti`]) for `auth.replay_store = "database"`.
 //!
 //! Patients, encounters and draft orders are stored only as keyed hashes
 //! ([`crate::http::PatientHasher`]); the key must be stable across restarts,
@@ -23,6 +24,7 @@ pub mod endpoint;
 mod entries;
 pub mod fatigue;
 mod history;
+mod jti;
 mod overridden;
 pub mod report;
 

@@ -1,6 +1,6 @@
 //! The HTTP error type: every error leaves as a 4xx (or a 503 when
-//! saturated) with an OperationOutcome. The 401 is not one of these: it is
-//! empty, see [`super::security`].
+//! saturated or a dependency is down) with an OperationOutcome. The 401 is
+//! not one of these: it is empty, see [`super::security`].
 
 use super::logging::Outcome;
 use crate::cds::OperationOutcome;
@@ -91,6 +91,16 @@ impl ApiError {
             path: None,
             retry_after: None,
             outcome: None,
+        }
+    }
+
+    /// 503 with `Retry-After`: the call cannot be served until about
+    /// `retry_after_secs` have passed (e.g. the `jti` replay store is full or
+    /// unreachable, so a token cannot be checked against replay).
+    pub fn unavailable_for(message: impl Into<String>, retry_after_secs: u64) -> Self {
+        ApiError {
+            retry_after: Some(retry_after_secs),
+            ..ApiError::unavailable(message)
         }
     }
 

@@ -2,13 +2,16 @@
 //! every endpoint, and CORS.
 //!
 //! Any authentication failure is an empty 401 with `WWW-Authenticate:
-//! Bearer`; the reason goes to the debug log, never the token. Preflight
-//! (`OPTIONS`) is answered by the CORS layer on every path before the JWT
-//! check, so it never needs a token and never gets a 404 or 405.
+//! Bearer`; the reason goes to the debug log, never the token. A token whose
+//! `jti` cannot be recorded against replay gets a 503 OperationOutcome with
+//! `Retry-After` instead: it is not known to be bad, and must not pass.
+//! Preflight (`OPTIONS`) is answered by the CORS layer on every path before
+//! the JWT check, so it never needs a token and never gets a 404 or 405.
 
+use super::ApiError;
 use super::Policy;
 use super::logging::{Outcome, REQUEST_ID};
-use crate::auth::{Authenticator, audiences};
+use crate::auth::{AuthError, Authenticator, audiences};
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
@@ -43,6 +46,11 @@ pub async fn authenticate(
         Ok(caller) => {
             tracing::Span::current().record("client", caller.iss.as_str());
             next.run(request).await
+        }
+        Err(AuthError::Unrecorded(why)) => {
+            // Counted and warned about by the replay store; the token may be good.
+            tracing::debug!(reason = %why, "token not checked against replay");
+            ApiError::unavailable_for(why.to_string(), why.retry_after_secs()).into_response()
         }
         Err(reason) => {
             tracing::debug!(%reason, "authentication failed");
