@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use sqlx::Connection;
 
 const EHR: &str = "https://ehr.example.org";
-const CW: &str = "/cds-services/choosing-wisely";
+const CW: &str = "/cds-services/choosing-wisely-order-select";
 /// The URL replicas behind one load balancer all answer to.
 const PUBLIC_BASE: &str = "https://cds.example.org";
 
