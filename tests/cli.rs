@@ -338,3 +338,30 @@ fn the_rule_catalogue_in_the_readme_is_current() {
         "cds-rules/README.md is stale: run scripts/update-rule-catalogue"
     );
 }
+
+/// The requests in `docs/examples/` are what the README tells a new user to
+/// send: each must still raise a card at its service.
+#[test]
+fn every_example_request_raises_a_card() {
+    let dir = common::root().join("docs/examples");
+    let mut examples: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    examples.sort();
+    assert!(examples.len() >= 2, "{examples:?}");
+    for path in examples {
+        let (ok, out) = hookwise(&[
+            "eval",
+            "--request",
+            path.to_str().unwrap(),
+            "--now",
+            "2026-12-01T12:00:00Z",
+        ]);
+        assert!(ok, "{}: {out}", path.display());
+        let response: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let cards = response["cards"].as_array().unwrap();
+        assert!(!cards.is_empty(), "{}: no card", path.display());
+    }
+}
