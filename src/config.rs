@@ -39,6 +39,10 @@ pub struct Settings {
     pub max_inflight_body_bytes: usize,
     /// Seconds sent in `Retry-After` with a 503 (`HOOKWISE_RETRY_AFTER_SECS`).
     pub retry_after_secs: u64,
+    /// Time a request has to deliver its body, counted from the end of its
+    /// head; slower gets 408 and the connection is closed
+    /// (`HOOKWISE_BODY_READ_TIMEOUT_MS`).
+    pub body_read_timeout_ms: u64,
     /// Log filter in `tracing` directive syntax, e.g. `info` or
     /// `hookwise=debug,warn` (`HOOKWISE_LOG`).
     pub log: String,
@@ -218,6 +222,7 @@ impl Default for Settings {
             max_concurrent_requests: 256,
             max_inflight_body_bytes: 64 * 1024 * 1024,
             retry_after_secs: 1,
+            body_read_timeout_ms: 30_000,
             log: "info".into(),
             log_format: LogFormat::Text,
             patient_id_hash_key: None,
@@ -290,6 +295,11 @@ impl Settings {
     /// The call deadline.
     pub fn deadline(&self) -> Duration {
         Duration::from_millis(self.deadline_ms)
+    }
+
+    /// The body read timeout.
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_read_timeout_ms)
     }
 }
 

@@ -1,5 +1,6 @@
 //! Running the server: load the rules, build the engine and the HTTP policy
-//! (authentication, CORS, limits, log hashing), bind, serve until shutdown.
+//! (authentication, CORS, limits, log hashing), bind, serve until shutdown,
+//! then write the card log out.
 //! Tests use [`Server::start`] on port 0.
 //!
 //! Secure by default: a non-loopback address with no trusted client refuses
@@ -79,8 +80,9 @@ pub struct Server {
     hub: Arc<Hub>,
 }
 
-/// Checks limits and CORS origins.
+/// Checks limits, timeouts and CORS origins.
 fn check_settings(settings: &Settings) -> Result<(), StartError> {
+    check_timeouts(settings)?;
     if settings.max_json_depth == 0 || settings.max_json_depth > MAX_JSON_DEPTH_CEILING {
         return Err(StartError::Config(format!(
             "max_json_depth must be between 1 and {MAX_JSON_DEPTH_CEILING} (the request parser's own ceiling)"
@@ -106,6 +108,15 @@ fn check_settings(settings: &Settings) -> Result<(), StartError> {
         check_origin(origin).map_err(StartError::Config)?;
     }
     Ok(())
+}
+
+/// Refuses a zero read timeout, which would end every upload at once.
+fn check_timeouts(settings: &Settings) -> Result<(), StartError> {
+    let timeouts = [("body_read_timeout_ms", settings.body_read_timeout_ms)];
+    match timeouts.iter().find(|(_, ms)| *ms == 0) {
+        Some((name, _)) => Err(StartError::Config(format!("{name} must be at least 1"))),
+        None => Ok(()),
+    }
 }
 
 /// The authentication in force, or `None` to run open (when allowed).
@@ -206,6 +217,7 @@ fn build_policy(
             max_draft_orders: settings.max_draft_orders,
             max_concurrent_requests: settings.max_concurrent_requests,
             max_inflight_body_bytes: settings.max_inflight_body_bytes,
+            body_read_timeout: settings.body_read_timeout(),
             retry_after_secs: settings.retry_after_secs,
         },
         patients,

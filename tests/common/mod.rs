@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod db;
 pub mod logs;
+pub mod raw;
 
 use axum::Router;
 use axum::extract::{Request, State};
