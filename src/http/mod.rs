@@ -1,7 +1,8 @@
 //! HTTP: the axum router, its handlers, the [`Policy`] around them
 //! (authentication and CORS in [`security`], limits in [`limits`], request
-//! bodies in [`body`], request logs in [`logging`]), and the one error type
-//! whose responses are OperationOutcome JSON.
+//! bodies in [`body`], request logs in [`logging`]), the one error type
+//! whose responses are OperationOutcome JSON, and the connections they are
+//! served on ([`serve`]).
 //!
 //! Layers, outermost first: request log span, metrics ([`metrics`]), CORS
 //! (answers every `OPTIONS`), concurrency limit, JWT check, body reader
@@ -14,6 +15,7 @@ pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod security;
+pub mod serve;
 
 pub use self::metrics::MetricsAccess;
 pub use error::ApiError;
