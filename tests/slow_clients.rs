@@ -50,6 +50,29 @@ async fn a_client_that_stalls_before_its_head_ends_is_disconnected() {
     }
 }
 
+#[tokio::test]
+async fn a_zero_timeout_refuses_to_start() {
+    for name in [
+        "header_read_timeout_ms",
+        "body_read_timeout_ms",
+        "shutdown_timeout_ms",
+    ] {
+        let mut settings = test_settings();
+        match name {
+            "header_read_timeout_ms" => settings.header_read_timeout_ms = 0,
+            "body_read_timeout_ms" => settings.body_read_timeout_ms = 0,
+            _ => settings.shutdown_timeout_ms = 0,
+        }
+        match hookwise::server::Server::start(&settings).await {
+            Ok(server) => {
+                server.shutdown().await.unwrap();
+                panic!("started with {name} = 0");
+            }
+            Err(error) => assert!(error.to_string().contains(name), "{error}"),
+        }
+    }
+}
+
 /// Reads one response with a `Content-Length` from `stream`.
 async fn read_response(stream: &mut TcpStream) -> String {
     let mut read = Vec::new();
