@@ -39,6 +39,19 @@ pub struct Settings {
     pub max_inflight_body_bytes: usize,
     /// Seconds sent in `Retry-After` with a 503 (`HOOKWISE_RETRY_AFTER_SECS`).
     pub retry_after_secs: u64,
+    /// Time a connection has to deliver a request head, counted from its
+    /// acceptance or the end of its previous response; slower (or idle
+    /// keep-alive) connections are closed (`HOOKWISE_HEADER_READ_TIMEOUT_MS`).
+    pub header_read_timeout_ms: u64,
+    /// Time a request has to deliver its body, counted from the end of its
+    /// head; slower gets 408 and the connection is closed
+    /// (`HOOKWISE_BODY_READ_TIMEOUT_MS`).
+    pub body_read_timeout_ms: u64,
+    /// On shutdown, how long requests in flight may finish before the
+    /// remaining connections are dropped (`HOOKWISE_SHUTDOWN_TIMEOUT_MS`).
+    /// Below Kubernetes' default 30 s grace period, so the card log is
+    /// written out before a SIGKILL could come.
+    pub shutdown_timeout_ms: u64,
     /// Log filter in `tracing` directive syntax, e.g. `info` or
     /// `hookwise=debug,warn` (`HOOKWISE_LOG`).
     pub log: String,
@@ -240,6 +253,9 @@ impl Default for Settings {
             max_concurrent_requests: 256,
             max_inflight_body_bytes: 64 * 1024 * 1024,
             retry_after_secs: 1,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
+            shutdown_timeout_ms: 20_000,
             log: "info".into(),
             log_format: LogFormat::Text,
             patient_id_hash_key: None,
@@ -312,6 +328,21 @@ impl Settings {
     /// The call deadline.
     pub fn deadline(&self) -> Duration {
         Duration::from_millis(self.deadline_ms)
+    }
+
+    /// The header read timeout.
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms)
+    }
+
+    /// The body read timeout.
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_read_timeout_ms)
+    }
+
+    /// The shutdown deadline.
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_millis(self.shutdown_timeout_ms)
     }
 }
 

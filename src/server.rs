@@ -1,5 +1,6 @@
 //! Running the server: load the rules, build the engine and the HTTP policy
-//! (authentication, CORS, limits, log hashing), bind, serve until shutdown.
+//! (authentication, CORS, limits, log hashing), bind, serve until shutdown,
+//! then drain within the shutdown deadline and write the card log out.
 //! Tests use [`Server::start`] on port 0.
 //!
 //! Secure by default: a non-loopback address with no trusted client refuses
@@ -12,6 +13,7 @@ use crate::config::{MAX_JSON_DEPTH_CEILING, Settings};
 use crate::feedback::{CardLog, Hub, Store};
 use crate::fhir::{FhirClient, FhirClientConfig};
 use crate::http::security::check_origin;
+use crate::http::serve::{Transport, serve};
 use crate::http::{
     AppState, AuthPolicy, Limits, MetricsAccess, PatientHasher, Policy, router_with,
 };
@@ -76,12 +78,13 @@ pub struct Server {
     /// The bound address (useful with port 0).
     pub addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    task: tokio::task::JoinHandle<()>,
     hub: Arc<Hub>,
 }
 
-/// Checks limits and CORS origins.
+/// Checks limits, timeouts and CORS origins.
 fn check_settings(settings: &Settings) -> Result<(), StartError> {
+    check_timeouts(settings)?;
     if settings.max_json_depth == 0 || settings.max_json_depth > MAX_JSON_DEPTH_CEILING {
         return Err(StartError::Config(format!(
             "max_json_depth must be between 1 and {MAX_JSON_DEPTH_CEILING} (the request parser's own ceiling)"
@@ -107,6 +110,20 @@ fn check_settings(settings: &Settings) -> Result<(), StartError> {
         check_origin(origin).map_err(StartError::Config)?;
     }
     Ok(())
+}
+
+/// Refuses a zero read or shutdown timeout, which would end every
+/// connection at once.
+fn check_timeouts(settings: &Settings) -> Result<(), StartError> {
+    let timeouts = [
+        ("header_read_timeout_ms", settings.header_read_timeout_ms),
+        ("body_read_timeout_ms", settings.body_read_timeout_ms),
+        ("shutdown_timeout_ms", settings.shutdown_timeout_ms),
+    ];
+    match timeouts.iter().find(|(_, ms)| *ms == 0) {
+        Some((name, _)) => Err(StartError::Config(format!("{name} must be at least 1"))),
+        None => Ok(()),
+    }
 }
 
 /// The authentication in force, or `None` to run open (when allowed).
@@ -215,6 +232,7 @@ fn build_policy(
             max_draft_orders: settings.max_draft_orders,
             max_concurrent_requests: settings.max_concurrent_requests,
             max_inflight_body_bytes: settings.max_inflight_body_bytes,
+            body_read_timeout: settings.body_read_timeout(),
             retry_after_secs: settings.retry_after_secs,
         },
         patients,
@@ -258,13 +276,13 @@ impl Server {
                 crate::feedback::record_cards,
             ))
             .layer(axum::Extension(hub.clone()));
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await
-        });
+        let transport = Transport {
+            header_read_timeout: settings.header_read_timeout(),
+            shutdown_timeout: settings.shutdown_timeout(),
+        };
+        let task = tokio::spawn(serve(listener, app, transport, async {
+            let _ = rx.await;
+        }));
         Ok(Server {
             addr,
             shutdown: Some(tx),
@@ -283,8 +301,9 @@ impl Server {
         self.hub.card_log.flush().await;
     }
 
-    /// Stops accepting connections, lets in-flight requests finish, writes
-    /// the card log queue out, and waits.
+    /// Stops accepting connections, lets in-flight requests finish until
+    /// the shutdown deadline (dropping the connections still open then),
+    /// writes the card log queue out, and closes the store.
     pub async fn shutdown(mut self) -> std::io::Result<()> {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
@@ -293,7 +312,8 @@ impl Server {
         // After the last request: nothing can be queued behind the close.
         self.hub.card_log.close().await;
         self.hub.store.close().await;
-        served?
+        tracing::info!("card log written out; store closed");
+        served
     }
 
     /// Serves until Ctrl-C or SIGTERM, then shuts down gracefully.

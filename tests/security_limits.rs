@@ -6,12 +6,15 @@ mod common;
 use axum::http::StatusCode;
 use common::auth::*;
 use common::*;
+use hookwise::config::Settings;
 use hookwise::server::{Server, StartError};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 
 const SANDBOX_ORIGIN: &str = "https://sandbox.cds-hooks.org";
+const EHR: &str = "https://ehr.example.org";
+const CW: &str = "/cds-services/choosing-wisely-order-select";
 const PATHS: [&str; 4] = [
     "/cds-services",
     "/cds-services/choosing-wisely-order-select",
@@ -365,30 +368,36 @@ async fn a_saturated_server_answers_503_with_retry_after() {
     assert_eq!(app.get("/cds-services").await.0, StatusCode::OK);
 }
 
-#[tokio::test]
-async fn calls_holding_too_many_body_bytes_at_once_get_503() {
-    let mut settings = slow_fhir_settings();
+/// Bodies of at most 16 KiB, 24 KiB of them in flight.
+fn small_body_budget(mut settings: Settings) -> Settings {
     settings.max_body_bytes = 16 * 1024;
     settings.max_inflight_body_bytes = 24 * 1024;
-    let app = Arc::new(spawn_app_with(settings).await);
-    let first = call_in_flight(&app, 12 * 1024).await;
-    let padded = |request: &mut Value, bytes: usize| request["pad"] = json!("x".repeat(bytes));
+    settings
+}
 
+/// A call for the PSA card, everything prefetched, padded by `bytes`.
+fn padded_call(bytes: usize) -> Value {
     let prefetch = json!({"patient": patient("p1", "male", &born_years_ago(75)), "conditions": searchset(vec![])});
-    let mut another = order_request("order-select", vec![psa_order("sr-1")], Some(prefetch));
-    padded(&mut another, 14 * 1024);
-    let (status, body) = app.call("choosing-wisely", &another).await;
+    let mut call = order_request("order-select", vec![psa_order("sr-1")], Some(prefetch));
+    call["pad"] = json!("x".repeat(bytes));
+    call
+}
+
+#[tokio::test]
+async fn calls_holding_too_many_body_bytes_at_once_get_503() {
+    let app = Arc::new(spawn_app_with(small_body_budget(slow_fhir_settings())).await);
+    let first = call_in_flight(&app, 12 * 1024).await;
+
+    let (status, body) = app.call("choosing-wisely", &padded_call(14 * 1024)).await;
     assert_eq!(status.as_u16(), 503, "12 + 14 KB > 24 KB: {body}");
     assert_eq!(body["issue"][0]["code"], "throttled");
-    padded(&mut another, 4 * 1024);
-    let (status, body) = app.call("choosing-wisely", &another).await;
+    let (status, body) = app.call("choosing-wisely", &padded_call(4 * 1024)).await;
     assert_eq!(status, StatusCode::OK, "12 + 4 KB fit: {body}");
     assert_eq!(app.get("/cds-services").await.0, StatusCode::OK, "no body");
 
     assert_eq!(first.result.await.unwrap().0, StatusCode::OK);
-    padded(&mut another, 14 * 1024);
     assert_eq!(
-        app.call("choosing-wisely", &another).await.0,
+        app.call("choosing-wisely", &padded_call(14 * 1024)).await.0,
         StatusCode::OK,
         "the budget is free again"
     );
@@ -399,6 +408,106 @@ async fn calls_holding_too_many_body_bytes_at_once_get_503() {
         start_error(settings)
             .await
             .contains("max_inflight_body_bytes")
+    );
+}
+
+/// Far longer than any timeout set here.
+const BOUND: Duration = Duration::from_secs(10);
+
+#[tokio::test]
+async fn bodies_declared_but_not_sent_take_no_budget() {
+    let app = spawn_app_with(small_body_budget(test_settings())).await;
+    let mut silent = Vec::new();
+    for _ in 0..20 {
+        silent.push(raw::start_upload(app.server.addr, CW, &[], 16 * 1024, 0).await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, body) = app.call("choosing-wisely", &padded_call(14 * 1024)).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "20 bodies of 16 KiB declared, none sent: {body}"
+    );
+}
+
+/// hookwise trusting one ES384 client, with `edit`ed settings.
+async fn authenticating_app(edit: impl FnOnce(Settings) -> Settings) -> (TestApp, TestKey) {
+    let key = TestKey::es384("k");
+    let mut ehr = client(EHR);
+    ehr.jwks_file = Some(jwks_file(&jwks(&[&key])));
+    (spawn_app_with(edit(auth_settings(vec![ehr]))).await, key)
+}
+
+#[tokio::test]
+async fn unauthenticated_uploads_cannot_starve_authenticated_calls() {
+    let (app, key) = authenticating_app(small_body_budget).await;
+    let addr = app.server.addr;
+    // Some declare a body and send none of it, some send most of it.
+    let mut silent = Vec::new();
+    let mut partial = Vec::new();
+    for _ in 0..9 {
+        silent.push(raw::start_upload(addr, CW, &[], 16 * 1024, 0).await);
+        partial.push(raw::start_upload(addr, CW, &[], 16 * 1024, 12 * 1024).await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let token = key.sign(&claims(EHR, &app.url(CW)), None);
+    let answer = app.post_token(CW, &token, &padded_call(14 * 1024)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+
+    // Refused on their head, before a byte of their body was waited for.
+    for mut stream in silent {
+        let refusal = raw::read_until_closed(&mut stream, BOUND).await;
+        let refusal = refusal.expect("an unauthenticated upload is closed");
+        assert!(refusal.starts_with("HTTP/1.1 401"), "{refusal}");
+    }
+    for mut stream in partial {
+        // The answer may be lost to a reset: the body was never read.
+        let closed = raw::read_until_closed(&mut stream, BOUND).await;
+        assert!(closed.is_some(), "an unauthenticated upload is still open");
+    }
+}
+
+#[tokio::test]
+async fn an_authenticated_upload_holds_what_it_sent_until_its_body_times_out() {
+    let (app, key) = authenticating_app(|settings| {
+        let mut settings = small_body_budget(settings);
+        settings.body_read_timeout_ms = 3000;
+        settings.retry_after_secs = 2;
+        settings
+    })
+    .await;
+    let token = |app: &TestApp| key.sign(&claims(EHR, &app.url(CW)), None);
+    let bearer = format!("Bearer {}", token(&app));
+    let headers = [("Authorization", bearer.as_str())];
+    let mut stalled = raw::start_upload(app.server.addr, CW, &headers, 16 * 1024, 12 * 1024).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let refused = app
+        .post_token(CW, &token(&app), &padded_call(14 * 1024))
+        .await;
+    assert_eq!(
+        refused.status.as_u16(),
+        503,
+        "12 + 14 KiB > 24 KiB: {}",
+        refused.body
+    );
+    assert_eq!(refused.headers["retry-after"], "2");
+    let fits = app
+        .post_token(CW, &token(&app), &padded_call(4 * 1024))
+        .await;
+    assert_eq!(fits.status, StatusCode::OK, "12 + 4 KiB fit: {}", fits.body);
+
+    let timed_out = raw::read_until_closed(&mut stalled, BOUND).await;
+    let timed_out = timed_out.expect("the stalled upload is closed");
+    assert!(timed_out.starts_with("HTTP/1.1 408"), "{timed_out}");
+    let again = app
+        .post_token(CW, &token(&app), &padded_call(14 * 1024))
+        .await;
+    assert_eq!(
+        again.status,
+        StatusCode::OK,
+        "the budget is free again: {}",
+        again.body
     );
 }
 

@@ -9,6 +9,7 @@ use axum::Json;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use std::time::Duration;
 
 /// An error response.
 #[derive(Debug)]
@@ -44,7 +45,7 @@ impl ApiError {
         }
     }
 
-    /// 503 with `Retry-After`: every request slot is taken.
+    /// 503 with `Retry-After`: every request slot, or the in-flight body budget, is taken.
     pub fn overloaded(retry_after_secs: u64) -> Self {
         ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
@@ -52,6 +53,33 @@ impl ApiError {
             message: "too many requests in progress; retry shortly".into(),
             path: None,
             retry_after: Some(retry_after_secs),
+            outcome: None,
+        }
+    }
+
+    /// 413: the request body is larger than `max_body_bytes`.
+    pub fn too_large(max_body_bytes: usize) -> Self {
+        ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            code: "too-long",
+            message: format!("request body larger than {max_body_bytes} bytes"),
+            path: None,
+            retry_after: None,
+            outcome: None,
+        }
+    }
+
+    /// 408: the request body did not arrive within the body read timeout.
+    pub fn body_timeout(timeout: Duration) -> Self {
+        ApiError {
+            status: StatusCode::REQUEST_TIMEOUT,
+            code: "timeout",
+            message: format!(
+                "the request body did not arrive within {} ms",
+                timeout.as_millis()
+            ),
+            path: None,
+            retry_after: None,
             outcome: None,
         }
     }
@@ -203,6 +231,7 @@ fn log_outcome(code: &str) -> &'static str {
         "too-costly" => "over-limit",
         "incomplete" => "precondition-failed",
         "throttled" => "overloaded",
+        "timeout" => "body-timeout",
         "transient" => "unavailable",
         _ => "rejected",
     }

@@ -1,7 +1,8 @@
 //! Request limits enforced by the HTTP layer: JSON nesting depth, prefetch
-//! keys and draft orders per call, and concurrent requests and the body
-//! bytes they hold (503 with `Retry-After` when either is saturated). Body
-//! size is axum's `DefaultBodyLimit`, the call deadline is the engine's.
+//! keys and draft orders per call, and concurrent requests (503 with
+//! `Retry-After` when every slot is taken). Body size, the body read
+//! timeout and the in-flight body budget are enforced where bodies are
+//! received ([`super::body`]); the call deadline is the engine's.
 //!
 //! A service call's depth is checked by the request parser on the one tree
 //! it builds ([`crate::cds::parse_request`]); the counts are read from that
@@ -13,6 +14,7 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::Semaphore;
 
 /// The configurable limits of one call.
@@ -28,6 +30,8 @@ pub struct Limits {
     pub max_concurrent_requests: usize,
     /// Most request-body bytes in flight.
     pub max_inflight_body_bytes: usize,
+    /// Time a request has to deliver its body, from the end of its head.
+    pub body_read_timeout: Duration,
     /// `Retry-After` seconds on a 503.
     pub retry_after_secs: u64,
 }
@@ -41,6 +45,7 @@ impl Default for Limits {
             max_draft_orders: settings.max_draft_orders,
             max_concurrent_requests: settings.max_concurrent_requests,
             max_inflight_body_bytes: settings.max_inflight_body_bytes,
+            body_read_timeout: settings.body_read_timeout(),
             retry_after_secs: settings.retry_after_secs,
         }
     }
@@ -87,9 +92,7 @@ impl Limits {
     }
 }
 
-/// Answers 503 with `Retry-After` when every request slot is taken, or
-/// when the request's body would take the in-flight body bytes past their
-/// budget.
+/// Answers 503 with `Retry-After` when every request slot is taken.
 pub async fn limit_concurrency(
     State(gate): State<Arc<Gate>>,
     request: Request,
@@ -99,109 +102,30 @@ pub async fn limit_concurrency(
         tracing::debug!("concurrency limit reached; answering 503");
         return ApiError::overloaded(gate.retry_after_secs).into_response();
     };
-    let weight = gate.weight(&request);
-    let body_bytes = match weight {
-        0 => None,
-        kib => match gate.body_kib.clone().try_acquire_many_owned(kib) {
-            Ok(permit) => Some(permit),
-            Err(_) => {
-                tracing::debug!("in-flight body budget reached; answering 503");
-                return ApiError::overloaded(gate.retry_after_secs).into_response();
-            }
-        },
-    };
     let response = next.run(request).await;
-    drop((slot, body_bytes));
+    drop(slot);
     response
 }
 
 /// The concurrency limiter's state.
 pub struct Gate {
     slots: Arc<Semaphore>,
-    /// The in-flight body budget, in KiB.
-    body_kib: Arc<Semaphore>,
-    /// Largest body accepted, in KiB: the weight of a body of unknown length.
-    max_body_kib: u32,
     retry_after_secs: u64,
 }
 
 impl Gate {
-    /// A gate admitting `limits.max_concurrent_requests` at once, holding
-    /// at most `limits.max_inflight_body_bytes` of bodies of at most
-    /// `max_body_bytes` each.
-    pub fn new(limits: &Limits, max_body_bytes: usize) -> Gate {
-        let max_body_kib = kib(max_body_bytes);
-        let budget_kib = kib(limits.max_inflight_body_bytes).max(max_body_kib);
+    /// A gate admitting `limits.max_concurrent_requests` at once.
+    pub fn new(limits: &Limits) -> Gate {
         Gate {
             slots: Arc::new(Semaphore::new(limits.max_concurrent_requests.max(1))),
-            body_kib: Arc::new(Semaphore::new(budget_kib as usize)),
-            max_body_kib,
             retry_after_secs: limits.retry_after_secs,
         }
     }
-
-    /// What a request's body weighs against the budget, in KiB: its
-    /// `Content-Length` (no body, nothing), or the largest accepted body
-    /// when the length is not given (chunked).
-    fn weight(&self, request: &Request) -> u32 {
-        let length = request
-            .headers()
-            .get(axum::http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-        match length {
-            Some(0) => 0,
-            Some(bytes) => kib(bytes).min(self.max_body_kib),
-            None if has_no_body(request) => 0,
-            None => self.max_body_kib,
-        }
-    }
-}
-
-/// Whether a request without `Content-Length` has no body either.
-fn has_no_body(request: &Request) -> bool {
-    request
-        .headers()
-        .get(axum::http::header::TRANSFER_ENCODING)
-        .is_none()
-}
-
-/// Bytes in KiB, rounded up, within a semaphore's range.
-fn kib(bytes: usize) -> u32 {
-    u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX >> 4)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_body_weighs_its_length_or_the_most_allowed_when_unknown() {
-        let limits = Limits {
-            max_inflight_body_bytes: 64 * 1024,
-            ..Limits::default()
-        };
-        let gate = Gate::new(&limits, 16 * 1024);
-        let request = |headers: &[(&str, &str)]| {
-            let mut builder = Request::builder().method("POST").uri("/cds-services/x");
-            for (name, value) in headers {
-                builder = builder.header(*name, *value);
-            }
-            builder.body(axum::body::Body::empty()).unwrap()
-        };
-        assert_eq!(gate.weight(&request(&[])), 0);
-        assert_eq!(gate.weight(&request(&[("content-length", "0")])), 0);
-        assert_eq!(gate.weight(&request(&[("content-length", "1")])), 1);
-        assert_eq!(gate.weight(&request(&[("content-length", "3073")])), 4);
-        assert_eq!(
-            gate.weight(&request(&[("content-length", "999999999")])),
-            16,
-            "never more than the largest accepted body"
-        );
-        assert_eq!(
-            gate.weight(&request(&[("transfer-encoding", "chunked")])),
-            16
-        );
-    }
 
     #[test]
     fn depth_is_measured_outside_strings() {

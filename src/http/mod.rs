@@ -1,18 +1,21 @@
 //! HTTP: the axum router, its handlers, the [`Policy`] around them
 //! (authentication and CORS in [`security`], limits in [`limits`], request
-//! logs in [`logging`]), and the one error type whose responses are
-//! OperationOutcome JSON.
+//! bodies in [`body`], request logs in [`logging`]), the one error type
+//! whose responses are OperationOutcome JSON, and the connections they are
+//! served on ([`serve`]).
 //!
 //! Layers, outermost first: request log span, metrics ([`metrics`]), CORS
-//! (answers every `OPTIONS`), concurrency limit, JWT check, body size limit,
-//! handler. `/metrics` sits outside the JWT check, behind its own access
-//! rule.
+//! (answers every `OPTIONS`), concurrency limit, JWT check, body reader
+//! (timeout, size, in-flight budget), handler. `/metrics` sits outside the
+//! JWT check, behind its own access rule.
 
+pub mod body;
 mod error;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod security;
+pub mod serve;
 
 pub use self::metrics::MetricsAccess;
 pub use error::ApiError;
@@ -29,6 +32,7 @@ use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
+use body::BodyReader;
 use limits::Gate;
 use logging::Outcome;
 use serde_json::{Map, Value};
@@ -81,7 +85,8 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// Builds the router under `policy`.
 pub fn router_with(state: Arc<AppState>, policy: Arc<Policy>) -> Router {
     let limit = state.max_body_bytes;
-    let gate = Arc::new(Gate::new(&policy.limits, limit));
+    let gate = Arc::new(Gate::new(&policy.limits));
+    let reader = Arc::new(BodyReader::new(&policy.limits, limit));
     crate::metrics::register_rules(&state.engine.rules);
     Router::new()
         .route("/cds-services", get(discovery))
@@ -92,7 +97,10 @@ pub fn router_with(state: Arc<AppState>, policy: Arc<Policy>) -> Router {
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // The body reader enforces the limit; this keeps axum's extractors
+        // from applying their own (2 MB) below it.
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(reader, body::read_body))
         .layer(middleware::from_fn_with_state(
             policy.clone(),
             security::authenticate,

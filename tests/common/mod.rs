@@ -3,8 +3,10 @@
 #![allow(dead_code)]
 
 pub mod auth;
+pub mod binary;
 pub mod db;
 pub mod logs;
+pub mod raw;
 
 use axum::Router;
 use axum::extract::{Request, State};
