@@ -137,9 +137,8 @@ impl Store {
                    hook_instance, suggestion_uuids, patient_hash, encounter_hash, indicator, issued_at) \
                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
                    ON CONFLICT (card_uuid, rule_id, draft_order_hash) DO NOTHING";
-        let _guard = self.write_guard().await;
         on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = self.begin_write(pool).await?;
             for row in rows {
                 sqlx::query(sql)
                     .bind(&row.card_uuid)
