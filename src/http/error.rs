@@ -94,6 +94,14 @@ impl ApiError {
         }
     }
 
+    /// The same error, telling the client to retry after `seconds`.
+    pub fn retry_after(self, seconds: u64) -> Self {
+        ApiError {
+            retry_after: Some(seconds),
+            ..self
+        }
+    }
+
     /// 400 naming several bad fields, each `(JSON path, message)`, followed
     /// by an information issue `note` (e.g. what of the request was still done).
     pub fn bad_entries(problems: Vec<(String, String)>, note: impl Into<String>) -> Self {
