@@ -5,14 +5,14 @@
 mod common;
 
 use axum::http::StatusCode;
+use common::binary::start_binary;
 use common::db::{TestDb, spawn_on};
 use common::*;
 use hookwise::feedback::{OverriddenPatients, ShownOrder, Store};
 use hookwise::http::PatientHasher;
 use serde_json::{Value, json};
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -622,53 +622,6 @@ async fn overridden_patients_are_reread_after_their_ttl(db: TestDb) {
     assert!(replica.may_include(&p4, now).await.unwrap());
 }
 
-/// The real binary, killed (SIGKILL) when dropped.
-struct Process(std::process::Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `hookwise serve` on port 0 with `db`; returns it and its base URL,
-/// read from the "hookwise listening" log line.
-fn start_binary(db: &TestDb) -> (Process, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hookwise"))
-        .arg("serve")
-        .env("HOOKWISE_LISTEN", "127.0.0.1:0")
-        .env("HOOKWISE_RULES", root().join("cds-rules"))
-        .env("HOOKWISE_DATABASE_URL", &db.url)
-        .env("HOOKWISE_LOG_FORMAT", "json")
-        .env("HOOKWISE_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the binary starts");
-    let stdout = child.stdout.take().unwrap();
-    let process = Process(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    // Keeps reading after the address, so the server never blocks on a full pipe.
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let Ok(event) = serde_json::from_str::<Value>(&line) else {
-                continue;
-            };
-            if event["fields"]["message"] == "hookwise listening"
-                && let (Some(tx), Some(addr)) = (tx.take(), event["fields"]["addr"].as_str())
-            {
-                let _ = tx.send(addr.to_string());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the server logs its address");
-    (process, format!("http://{addr}"))
-}
-
 async fn a_killed_server_keeps_every_acknowledged_feedback(db: TestDb) {
     const TASKS: usize = 8;
     let (mut server, base) = tokio::task::block_in_place(|| start_binary(&db));
@@ -700,8 +653,7 @@ async fn a_killed_server_keeps_every_acknowledged_feedback(db: TestDb) {
     while acknowledged.lock().unwrap().len() < 100 && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    server.0.kill().expect("SIGKILL");
-    let _ = server.0.wait();
+    server.kill();
     stop.store(true, Ordering::Relaxed);
     for poster in posters {
         poster.await.unwrap();

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod auth;
+pub mod binary;
 pub mod db;
 pub mod logs;
 
