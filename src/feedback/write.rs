@@ -38,7 +38,7 @@ const DISCARD_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A transaction-control statement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Control {
+enum Control {
     /// Opens a write transaction.
     Begin,
     /// Commits it.
@@ -49,32 +49,51 @@ pub(crate) enum Control {
 
 /// A backend [`WriteTx`] can run on.
 pub(crate) trait WriteBackend: Database {
-    /// Runs a transaction-control statement on `conn`.
-    fn control(conn: &mut Self::Connection, control: Control) -> BoxFuture<'_, sqlx::Result<()>>;
+    /// The statement that opens a write transaction.
+    const BEGIN: &'static str;
+
+    /// Runs `sql`, a transaction-control statement, on `conn`.
+    fn run<'c>(
+        conn: &'c mut Self::Connection,
+        sql: &'static str,
+    ) -> BoxFuture<'c, sqlx::Result<()>>;
 }
 
 impl WriteBackend for sqlx::Sqlite {
-    fn control(conn: &mut Self::Connection, control: Control) -> BoxFuture<'_, sqlx::Result<()>> {
-        let sql = match control {
-            // IMMEDIATE takes SQLite's write lock at once, so a busy database
-            // fails here, before any work.
-            Control::Begin => "BEGIN IMMEDIATE",
-            Control::Commit => "COMMIT",
-            Control::Rollback => "ROLLBACK",
-        };
+    /// IMMEDIATE takes SQLite's write lock at once, so a busy database
+    /// fails here, before any work.
+    const BEGIN: &'static str = "BEGIN IMMEDIATE";
+
+    fn run<'c>(
+        conn: &'c mut Self::Connection,
+        sql: &'static str,
+    ) -> BoxFuture<'c, sqlx::Result<()>> {
         Box::pin(async move { conn.execute(sqlx::raw_sql(sql)).await.map(drop) })
     }
 }
 
 impl WriteBackend for sqlx::Postgres {
-    fn control(conn: &mut Self::Connection, control: Control) -> BoxFuture<'_, sqlx::Result<()>> {
-        let sql = match control {
-            Control::Begin => "BEGIN",
-            Control::Commit => "COMMIT",
-            Control::Rollback => "ROLLBACK",
-        };
+    const BEGIN: &'static str = "BEGIN";
+
+    fn run<'c>(
+        conn: &'c mut Self::Connection,
+        sql: &'static str,
+    ) -> BoxFuture<'c, sqlx::Result<()>> {
         Box::pin(async move { conn.execute(sqlx::raw_sql(sql)).await.map(drop) })
     }
+}
+
+/// Runs `control` on `conn`.
+async fn control<DB: WriteBackend>(
+    conn: &mut DB::Connection,
+    control: Control,
+) -> sqlx::Result<()> {
+    let sql = match control {
+        Control::Begin => DB::BEGIN,
+        Control::Commit => "COMMIT",
+        Control::Rollback => "ROLLBACK",
+    };
+    DB::run(conn, sql).await
 }
 
 /// Where a [`WriteTx`] stands.
@@ -113,7 +132,7 @@ impl Store {
             state: TxState::Open,
             lock,
         };
-        DB::control(&mut tx, Control::Begin).await?;
+        control::<DB>(&mut tx, Control::Begin).await?;
         Ok(tx)
     }
 
@@ -132,7 +151,7 @@ impl<DB: WriteBackend> WriteTx<DB> {
     /// Commits. `Ok` means committed (on SQLite, fsynced too); on an error
     /// the connection is closed, since it cannot say whether it committed.
     pub(crate) async fn commit(mut self) -> Result<(), StoreError> {
-        match DB::control(&mut self, Control::Commit).await {
+        match control::<DB>(&mut self, Control::Commit).await {
             Ok(()) => {
                 // Back to the pool, clean; the lock goes with `self`.
                 self.conn = None;
@@ -177,7 +196,8 @@ impl<DB: WriteBackend> Drop for WriteTx<DB> {
                     drop(lock); // only now may the next writer begin
                 });
             }
-            // No runtime to roll back on: closing the connection rolls back.
+            // No runtime to roll back on (one being torn down): never back
+            // to the pool; closing the connection rolls back.
             Err(_) => drop(conn.detach()),
         }
     }
@@ -186,7 +206,7 @@ impl<DB: WriteBackend> Drop for WriteTx<DB> {
 /// Ends a transaction that did not commit: rolled back explicitly and the
 /// connection returned to the pool, or else the connection closed.
 async fn end_uncommitted<DB: WriteBackend>(mut conn: PoolConnection<DB>, state: TxState) {
-    if state == TxState::Open && DB::control(&mut conn, Control::Rollback).await.is_ok() {
+    if state == TxState::Open && control::<DB>(&mut conn, Control::Rollback).await.is_ok() {
         return;
     }
     tracing::warn!("closing a store connection after a failed write");
