@@ -209,12 +209,25 @@ fn serve(config: Option<&Path>, overrides: Overrides) -> Result<ExitCode, CliErr
     let settings =
         Settings::load(config, overrides).map_err(|e| format!("invalid settings: {e}"))?;
     init_logging(&settings)?;
+    #[cfg(unix)]
+    survive_file_size_limit();
     runtime()?.block_on(async {
         let server = Server::start(&settings).await.map_err(|e| e.to_string())?;
         tracing::info!(addr = %server.addr, rules = %settings.rules.display(), "hookwise listening");
         server.run_until_signal().await.map_err(|e| e.to_string())?;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// A write past the file-size limit (`RLIMIT_FSIZE`) would kill the server
+/// with SIGXFSZ. Ignored, the write fails with EFBIG instead, like one to a
+/// full disk, which the store answers with 503 (feedback) or a retry (the
+/// card log) while cards are still served.
+#[cfg(unix)]
+fn survive_file_size_limit() {
+    // SAFETY: SIG_IGN installs no handler code; nothing else in the process
+    // sets this signal's disposition.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
 }
 
 fn fixtures_dir(dir: &Path, fixtures: Option<PathBuf>) -> PathBuf {

@@ -100,7 +100,12 @@ const SUPPRESSED: Family = Family {
 };
 const CARD_LOG_DROPPED: Family = Family {
     name: "hookwise_card_log_dropped_total",
-    help: "Issued-card log entries dropped because the log could not keep up.",
+    help: "Issued-card log entries dropped: the queue was full, or the store could not be written before shutdown.",
+    labels: &[],
+};
+const CARD_LOG_WRITE_FAILURES: Family = Family {
+    name: "hookwise_card_log_write_failures_total",
+    help: "Card log writes that failed; the batch is kept and retried.",
     labels: &[],
 };
 
@@ -130,7 +135,7 @@ const REPLAY_STORE_CAPACITY: Family = Family {
 
 const GAUGES: [&Family; 2] = [&REPLAY_STORE_JTIS, &REPLAY_STORE_CAPACITY];
 
-const COUNTERS: [&Family; 13] = [
+const COUNTERS: [&Family; 14] = [
     &REQUESTS,
     &PRECONDITION_FAILED,
     &DEADLINE_EXCEEDED,
@@ -142,6 +147,7 @@ const COUNTERS: [&Family; 13] = [
     &FEEDBACK,
     &SUPPRESSED,
     &CARD_LOG_DROPPED,
+    &CARD_LOG_WRITE_FAILURES,
     &FHIR_ELEMENTS_SKIPPED,
     &REPLAY_REFUSED,
 ];
@@ -241,6 +247,11 @@ pub fn card_suppressed(rule_id: &str, why: Held) {
 /// Counts `entries` issued-card log entries dropped (e.g. a full queue).
 pub fn card_log_dropped(entries: u64) {
     add(&CARD_LOG_DROPPED, ["", "", ""], entries);
+}
+
+/// Counts one failed card log write (the batch is retried).
+pub fn card_log_write_failed() {
+    add(&CARD_LOG_WRITE_FAILURES, ["", "", ""], 1);
 }
 
 /// Counts `elements` malformed FHIR elements skipped by the lenient reader.
@@ -598,7 +609,7 @@ mod tests {
     }
 
     #[test]
-    fn suppressions_and_dropped_log_entries_are_counted() {
+    fn suppressions_and_card_log_losses_and_failures_are_counted() {
         bundled_rules();
         let name = "hookwise_cards_suppressed_total";
         for why in [Held::Overridden, Held::AlreadyShown, Held::OverCap] {
@@ -613,6 +624,11 @@ mod tests {
             card_log_dropped(3)
         });
         assert_eq!(dropped, 3.0);
+        let failed = delta("hookwise_card_log_write_failures_total", &[], || {
+            card_log_write_failed();
+            card_log_write_failed();
+        });
+        assert_eq!(failed, 2.0);
     }
 
     #[test]

@@ -681,8 +681,7 @@ async fn a_killed_server_keeps_every_acknowledged_feedback(db: TestDb) {
     while acknowledged.lock().unwrap().len() < 100 && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    server.child.kill().expect("SIGKILL");
-    let _ = server.child.wait();
+    server.kill();
     stop.store(true, Ordering::Relaxed);
     for poster in posters {
         poster.await.unwrap();

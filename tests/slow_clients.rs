@@ -194,18 +194,6 @@ async fn a_call_in_flight_at_shutdown_is_answered() {
     assert_eq!(call.await.unwrap().expect("answered"), 200);
 }
 
-/// Waits for `child` to exit, at most `bound`.
-async fn exit_status(child: &mut std::process::Child, bound: Duration) -> std::process::ExitStatus {
-    let give_up = Instant::now() + bound;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(Instant::now() < give_up, "still running after {bound:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drops_a_stalled_upload_at_the_deadline_exits_0_and_keeps_the_card_log() {
@@ -234,12 +222,9 @@ async fn sigterm_drops_a_stalled_upload_at_the_deadline_exits_0_and_keeps_the_ca
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let signalled = Instant::now();
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let status = exit_status(&mut server.child, Duration::from_secs(30)).await;
+    assert_eq!(unsafe { libc::kill(server.pid(), libc::SIGTERM) }, 0);
+    let status = tokio::task::block_in_place(|| server.wait_for_exit(Duration::from_secs(30)))
+        .expect("exits after SIGTERM");
     let waited = signalled.elapsed();
     assert!(status.success(), "{status}");
     assert!(
@@ -250,11 +235,10 @@ async fn sigterm_drops_a_stalled_upload_at_the_deadline_exits_0_and_keeps_the_ca
         raw::read_until_closed(&mut stalled, BOUND).await.is_some(),
         "the stalled upload was dropped"
     );
-    let dropped = tokio::task::block_in_place(|| {
-        server.find_event(|e| e["fields"]["dropped"].is_u64(), BOUND)
-    })
-    .unwrap_or_else(|| panic!("no drop logged: {:?}", server.events()));
-    assert_eq!(dropped["fields"]["dropped"], 1, "{dropped}");
+    let dropped = "shutdown deadline reached: connections still open were dropped";
+    let dropped = tokio::task::block_in_place(|| server.wait_for_log(dropped, BOUND))
+        .unwrap_or_else(|| panic!("no drop logged: {}", server.warnings()));
+    assert_eq!(dropped["dropped"], 1, "{dropped}");
 
     let store = Store::connect(&db.url).await.unwrap();
     assert!(

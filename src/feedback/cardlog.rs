@@ -6,6 +6,14 @@
 //! in batches. A full queue drops the rows and counts them rather than make
 //! the EHR wait. [`CardLog::close`] drains the queue: graceful shutdown loses
 //! nothing.
+//!
+//! **A failing store** (full disk, I/O error, database down): the batch that
+//! failed is kept and retried with backoff (0.1 s doubling to 5 s), and
+//! meanwhile new rows wait in the queue, so memory stays bounded by
+//! `card_log_queue`; beyond it rows are dropped and counted as above. When
+//! the store recovers, the kept rows are written. A flush retries at once,
+//! so feedback for a card issued during the fault finds it. Shutdown during
+//! a fault makes a few attempts, then counts and logs what it loses.
 
 use super::{Store, StoreError, millis, on_pool};
 use crate::cds::Hook;
@@ -20,6 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, sleep_until};
 
 /// Most rows written in one transaction.
 const MAX_BATCH_ROWS: usize = 500;
@@ -27,8 +36,18 @@ const MAX_BATCH_ROWS: usize = 500;
 /// How long the first rows of a batch wait for more.
 const BATCH_LINGER: Duration = Duration::from_millis(20);
 
-/// Attempts at writing one batch before it is given up (and logged).
-const WRITE_ATTEMPTS: u32 = 3;
+/// The first wait before a failed batch is retried; it doubles per failure.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+
+/// The longest wait between retries.
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Attempts [`CardLog::close`] makes while the store fails, before it gives
+/// up on the rows left.
+const CLOSE_ATTEMPTS: u32 = 3;
+
+/// Flushes and the close that may wait for the writer.
+const COMMAND_QUEUE: usize = 64;
 
 /// One card log row: one rule's part in one issued card, for one draft order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,9 +161,8 @@ impl Store {
                    hook_instance, suggestion_uuids, patient_hash, encounter_hash, indicator, issued_at) \
                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
                    ON CONFLICT (card_uuid, rule_id, draft_order_hash) DO NOTHING";
-        let _guard = self.write_guard().await;
         on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = self.begin_write(pool).await?;
             for row in rows {
                 sqlx::query(sql)
                     .bind(&row.card_uuid)
@@ -246,8 +264,12 @@ fn row_entry(
     }
 }
 
-enum Message {
-    Rows(Vec<CardLogEntry>),
+/// One call's rows, as queued.
+type Rows = Vec<CardLogEntry>;
+
+/// Requests to the writer that must not wait behind queued rows: while the
+/// store fails, the rows queue stays full.
+enum Command {
     Flush(oneshot::Sender<()>),
     Close(oneshot::Sender<()>),
 }
@@ -255,7 +277,8 @@ enum Message {
 /// The writer side of the card log: a bounded queue and its background task.
 #[derive(Clone)]
 pub struct CardLog {
-    tx: mpsc::Sender<Message>,
+    rows: mpsc::Sender<Rows>,
+    commands: mpsc::Sender<Command>,
     dropped: Arc<AtomicU64>,
 }
 
@@ -263,11 +286,21 @@ impl CardLog {
     /// Starts the background writer on the current runtime; `capacity` calls'
     /// worth of rows may wait.
     pub fn start(store: Store, capacity: usize) -> CardLog {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
-        tokio::spawn(write_loop(store, rx));
+        let (rows, rows_rx) = mpsc::channel(capacity.max(1));
+        let (commands, commands_rx) = mpsc::channel(COMMAND_QUEUE);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let writer = Writer {
+            store,
+            rows: rows_rx,
+            failed: None,
+            failures: 0,
+            dropped: dropped.clone(),
+        };
+        tokio::spawn(write_loop(writer, commands_rx));
         CardLog {
-            tx,
-            dropped: Arc::new(AtomicU64::new(0)),
+            rows,
+            commands,
+            dropped,
         }
     }
 
@@ -278,7 +311,7 @@ impl CardLog {
             return true;
         }
         let count = rows.len() as u64;
-        match self.tx.try_send(Message::Rows(rows)) {
+        match self.rows.try_send(rows) {
             Ok(()) => true,
             Err(_) => {
                 let total = self.dropped.fetch_add(count, Ordering::Relaxed) + count;
@@ -293,90 +326,192 @@ impl CardLog {
         }
     }
 
-    /// Rows dropped so far because the queue was full.
+    /// Rows dropped so far: the queue was full or closed, or the store could
+    /// not take them before [`CardLog::close`] gave up.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
 
-    /// Waits until every row queued before this call is written (or given up).
+    /// Waits until every row queued before this call is written, or the
+    /// store failed to take them (they stay queued and are retried): a flush
+    /// makes at most one attempt per batch, so it does not hang on a failing
+    /// store.
     pub async fn flush(&self) {
         let (ack, done) = oneshot::channel();
-        if self.tx.send(Message::Flush(ack)).await.is_ok() {
+        if self.commands.send(Command::Flush(ack)).await.is_ok() {
             let _ = done.await;
         }
     }
 
-    /// Writes everything queued, then stops the writer. Later rows are dropped.
+    /// Writes everything queued, then stops the writer; later rows are
+    /// dropped. While the store fails it makes [`CLOSE_ATTEMPTS`] attempts,
+    /// then counts and logs the rows it could not write as lost.
     pub async fn close(&self) {
         let (ack, done) = oneshot::channel();
-        if self.tx.send(Message::Close(ack)).await.is_ok() {
+        if self.commands.send(Command::Close(ack)).await.is_ok() {
             let _ = done.await;
         }
     }
 }
 
-/// Drains the queue: each wake-up takes what is waiting (up to a batch) and
-/// writes it in one transaction, then answers flushes.
-async fn write_loop(store: Store, mut rx: mpsc::Receiver<Message>) {
-    while let Some(first) = rx.recv().await {
-        if matches!(first, Message::Rows(_)) {
-            // Let a busy server's rows gather: one transaction (and one
-            // fsync) for many calls. A flush or close is not kept waiting.
-            tokio::time::sleep(BATCH_LINGER).await;
-        }
-        let mut rows = Vec::new();
-        let mut acks = Vec::new();
-        let mut closing = None;
-        let mut next = Some(first);
-        while let Some(message) = next.take() {
-            match message {
-                Message::Rows(mut more) => rows.append(&mut more),
-                Message::Flush(ack) => acks.push(ack),
-                Message::Close(ack) => closing = Some(ack),
-            }
-            if closing.is_none() && rows.len() < MAX_BATCH_ROWS {
-                next = rx.try_recv().ok();
-            }
-        }
-        write_batch(&store, &rows).await;
-        for ack in acks {
-            let _ = ack.send(());
-        }
-        if let Some(ack) = closing {
-            rx.close();
-            // Rows queued before the close message still count: write them.
-            let mut rest = Vec::new();
-            while let Ok(message) = rx.try_recv() {
-                match message {
-                    Message::Rows(mut more) => rest.append(&mut more),
-                    Message::Flush(ack) | Message::Close(ack) => {
-                        let _ = ack.send(());
-                    }
+/// A batch whose write failed, kept for another attempt.
+struct Failed {
+    rows: Vec<CardLogEntry>,
+    retry_at: Instant,
+}
+
+/// The background writer's state.
+struct Writer {
+    store: Store,
+    rows: mpsc::Receiver<Rows>,
+    /// While set, no new rows are taken: they wait in the bounded queue,
+    /// which then drops and counts what does not fit.
+    failed: Option<Failed>,
+    /// Failed attempts in a row; 0 after a write succeeds.
+    failures: u32,
+    dropped: Arc<AtomicU64>,
+}
+
+/// Writes queued rows in batches, retries a failed batch with backoff, and
+/// answers flushes and the close.
+async fn write_loop(mut writer: Writer, mut commands: mpsc::Receiver<Command>) {
+    loop {
+        let retry_at = writer.failed.as_ref().map(|f| f.retry_at);
+        tokio::select! {
+            biased;
+            command = commands.recv() => match command {
+                Some(Command::Flush(ack)) => {
+                    writer.flush().await;
+                    let _ = ack.send(());
                 }
+                Some(Command::Close(ack)) => {
+                    writer.close().await;
+                    let _ = ack.send(());
+                    return;
+                }
+                None => return writer.close().await, // every handle dropped
+            },
+            () = sleep_until(retry_at.unwrap_or_else(Instant::now)), if retry_at.is_some() => {
+                writer.retry().await;
             }
-            write_batch(&store, &rest).await;
-            let _ = ack.send(());
-            return;
+            rows = writer.rows.recv(), if retry_at.is_none() => match rows {
+                Some(rows) => writer.write_next(rows).await,
+                None => return writer.close().await,
+            },
         }
     }
 }
 
-async fn write_batch(store: &Store, rows: &[CardLogEntry]) {
-    if rows.is_empty() {
-        return;
+impl Writer {
+    /// Writes `first` with what else is queued, up to a batch. The first
+    /// rows wait a little for more: one transaction (and one fsync) for many
+    /// calls on a busy server.
+    async fn write_next(&mut self, first: Rows) {
+        tokio::time::sleep(BATCH_LINGER).await;
+        let mut batch = first;
+        while batch.len() < MAX_BATCH_ROWS {
+            match self.rows.try_recv() {
+                Ok(mut more) => batch.append(&mut more),
+                Err(_) => break,
+            }
+        }
+        self.attempt(batch).await;
     }
-    for attempt in 1..=WRITE_ATTEMPTS {
-        match store.insert_card_log(rows).await {
-            Ok(()) => return,
-            Err(e) if attempt < WRITE_ATTEMPTS => {
-                tracing::warn!(error = %e, attempt, rows = rows.len(), "card log write failed; retrying");
-                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+
+    /// One attempt at the failed batch; whether it is written now.
+    async fn retry(&mut self) -> bool {
+        match self.failed.take() {
+            Some(failed) => self.attempt(failed.rows).await,
+            None => true,
+        }
+    }
+
+    /// Writes `batch`; on failure keeps it, with the time of the next attempt.
+    async fn attempt(&mut self, batch: Vec<CardLogEntry>) -> bool {
+        match self.store.insert_card_log(&batch).await {
+            Ok(()) => {
+                if self.failures > 0 {
+                    tracing::info!(failed_attempts = self.failures, "card log written again");
+                }
+                self.failures = 0;
+                true
             }
             Err(e) => {
-                tracing::error!(error = %e, rows = rows.len(), "card log write failed; rows lost")
+                self.failures += 1;
+                crate::metrics::card_log_write_failed();
+                let wait = backoff(self.failures);
+                tracing::warn!(error = %e, rows = batch.len(), attempt = self.failures,
+                    retry_in_ms = wait.as_millis() as u64, "card log write failed; rows kept for a retry");
+                self.failed = Some(Failed {
+                    rows: batch,
+                    retry_at: Instant::now() + wait,
+                });
+                false
             }
         }
     }
+
+    /// Tries the failed batch now, then the rows queued before the flush.
+    async fn flush(&mut self) {
+        let queued = self.rows.len();
+        if self.retry().await {
+            self.write_queued(queued).await;
+        }
+    }
+
+    /// Writes up to `messages` queued calls' rows, batch by batch; stops at
+    /// the first failure. Whether all were written.
+    async fn write_queued(&mut self, mut messages: usize) -> bool {
+        loop {
+            let mut batch = Vec::new();
+            while messages > 0 && batch.len() < MAX_BATCH_ROWS {
+                let Ok(mut more) = self.rows.try_recv() else {
+                    messages = 0;
+                    break;
+                };
+                batch.append(&mut more);
+                messages -= 1;
+            }
+            if batch.is_empty() {
+                return true;
+            }
+            if !self.attempt(batch).await {
+                return false;
+            }
+        }
+    }
+
+    /// Stops taking rows, writes what is held and queued, retrying a failing
+    /// store [`CLOSE_ATTEMPTS`] times, then counts what is left as lost.
+    async fn close(&mut self) {
+        self.rows.close();
+        for attempt in 1..=CLOSE_ATTEMPTS {
+            if self.retry().await && self.write_queued(usize::MAX).await {
+                return;
+            }
+            if attempt < CLOSE_ATTEMPTS {
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+        }
+        let mut lost = self.failed.take().map_or(0, |f| f.rows.len());
+        while let Ok(rows) = self.rows.try_recv() {
+            lost += rows.len();
+        }
+        let lost = lost as u64;
+        self.dropped.fetch_add(lost, Ordering::Relaxed);
+        crate::metrics::card_log_dropped(lost);
+        tracing::error!(
+            lost,
+            "card log rows lost: the store could not be written before shutdown"
+        );
+    }
+}
+
+/// The wait before retry `failures`: doubling from [`RETRY_FIRST`] up to
+/// [`RETRY_MAX`].
+fn backoff(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    RETRY_FIRST.saturating_mul(1 << doublings).min(RETRY_MAX)
 }
 
 /// What the feedback endpoint and the card log layer share.
@@ -460,6 +595,98 @@ mod tests {
                 !format!("{row:?}").contains("patient-1") && !format!("{row:?}").contains("m1\"")
             );
         }
+    }
+
+    /// The rows of [`issued`] with card uuid `card`.
+    fn rows_for(card: &str) -> Vec<CardLogEntry> {
+        let mut rows = entries_for(
+            &PatientHasher::new(b"k"),
+            &issued(),
+            OffsetDateTime::now_utc(),
+        );
+        for row in &mut rows {
+            row.card_uuid = card.to_string();
+        }
+        rows
+    }
+
+    /// Makes every card log insert fail (a trigger aborts it), or stops that.
+    async fn fail_writes(store: &Store, fail: bool) {
+        let sql = match fail {
+            true => {
+                "CREATE TRIGGER fault BEFORE INSERT ON card_log BEGIN SELECT RAISE(ABORT, 'injected fault'); END"
+            }
+            false => "DROP TRIGGER fault",
+        };
+        on_pool!(store, pool => drop(sqlx::raw_sql(sql).execute(pool).await.unwrap()));
+    }
+
+    /// Fails the test instead of hanging it.
+    async fn bounded<T>(what: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(60), what)
+            .await
+            .expect("returns while the store fails")
+    }
+
+    async fn fresh_store() -> (Store, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("store.db").display());
+        (Store::connect(&url).await.unwrap(), dir)
+    }
+
+    #[tokio::test]
+    async fn a_failing_store_keeps_the_rows_and_writes_them_when_it_recovers() {
+        let (store, _dir) = fresh_store().await;
+        let log = CardLog::start(store.clone(), 4);
+        fail_writes(&store, true).await;
+        assert!(log.record(rows_for("c1")));
+        bounded(log.flush()).await;
+        assert_eq!(store.counts().await.unwrap().card_log_rows, 0);
+        bounded(log.flush()).await; // a second attempt fails too
+        fail_writes(&store, false).await;
+        bounded(log.flush()).await;
+        assert_eq!(store.counts().await.unwrap().card_log_rows, 3);
+        assert_eq!(log.dropped(), 0);
+    }
+
+    #[tokio::test]
+    async fn while_a_batch_fails_new_rows_wait_in_the_bounded_queue() {
+        let (store, _dir) = fresh_store().await;
+        let log = CardLog::start(store.clone(), 2);
+        fail_writes(&store, true).await;
+        assert!(log.record(rows_for("c1")));
+        bounded(log.flush()).await; // c1 failed and is held
+        assert!(log.record(rows_for("c2")));
+        assert!(log.record(rows_for("c3")));
+        assert!(!log.record(rows_for("c4")), "the queue holds two calls");
+        assert_eq!(log.dropped(), 3);
+        fail_writes(&store, false).await;
+        bounded(log.flush()).await;
+        assert_eq!(store.counts().await.unwrap().card_log_rows, 9);
+        for card in ["c1", "c2", "c3"] {
+            assert_eq!(store.card_log_for(card).await.unwrap().len(), 3, "{card}");
+        }
+    }
+
+    #[tokio::test]
+    async fn close_during_a_fault_gives_up_after_its_attempts_and_counts_the_loss() {
+        let (store, _dir) = fresh_store().await;
+        let log = CardLog::start(store.clone(), 4);
+        fail_writes(&store, true).await;
+        assert!(log.record(rows_for("c1")));
+        assert!(log.record(rows_for("c2")));
+        bounded(log.close()).await;
+        assert_eq!(log.dropped(), 6, "both calls' rows counted as lost");
+        fail_writes(&store, false).await;
+        assert_eq!(store.counts().await.unwrap().card_log_rows, 0);
+        bounded(log.flush()).await; // the writer is gone: no wait
+    }
+
+    #[test]
+    fn retries_back_off_to_a_ceiling() {
+        assert_eq!(backoff(1), RETRY_FIRST);
+        assert_eq!(backoff(2), RETRY_FIRST * 2);
+        assert_eq!(backoff(40), RETRY_MAX);
     }
 
     #[tokio::test]

@@ -21,7 +21,8 @@ use time::OffsetDateTime;
 use tracing::Span;
 
 /// The feedback handler. Unknown service: 404; body deeper than the JSON
-/// depth limit or not a batch: 400; store unavailable: 503.
+/// depth limit or not a batch: 400; store unavailable (or failing to write):
+/// 503 with `Retry-After`, and nothing of the batch acknowledged.
 pub async fn receive(
     State(state): State<Arc<AppState>>,
     Extension(policy): Extension<Arc<Policy>>,
@@ -52,6 +53,7 @@ pub async fn receive(
         .map_err(|e| {
             tracing::error!(error = %e, entries = entries.len(), "feedback could not be stored");
             ApiError::unavailable("feedback could not be stored; retry later")
+                .retry_after(policy.limits.retry_after_secs)
         })?;
     tracing::info!(
         stored = receipt.stored,

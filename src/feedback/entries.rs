@@ -346,9 +346,8 @@ impl Store {
                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (id) DO NOTHING";
         let mut receipt = Receipt::default();
         let mut stored_now = Vec::with_capacity(entries.len());
-        let _guard = self.write_guard().await;
         on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = self.begin_write(pool).await?;
             for entry in entries {
                 let unknown = !known.contains(&entry.card);
                 let reason = entry.override_reason.as_ref();

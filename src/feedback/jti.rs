@@ -24,27 +24,30 @@ impl Store {
         let sql = "INSERT INTO jti_replay (iss, jti, expires_at) VALUES ($1, $2, $3) \
                    ON CONFLICT (iss, jti) DO UPDATE SET expires_at = excluded.expires_at \
                    WHERE jti_replay.expires_at <= $4";
-        let _guard = self.write_guard().await;
-        let recorded = on_pool!(self, pool => sqlx::query(sql)
-            .bind(iss)
-            .bind(jti)
-            .bind(millis(expires_at))
-            .bind(millis(now))
-            .execute(pool)
-            .await?
-            .rows_affected());
+        let recorded = on_pool!(self, pool => {
+            let mut tx = self.begin_write(pool).await?;
+            let done = sqlx::query(sql)
+                .bind(iss)
+                .bind(jti)
+                .bind(millis(expires_at))
+                .bind(millis(now))
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            done.rows_affected()
+        });
         Ok(recorded == 1)
     }
 
     /// Deletes the rows of tokens expired by `now`; returns how many.
     pub async fn delete_expired_jtis(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
         let sql = "DELETE FROM jti_replay WHERE expires_at <= $1";
-        let _guard = self.write_guard().await;
-        let deleted = on_pool!(self, pool => sqlx::query(sql)
-            .bind(millis(now))
-            .execute(pool)
-            .await?
-            .rows_affected());
+        let deleted = on_pool!(self, pool => {
+            let mut tx = self.begin_write(pool).await?;
+            let done = sqlx::query(sql).bind(millis(now)).execute(&mut *tx).await?;
+            tx.commit().await?;
+            done.rows_affected()
+        });
         Ok(deleted)
     }
 }

@@ -13,6 +13,8 @@
 //!   `hookwise report`;
 //! - the **history** query ([`History`]) that alert-fatigue controls read;
 //! - the shared **`jti` replay table** ([`Store::record_jti`]) for `auth.replay_store = "database"`.
+//! - **writes** (`write.rs`): every write is one `WriteTx`, committed before
+//!   it returns, rolled back (or its connection closed) on any error.
 //!
 //! Patients, encounters and draft orders are stored only as keyed hashes
 //! ([`crate::http::PatientHasher`]); the key must be stable across restarts,
@@ -27,6 +29,7 @@ mod history;
 mod jti;
 mod overridden;
 pub mod report;
+mod write;
 
 pub use cardlog::{
     CardLog, CardLogEntry, Hub, IssuedCards, encounter_hash, entries_for, record_cards,
@@ -96,8 +99,7 @@ pub(crate) use on_pool;
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
-    /// SQLite has one writer at a time; writers queue here instead of
-    /// polling on `SQLITE_BUSY`, which is far slower under contention.
+    /// SQLite's one writer at a time (see `Store::begin_write`).
     write_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
@@ -139,14 +141,6 @@ impl Store {
         }
     }
 
-    /// Holds the write lock on SQLite (no-op on PostgreSQL).
-    async fn write_guard(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
-        match self.pool {
-            Pool::Sqlite(_) => Some(self.write_lock.lock().await),
-            Pool::Postgres(_) => None,
-        }
-    }
-
     /// The patient hash key kept in the store, generated on first use. Every
     /// replica and restart sharing the database gets the same key, so hashes
     /// stay comparable (reports, suppression).
@@ -154,15 +148,17 @@ impl Store {
         let mut bytes = [0u8; 32];
         getrandom::fill(&mut bytes).map_err(|_| StoreError::NoRandomness)?;
         let fresh: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        let _guard = self.write_guard().await;
         // Insert-if-absent then read: two replicas starting at once agree on
         // whichever key won.
         let sql_insert =
             "INSERT INTO hookwise_meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING";
         let sql_select = "SELECT value FROM hookwise_meta WHERE name = $1";
         let key: (String,) = on_pool!(self, pool => {
-            sqlx::query(sql_insert).bind(HASH_KEY_NAME).bind(&fresh).execute(pool).await?;
-            sqlx::query_as(sql_select).bind(HASH_KEY_NAME).fetch_one(pool).await?
+            let mut tx = self.begin_write(pool).await?;
+            sqlx::query(sql_insert).bind(HASH_KEY_NAME).bind(&fresh).execute(&mut *tx).await?;
+            let key = sqlx::query_as(sql_select).bind(HASH_KEY_NAME).fetch_one(&mut *tx).await?;
+            tx.commit().await?;
+            key
         });
         Ok(key.0)
     }
@@ -235,6 +231,7 @@ async fn connect_sqlite(url: &str) -> Result<SqlitePool, StoreError> {
     }
     // An in-memory database lives only while a connection is open: keep one.
     let pool = SqlitePoolOptions::new()
+        .after_release(write::outside_transaction::<sqlx::Sqlite>)
         .max_connections(8)
         .min_connections(1)
         .idle_timeout(None)
@@ -245,6 +242,7 @@ async fn connect_sqlite(url: &str) -> Result<SqlitePool, StoreError> {
 async fn connect_postgres(url: &str) -> Result<PgPool, StoreError> {
     let options = PgConnectOptions::from_str(url).map_err(|e| StoreError::Url(e.to_string()))?;
     let pool = PgPoolOptions::new()
+        .after_release(write::outside_transaction::<sqlx::Postgres>)
         .max_connections(10)
         .acquire_timeout(Duration::from_secs(10));
     Ok(pool.connect_with(options).await?)

@@ -122,13 +122,11 @@ impl ApiError {
         }
     }
 
-    /// 503 with `Retry-After`: the call cannot be served until about
-    /// `retry_after_secs` have passed (e.g. the `jti` replay store is full or
-    /// unreachable, so a token cannot be checked against replay).
-    pub fn unavailable_for(message: impl Into<String>, retry_after_secs: u64) -> Self {
+    /// The same error, telling the client to retry after `seconds`.
+    pub fn retry_after(self, seconds: u64) -> Self {
         ApiError {
-            retry_after: Some(retry_after_secs),
-            ..ApiError::unavailable(message)
+            retry_after: Some(seconds),
+            ..self
         }
     }
 

@@ -50,7 +50,9 @@ pub async fn authenticate(
         Err(AuthError::Unrecorded(why)) => {
             // Counted and warned about by the replay store; the token may be good.
             tracing::debug!(reason = %why, "token not checked against replay");
-            ApiError::unavailable_for(why.to_string(), why.retry_after_secs()).into_response()
+            ApiError::unavailable(why.to_string())
+                .retry_after(why.retry_after_secs())
+                .into_response()
         }
         Err(reason) => {
             tracing::debug!(%reason, "authentication failed");

@@ -1,44 +1,81 @@
-//! The real `hookwise serve` process, for tests where the process matters:
-//! kills, signals, what reaches the disk. Its JSON log events are collected
-//! as it runs.
+//! The real `hookwise serve` binary as a child process: started on port 0
+//! with a given store, its JSON log read from stdout (warnings and errors
+//! kept), SIGKILLed when dropped.
 
 use super::db::TestDb;
-use super::root;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// The real binary, killed (SIGKILL) when dropped.
+/// A running `hookwise serve`, killed (SIGKILL) when dropped.
 pub struct Process {
-    pub child: Child,
-    events: Arc<Mutex<Vec<Value>>>,
+    child: Child,
+    /// Every warning and error logged so far (JSON events).
+    logs: Arc<Mutex<Vec<Value>>>,
 }
 
 impl Process {
-    /// The JSON log events written so far.
-    pub fn events(&self) -> Vec<Value> {
-        self.events.lock().unwrap().clone()
+    /// The child's process id.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
     }
 
-    /// The first log event that is `wanted`, waiting up to `bound` for it
-    /// (the events of a process that just exited may still be in the pipe).
-    pub fn find_event(&self, wanted: impl Fn(&Value) -> bool, bound: Duration) -> Option<Value> {
-        let give_up = std::time::Instant::now() + bound;
-        loop {
-            let found = self
-                .events
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|e| wanted(e))
-                .cloned();
-            if found.is_some() || std::time::Instant::now() >= give_up {
-                return found;
+    /// SIGKILL, and waits for the process to be gone.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        let _ = self.child.wait();
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Waits up to `limit` for the process to exit; its status, or `None`
+    /// if it is still running.
+    pub fn wait_for_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(50));
         }
+        None
+    }
+
+    /// Waits up to `limit` for a warning or error with this message; its
+    /// fields.
+    pub fn wait_for_log(&self, message: &str, limit: Duration) -> Option<Value> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(event) = self.logged(message).into_iter().next() {
+                return Some(event);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The fields of every warning and error so far with this message.
+    pub fn logged(&self, message: &str) -> Vec<Value> {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|event| event["fields"]["message"] == message)
+            .map(|event| event["fields"].clone())
+            .collect()
+    }
+
+    /// Every warning and error so far, one JSON event a line.
+    pub fn warnings(&self) -> String {
+        let logs = self.logs.lock().unwrap();
+        logs.iter().map(|e| format!("{e}\n")).collect()
     }
 }
 
@@ -50,13 +87,13 @@ impl Drop for Process {
 }
 
 /// Starts `hookwise serve` on port 0 with `db` and the extra environment
-/// `env`; returns it and its base URL, read from the "hookwise listening"
-/// log line.
+/// `env` (settings as `HOOKWISE_*` variables); returns it and its base URL,
+/// read from the "hookwise listening" log line.
 pub fn start_binary(db: &TestDb, env: &[(&str, &str)]) -> (Process, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hookwise"))
         .arg("serve")
         .env("HOOKWISE_LISTEN", "127.0.0.1:0")
-        .env("HOOKWISE_RULES", root().join("cds-rules"))
+        .env("HOOKWISE_RULES", super::root().join("cds-rules"))
         .env("HOOKWISE_DATABASE_URL", &db.url)
         .env("HOOKWISE_LOG_FORMAT", "json")
         .env("HOOKWISE_LOG", "info")
@@ -66,10 +103,10 @@ pub fn start_binary(db: &TestDb, env: &[(&str, &str)]) -> (Process, String) {
         .spawn()
         .expect("the binary starts");
     let stdout = child.stdout.take().unwrap();
-    let events = Arc::new(Mutex::new(Vec::new()));
+    let logs = Arc::new(Mutex::new(Vec::new()));
     let process = Process {
         child,
-        events: events.clone(),
+        logs: logs.clone(),
     };
     let (tx, rx) = std::sync::mpsc::channel();
     // Keeps reading after the address, so the server never blocks on a full pipe.
@@ -84,7 +121,10 @@ pub fn start_binary(db: &TestDb, env: &[(&str, &str)]) -> (Process, String) {
             {
                 let _ = tx.send(addr.to_string());
             }
-            events.lock().unwrap().push(event);
+            // Info lines (one per request) are not kept: a load test makes many.
+            if matches!(event["level"].as_str(), Some("WARN" | "ERROR")) {
+                logs.lock().unwrap().push(event);
+            }
         }
     });
     let addr = rx
