@@ -77,6 +77,19 @@ async fn an_override_with_a_reason_hides_the_rule_for_that_patient(db: TestDb) {
             .is_empty(),
         "suppressed for p1"
     );
+    assert!(
+        psa_cards(&app, "order-sign", "p1", None, "sr-2")
+            .await
+            .is_empty(),
+        "suppressed for p1 by the family's other service too"
+    );
+    assert_eq!(
+        psa_cards(&app, "order-sign", "p2", None, "sr-3")
+            .await
+            .len(),
+        1,
+        "p2 never overrode it, at order-sign either"
+    );
     assert_eq!(
         psa_cards(&app, "order-select", "p2", None, "sr-3")
             .await
