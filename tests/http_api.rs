@@ -825,3 +825,41 @@ async fn a_new_prescription_gets_its_own_card_on_order_select() {
         "{body:#}"
     );
 }
+
+/// The draft order the CDS Hooks sandbox's Rx Sign view sends: a
+/// MedicationRequest with no `id` and no `intent`, in a Bundle with no
+/// `type`, and no `selections` (order-sign). It must still be judged.
+#[tokio::test]
+async fn the_sandbox_s_rx_sign_draft_is_judged() {
+    let app = spawn_app().await;
+    let draft = json!({"resourceType": "MedicationRequest", "authoredOn": "2026-12-01", "status": "draft",
+        "subject": {"reference": "Patient/p1"},
+        "dosageInstruction": [{"doseQuantity": {"value": 1, "system": "http://unitsofmeasure.org", "code": "{pill}"},
+            "timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}}}],
+        "medicationCodeableConcept": {"text": "lorazepam 1 MG Oral Tablet",
+            "coding": [{"display": "lorazepam 1 MG Oral Tablet",
+                "system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "197901"}]}});
+    let request = json!({"hook": "order-sign", "hookInstance": uuid::Uuid::new_v4().to_string(),
+        "context": {"userId": "Practitioner/example", "patientId": "p1",
+            "draftOrders": {"resourceType": "Bundle", "entry": [{"resource": draft}]}},
+        "prefetch": {"patient": patient("p1", "female", &born_years_ago(81)),
+            "medications": searchset(vec![]), "conditions": searchset(vec![]),
+            "observations": searchset(vec![]), "procedures": searchset(vec![])}});
+    let (status, body) = app
+        .post_raw(
+            "/cds-services/deprescribing-order-sign",
+            serde_json::to_vec(&request).unwrap(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let cards = body["cards"].as_array().unwrap();
+    assert_eq!(cards.len(), 1, "{body:#}");
+    assert!(
+        cards[0]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("Benzodiazepines"),
+        "{body:#}"
+    );
+    assert_no_empty_optionals(&body, "$");
+}
