@@ -206,7 +206,7 @@ impl Engine {
         let service = self
             .rules
             .service(service_id)
-            .ok_or_else(|| unknown_service(&self.rules, service_id))?;
+            .ok_or_else(|| CallError::unknown_service(&self.rules, service_id))?;
         let hook = service.hook;
         if request.hook != hook.as_str() {
             return Err(wrong_hook(&self.rules, service, &request.hook));
@@ -487,20 +487,17 @@ impl CallError {
     /// No service has `id`. A family id (the service ids of releases before
     /// per-hook ids) is pointed to the ids that replaced it.
     pub fn unknown_service(rules: &RuleSet, id: &str) -> CallError {
-        unknown_service(rules, id)
-    }
-}
-
-fn unknown_service(rules: &RuleSet, id: &str) -> CallError {
-    let replaced_by = rules.family(id).map(|family| {
-        rules
-            .services_of(family)
-            .map(|s| s.id.as_str())
-            .collect::<Vec<_>>()
-    });
-    CallError::UnknownService {
-        id: id.to_string(),
-        replaced_by: replaced_by.unwrap_or_default().join(", "),
+        let replaced_by = rules.family(id).map(|family| {
+            rules
+                .services_of(family)
+                .map(|s| s.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        });
+        CallError::UnknownService {
+            id: id.to_string(),
+            replaced_by: replaced_by.unwrap_or_default(),
+        }
     }
 }
 

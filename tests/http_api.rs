@@ -238,6 +238,29 @@ async fn a_family_id_is_no_service_and_points_to_the_ids_that_replaced_it() {
         message.contains("choosing-wisely-order-select, choosing-wisely-order-sign"),
         "{message}"
     );
+
+    // Feedback on cards issued under the old id still arrives there: taken.
+    let feedback = json!({"feedback": [{"card": "0c3f6f4e-1d7a-4c55-9a39-0f1b2c3d4e5f", "outcome": "overridden",
+        "outcomeTimestamp": "2026-01-01T10:00:00Z"}]});
+    let (status, receipt) = app
+        .post_raw(
+            "/cds-services/choosing-wisely/feedback",
+            serde_json::to_vec(&feedback).unwrap(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{receipt}");
+    assert_eq!(receipt["stored"], 1);
+    let (status, _) = app
+        .post_raw(
+            "/cds-services/choosing/feedback",
+            serde_json::to_vec(&feedback).unwrap(),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "neither a service nor a family"
+    );
 }
 
 #[tokio::test]
