@@ -7,13 +7,11 @@
 use axum::body::Body;
 use axum::http::Request;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use hookwise::cards::{CardContext, render_card};
-use hookwise::cds::{Hook, MAX_JSON_DEPTH, parse_request};
+use hookwise::cds::{MAX_JSON_DEPTH, parse_request};
 use hookwise::config::Settings;
+use hookwise::engine::{Engine, Input, Screen, evaluate};
 use hookwise::fhir::{PatientRecord, RecordSources};
 use hookwise::http::{AppState, Limits, discovery_document, router};
-use hookwise::pipeline::Engine;
-use hookwise::rules::{Evaluator, Verdict};
 use hookwise::server::build_engine;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -106,40 +104,18 @@ fn stages(c: &mut Criterion) {
             b.iter(|| record_of(&request).conditions.len())
         });
         let record = record_of(&request);
-        let evaluator = Evaluator {
-            value_sets: &rules.value_sets,
+        let screen = Screen::open();
+        let input = Input {
+            rules: &rules,
+            service: &service,
             record: &record,
             now: now(),
-            hook: Hook::PatientView,
-        };
-        group.bench_function("3 evaluate rules", |b| {
-            b.iter(|| {
-                rules
-                    .candidates(&service, &record)
-                    .into_iter()
-                    .filter(|r| matches!(evaluator.evaluate(r), Verdict::Fires(_)))
-                    .count()
-            })
-        });
-        let fired: Vec<_> = rules
-            .rules_for(&service)
-            .filter_map(|r| match evaluator.evaluate(r) {
-                Verdict::Fires(f) => Some(f),
-                _ => None,
-            })
-            .collect();
-        let ctx = CardContext {
             hook_instance: "bench",
             patient_id: "p",
-            now: now(),
+            screen: &screen,
         };
-        group.bench_function("4 render cards", |b| {
-            b.iter(|| {
-                fired
-                    .iter()
-                    .map(|f| render_card(f, &ctx))
-                    .collect::<Vec<_>>()
-            })
+        group.bench_function("3 evaluate rules and render cards", |b| {
+            b.iter(|| evaluate(&input).response.cards.len())
         });
         group.bench_function("5 end to end through the router", |b| {
             b.to_async(&runtime).iter(|| async {
@@ -267,7 +243,7 @@ fn rule_counts() -> &'static [usize] {
 /// prefetch keys, two cards), to size the overhead on the request path.
 fn metrics_recording(c: &mut Criterion) {
     use hookwise::metrics;
-    hookwise::metrics::register_rules(&engine().rules);
+    hookwise::metrics::register(&engine().rules.label_values());
     let (service, hook) = (
         metrics::service_labels("deprescribing-patient-view"),
         "patient-view",

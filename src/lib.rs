@@ -2,21 +2,46 @@
 //! deprescribing rules, written as data files, against the patient's FHIR R4
 //! data, and answers with cards.
 //!
-//! A request travels one way: [`http`] → [`pipeline`] (envelope, prefetch,
-//! fallback fetch) → [`fhir`] (patient record) → [`rules`] (evaluation) →
-//! [`cards`] → response. [`auth`] verifies the calling EHR before any of it.
-//! [`feedback`] logs the cards issued and stores the EHR's feedback on them;
-//! [`metrics`] counts what happens along the way.
+//! A request travels one way: [`http`] (limits, authentication, the route)
+//! → [`engine`] (envelope, prefetch and fallback fetch, the [`fhir`] patient
+//! record, [`rules`] evaluation, cards) → response. The card log
+//! ([`card_log`]) records the cards issued off the request path; the
+//! [`store`] keeps them with the EHR's [`feedback`] on them, which the
+//! [`report`] counts and the engine's alert-fatigue screen reads back.
+//!
+//! # Layers
+//!
+//! Each module imports only from modules in lower layers, never from its
+//! own layer or a higher one (test code aside). `tests/api/layers.rs` reads
+//! this table and every `crate::` path in `src/`, and fails on an import
+//! that runs sideways or upward.
+//!
+//! | layer | modules | what they are |
+//! | --- | --- | --- |
+//! | 9 | `cli` | the command line |
+//! | 8 | `server` | startup checks and assembly |
+//! | 7 | `http` | router, routes, limits, JWT, request log |
+//! | 6 | `auth`, `card_log`, `feedback`, `report` | beside the store: replay checks, the card-log writer, feedback validation, reports |
+//! | 5 | `store` | all SQL |
+//! | 4 | `engine` | one call: gather, evaluate, screen, cards |
+//! | 3 | `rules` | the rule language, loading and evaluation |
+//! | 2 | `fhir`, `config` | the patient record, prefetch, the FHIR client; settings |
+//! | 1 | `cds` | CDS Hooks wire types |
+//! | 0 | `json`, `pseudonym`, `metrics` | leaves: the borrowed JSON tree, keyed hashes, metric names |
 
 pub mod auth;
-pub mod cards;
+pub mod card_log;
 pub mod cds;
 pub mod cli;
 pub mod config;
+pub mod engine;
 pub mod feedback;
 pub mod fhir;
 pub mod http;
+pub mod json;
 pub mod metrics;
-pub mod pipeline;
+pub mod pseudonym;
+pub mod report;
 pub mod rules;
 pub mod server;
+pub mod store;

@@ -3,7 +3,7 @@
 //! `GET /metrics` ([`crate::http::metrics`]) renders [`render`].
 //!
 //! **Bounded labels.** A service id, rule id or override reason code becomes
-//! a label value only when loaded rules declare it ([`register_rules`]);
+//! a label value only when loaded rules declare it ([`register`]);
 //! anything else is recorded as [`UNKNOWN`]. Hooks, prefetch keys, routes
 //! and outcomes come from fixed sets. Patient ids, tokens and raw paths are
 //! never labels.
@@ -17,9 +17,6 @@
 //! deltas. It is also offered as the `metrics` crate's global recorder, so
 //! `metrics::counter!` elsewhere in the program lands in the same output.
 
-use crate::auth::replay::Unrecorded;
-use crate::feedback::fatigue::Held;
-use crate::rules::RuleSet;
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Level, Metadata, Recorder};
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
@@ -168,7 +165,7 @@ pub fn request(route: &'static str, status: u16) {
 }
 
 /// Records the latency of one CDS service call. `service` comes from
-/// [`service_labels`], `hook` from [`hook_label`].
+/// [`service_labels`], `hook` from the served hooks.
 pub fn service_call(service: ServiceLabels, hook: &'static str, latency: Duration) {
     observe(
         &REQUEST_DURATION,
@@ -239,9 +236,10 @@ pub fn feedback_outcome(rule_id: &str, outcome: &str, reason_code: Option<&str>)
     add(&FEEDBACK, [rule_label(rule_id), outcome, reason], 1);
 }
 
-/// Counts a card that the alert-fatigue controls held back.
-pub fn card_suppressed(rule_id: &str, why: Held) {
-    add(&SUPPRESSED, [rule_label(rule_id), why.as_str(), ""], 1);
+/// Counts a card that the alert-fatigue controls held back, and why
+/// (`engine::Held::as_str`).
+pub fn card_suppressed(rule_id: &str, why: &'static str) {
+    add(&SUPPRESSED, [rule_label(rule_id), why, ""], 1);
 }
 
 /// Counts `entries` issued-card log entries dropped (e.g. a full queue).
@@ -262,8 +260,9 @@ pub fn fhir_elements_skipped(elements: usize) {
 }
 
 /// Counts a call refused because its `jti` could not be recorded.
-pub fn replay_refused(why: Unrecorded) {
-    add(&REPLAY_REFUSED, [why.as_str(), "", ""], 1);
+/// `why` is `auth::replay::Unrecorded::as_str`.
+pub fn replay_refused(why: &'static str) {
+    add(&REPLAY_REFUSED, [why, "", ""], 1);
 }
 
 /// Sets how many `jti`s the in-memory replay store holds, and its capacity.
@@ -286,32 +285,34 @@ struct Known {
 
 static KNOWN: LazyLock<RwLock<Known>> = LazyLock::new(Default::default);
 
-/// Makes the services, rules and override reason codes of `rules` known as
+/// The label values loaded rules declare (`RuleSet::label_values`).
+#[derive(Debug, Default)]
+pub struct Declared<'a> {
+    /// Service ids, each with its rule family's id.
+    pub services: Vec<(&'a str, &'a str)>,
+    /// Rule ids.
+    pub rules: Vec<&'a str>,
+    /// Override reason codes.
+    pub reasons: Vec<&'a str>,
+}
+
+/// Makes `declared` services, rules and override reason codes known as
 /// label values, and creates the recorder if needed. Called for every
 /// router built; several rule sets in one process add up.
-pub fn register_rules(rules: &RuleSet) {
+pub fn register(declared: &Declared<'_>) {
     install();
     let mut known = KNOWN.write().unwrap_or_else(PoisonError::into_inner);
-    for service in &rules.services {
-        if !known.services.contains_key(service.id.as_str()) {
-            let family = leak(&rules.family_of(service).id);
-            known.services.insert(leak(&service.id), family);
+    for &(service, family) in &declared.services {
+        if !known.services.contains_key(service) {
+            let family = leak(family);
+            known.services.insert(leak(service), family);
         }
     }
-    for family in &rules.families {
-        let combined = family
-            .patient_view_card
-            .iter()
-            .flat_map(|c| &c.override_reasons);
-        for reason in combined {
-            intern(&mut known.reasons, &reason.code);
-        }
+    for rule in &declared.rules {
+        intern(&mut known.rules, rule);
     }
-    for rule in &rules.rules {
-        intern(&mut known.rules, &rule.id);
-        for reason in &rule.card.override_reasons {
-            intern(&mut known.reasons, &reason.code);
-        }
+    for reason in &declared.reasons {
+        intern(&mut known.reasons, reason);
     }
 }
 
@@ -375,11 +376,6 @@ pub fn route_label(template: &str) -> &'static str {
         intern(&mut known.routes, template);
         known.routes.get(template).copied().unwrap_or(UNKNOWN)
     })
-}
-
-/// The label for a hook name: itself when hookwise serves it, else [`UNKNOWN`].
-pub fn hook_label(hook: &str) -> &'static str {
-    crate::cds::Hook::parse(hook).map_or(UNKNOWN, crate::cds::Hook::as_str)
 }
 
 // ---- the recorder and handle cache ------------------------------------------
@@ -560,7 +556,11 @@ mod tests {
 
     fn bundled_rules() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("cds-rules");
-        register_rules(&crate::rules::load_dir(&dir).expect("bundled rules load"));
+        register(
+            &crate::rules::load_dir(&dir)
+                .expect("bundled rules load")
+                .label_values(),
+        );
     }
 
     /// Runs `record` and returns how much the series changed.
@@ -612,8 +612,8 @@ mod tests {
     fn suppressions_and_card_log_losses_and_failures_are_counted() {
         bundled_rules();
         let name = "hookwise_cards_suppressed_total";
-        for why in [Held::Overridden, Held::AlreadyShown, Held::OverCap] {
-            let labels = [("rule", RULE), ("why", why.as_str())];
+        for why in ["override-suppression", "duplicate", "cap"] {
+            let labels = [("rule", RULE), ("why", why)];
             assert_eq!(
                 delta(name, &labels, || card_suppressed(RULE, why)),
                 1.0,
@@ -679,8 +679,6 @@ mod tests {
         assert_eq!(service_labels("../../etc/passwd").family, UNKNOWN);
         assert_eq!(rule_label(RULE), RULE);
         assert_eq!(rule_label("p1"), UNKNOWN);
-        assert_eq!(hook_label("order-sign"), "order-sign");
-        assert_eq!(hook_label("encounter-start"), UNKNOWN);
         assert!(
             std::ptr::eq(route_label("/metrics"), route_label("/metrics")),
             "interned once"

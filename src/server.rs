@@ -9,16 +9,16 @@
 
 use crate::auth::Authenticator;
 use crate::auth::replay::ReplayStore;
+use crate::card_log::{CardLog, Hub};
 use crate::config::{MAX_JSON_DEPTH_CEILING, Settings};
-use crate::feedback::{CardLog, Hub, Store};
+use crate::engine::Engine;
 use crate::fhir::{FhirClient, FhirClientConfig};
 use crate::http::security::check_origin;
 use crate::http::serve::{Transport, serve};
-use crate::http::{
-    AppState, AuthPolicy, Limits, MetricsAccess, PatientHasher, Policy, router_with,
-};
-use crate::pipeline::{Engine, HistorySource};
+use crate::http::{AppState, AuthPolicy, Limits, MetricsAccess, Policy, router_with};
+use crate::pseudonym::Pseudonymizer;
 use crate::rules::{Diagnostic, load_dir};
+use crate::store::{HistoryCache, Store};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -178,16 +178,16 @@ fn build_auth(
 /// The patient-id hasher for logs and the feedback store: the configured
 /// key, or the one kept in the store (generated on its first start), so that
 /// hashes stay comparable across restarts and replicas.
-async fn build_hasher(settings: &Settings, store: &Store) -> Result<PatientHasher, StartError> {
+async fn build_hasher(settings: &Settings, store: &Store) -> Result<Pseudonymizer, StartError> {
     if let Some(key) = &settings.patient_id_hash_key {
-        return Ok(PatientHasher::new(key.expose().as_bytes()));
+        return Ok(Pseudonymizer::new(key.expose().as_bytes()));
     }
     let key = store
         .hash_key()
         .await
         .map_err(|e| StartError::Io(format!("cannot read the patient hash key: {e}")))?;
     tracing::info!("no patient_id_hash_key configured: using the key kept in the feedback store");
-    Ok(PatientHasher::new(key.as_bytes()))
+    Ok(Pseudonymizer::new(key.as_bytes()))
 }
 
 /// Opens the feedback store (running its migrations) and starts the card log.
@@ -214,7 +214,7 @@ async fn build_hub(settings: &Settings) -> Result<Hub, StartError> {
 fn build_policy(
     settings: &Settings,
     addr: SocketAddr,
-    patients: PatientHasher,
+    patients: Pseudonymizer,
     store: &Store,
 ) -> Result<Policy, StartError> {
     let auth = build_auth(settings, addr, store)?;
@@ -253,11 +253,11 @@ impl Server {
         }
         let mut engine = build_engine(settings)?;
         let hub = Arc::new(build_hub(settings).await?);
-        engine.history = Some(HistorySource::new(
+        engine.history = Some(Arc::new(HistoryCache::new(
             hub.store.clone(),
             hub.hasher.clone(),
             &engine.rules,
-        ));
+        )));
         let state = Arc::new(AppState {
             engine,
             max_body_bytes: settings.max_body_bytes,
@@ -273,7 +273,7 @@ impl Server {
         let app = router_with(state, Arc::new(policy))
             .layer(axum::middleware::from_fn_with_state(
                 hub.clone(),
-                crate::feedback::record_cards,
+                crate::card_log::record_cards,
             ))
             .layer(axum::Extension(hub.clone()));
         let transport = Transport {

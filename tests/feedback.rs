@@ -8,8 +8,9 @@ use axum::http::StatusCode;
 use common::binary::start_binary;
 use common::db::{TestDb, spawn_on};
 use common::*;
-use hookwise::feedback::{OverriddenPatients, ShownOrder, Store};
-use hookwise::http::PatientHasher;
+use hookwise::engine::ShownOrder;
+use hookwise::pseudonym::Pseudonymizer;
+use hookwise::store::{OverriddenPatients, Store};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::process::Command;
@@ -481,7 +482,7 @@ async fn a_restart_keeps_everything(db: TestDb) {
     let (_, body) = post_feedback(&app, "choosing-wisely-order-select", vec![override_psa]).await;
     assert_eq!(body["duplicates"], 1, "idempotency survives the restart");
     // The same patient hashes the same way after the restart.
-    let hasher = PatientHasher::new(before.as_bytes());
+    let hasher = Pseudonymizer::new(before.as_bytes());
     let history = store
         .history(&hasher.hash("p1"), None, OffsetDateTime::UNIX_EPOCH)
         .await
@@ -493,7 +494,7 @@ async fn a_restart_keeps_everything(db: TestDb) {
 async fn history_finds_overrides_and_order_select_orders(db: TestDb) {
     let app = spawn_on(&db).await;
     let key = app.server.store().hash_key().await.unwrap();
-    let hasher = PatientHasher::new(key.as_bytes());
+    let hasher = Pseudonymizer::new(key.as_bytes());
     let psa = psa_card(&app, &uuid(), "p1", Some("enc-1")).await;
     let other = psa_card(&app, &uuid(), "p2", Some("enc-2")).await;
     let review = review_card(&app, &uuid(), "p1").await;
@@ -613,7 +614,7 @@ async fn history_finds_overrides_and_order_select_orders(db: TestDb) {
 async fn overridden_patients_are_reread_after_their_ttl(db: TestDb) {
     let app = spawn_on(&db).await;
     let key = app.server.store().hash_key().await.unwrap();
-    let hasher = PatientHasher::new(key.as_bytes());
+    let hasher = Pseudonymizer::new(key.as_bytes());
     // Another replica's view of the same store.
     let ttl = Duration::from_millis(300);
     let replica =
@@ -947,7 +948,9 @@ async fn rows_stored_under_the_old_service_ids_still_count_for_their_family() {
     let feedback = store.feedback_for_card("c-psa").await.unwrap();
     assert_eq!(feedback[0].service, "choosing-wisely-order-select");
 
-    let report = store.report(&Default::default()).await.unwrap();
+    let report = hookwise::report::build(&store, &Default::default())
+        .await
+        .unwrap();
     let families: Vec<(&str, u64, u64)> = report
         .families
         .iter()

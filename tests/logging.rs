@@ -10,7 +10,7 @@ use common::auth::*;
 use common::logs::Buffer;
 use common::*;
 use hookwise::config::{LogFormat, Secret};
-use hookwise::http::PatientHasher;
+use hookwise::pseudonym::Pseudonymizer;
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -147,7 +147,7 @@ async fn logs_carry_request_fields_and_never_phi_or_secrets() {
         .filter(|l| l["fields"]["message"] == "request")
         .collect();
     assert_eq!(requests.len(), 5, "{logs}");
-    let hash = PatientHasher::new(HASH_KEY.as_bytes()).hash(PATIENT_ID);
+    let hash = Pseudonymizer::new(HASH_KEY.as_bytes()).hash(PATIENT_ID);
     let outcomes: Vec<&str> = requests
         .iter()
         .map(|l| l["fields"]["outcome"].as_str().unwrap())

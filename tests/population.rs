@@ -9,8 +9,10 @@
 mod common;
 
 use hookwise::cds::Hook;
-use hookwise::fhir::{Json, PatientRecord, RecordSources};
-use hookwise::rules::{Evaluator, Verdict, load_dir};
+use hookwise::engine::{Input, Screen, evaluate};
+use hookwise::fhir::{PatientRecord, RecordSources};
+use hookwise::json::Json;
+use hookwise::rules::load_dir;
 use std::collections::BTreeMap;
 
 /// Synthea's records end in 2020–2021; evaluate shortly after.
@@ -35,19 +37,23 @@ fn patient_view_findings_on_synthea_patients_are_the_reviewed_set() {
             data: vec![&bundle],
             ..Default::default()
         });
-        let evaluator = Evaluator {
-            value_sets: &rules.value_sets,
-            record: &record,
-            now: NOW,
-            hook: Hook::PatientView,
-        };
+        let screen = Screen::open();
         let mut fired: Vec<String> = rules
             .services
             .iter()
             .filter(|s| s.hook == Hook::PatientView)
-            .flat_map(|s| rules.candidates(s, &record))
-            .filter(|r| matches!(evaluator.evaluate(r), Verdict::Fires(_)))
-            .map(|r| r.id.clone())
+            .flat_map(|service| {
+                let evaluation = evaluate(&Input {
+                    rules: &rules,
+                    service,
+                    record: &record,
+                    now: NOW,
+                    hook_instance: "population",
+                    patient_id: "p",
+                    screen: &screen,
+                });
+                evaluation.fired().map(str::to_string).collect::<Vec<_>>()
+            })
             .collect();
         fired.sort();
         let name = path.file_name().unwrap().to_string_lossy().to_string();

@@ -3,8 +3,8 @@
 
 mod common;
 
+use hookwise::engine::cases::load_tests;
 use hookwise::rules::load_dir;
-use hookwise::rules::testing::load_tests;
 
 #[test]
 fn bundled_rule_cases_pass() {

@@ -11,7 +11,7 @@ use common::binary::start_binary;
 use common::db::TestDb;
 use common::logs::Buffer;
 use common::*;
-use hookwise::feedback::Store;
+use hookwise::store::Store;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -17,7 +17,7 @@ mod common;
 use common::binary::{Process, start_binary};
 use common::db::{TestDb, spawn_on};
 use common::*;
-use hookwise::feedback::Store;
+use hookwise::store::Store;
 use serde_json::{Value, json};
 use sqlx::Connection;
 use std::time::Duration;

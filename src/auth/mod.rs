@@ -99,8 +99,6 @@ impl fmt::Display for AuthError {
 pub struct Caller {
     /// The client's `iss`.
     pub iss: String,
-    /// The `tenant` claim, when sent.
-    pub tenant: Option<String>,
 }
 
 /// Where a client's public keys come from.
@@ -211,10 +209,7 @@ impl Authenticator {
         if !first_use.map_err(AuthError::Unrecorded)? {
             return Err(AuthError::Replayed);
         }
-        Ok(Caller {
-            iss,
-            tenant: claims.tenant,
-        })
+        Ok(Caller { iss })
     }
 
     /// Resolves `kid` for `client`, honouring its key source and `jku` allowlist.

@@ -17,7 +17,7 @@
 //! and `Retry-After`, counted, and warned about at most once a minute.
 
 use crate::config::{AuthSettings, ReplayStoreKind};
-use crate::feedback::Store;
+use crate::store::Store;
 use std::cmp::Reverse;
 use std::collections::binary_heap::PeekMut;
 use std::collections::{BinaryHeap, HashMap};
@@ -137,7 +137,7 @@ impl ReplayStore {
             ReplayStore::Database(shared) => shared.first_use(iss, jti, ttl).await,
         };
         if let Err(why) = recorded {
-            crate::metrics::replay_refused(why);
+            crate::metrics::replay_refused(why.as_str());
         }
         recorded
     }

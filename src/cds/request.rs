@@ -1,6 +1,6 @@
 //! The CDS service request envelope.
 
-use crate::fhir::json::{self, Json, ParseError, depth, field, str_field};
+use crate::json::{self, Json, ParseError, depth, field, str_field};
 use serde::Deserialize;
 use serde::de::{IgnoredAny, MapAccess, Visitor};
 use std::fmt;

@@ -7,7 +7,7 @@
 //! [`super::cache`].
 
 use super::cache::{FetchCache, Pages};
-use super::json::{Json, ParseError, field, parse, resource_type, str_field};
+use crate::json::{Json, ParseError, field, parse, resource_type, str_field};
 use axum::body::Bytes;
 use reqwest::Url;
 use std::time::Duration;

@@ -7,14 +7,14 @@
 mod cache;
 mod client;
 mod date;
-pub mod json;
+
 mod prefetch;
 mod record;
 
 pub use cache::{FetchCache, Pages};
 pub use client::{FetchError, FhirClient, FhirClientConfig, next_link};
 pub use date::{parse_date, parse_datetime};
-pub use json::Json;
+
 pub use prefetch::{DataNeed, PrefetchKey, PrefetchState, classify_prefetch, render_template};
 pub use record::{
     Code, Coded, ConditionFact, DraftOrder, EncounterFact, MedicationFact, ObservationFact,

@@ -1,7 +1,7 @@
 //! Prefetch: the templates hookwise advertises, the state of each key in a
 //! request, and template rendering for the fallback fetch.
 
-use super::json::{Json, bundle_resources, field, resource_type, str_field};
+use crate::json::{Json, bundle_resources, field, resource_type, str_field};
 
 /// A kind of FHIR data that rules read. The rules module derives the set a
 /// service needs from its rule files; each need maps to one prefetch key.
@@ -167,7 +167,7 @@ fn encode_query_value(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fhir::json::borrow_value;
+    use crate::json::borrow_value;
     use serde_json::json;
 
     #[test]

@@ -8,7 +8,7 @@
 //! ([`Json`]), so building it copies no text.
 
 use super::date::{parse_date, parse_datetime};
-use super::json::{Json, bundle_resources, field, resource_type, str_field};
+use crate::json::{Json, bundle_resources, field, resource_type, str_field};
 use std::collections::{HashMap, HashSet};
 use time::{Date, OffsetDateTime};
 
@@ -620,7 +620,7 @@ fn earliest(a: Option<OffsetDateTime>, b: Option<OffsetDateTime>) -> Option<Offs
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fhir::json::borrow_value;
+    use crate::json::borrow_value;
     use serde_json::json;
     use time::macros::date;
 

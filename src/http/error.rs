@@ -4,7 +4,7 @@
 
 use super::logging::Outcome;
 use crate::cds::OperationOutcome;
-use crate::pipeline::CallError;
+use crate::engine::CallError;
 use axum::Json;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{StatusCode, header};

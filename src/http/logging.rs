@@ -13,9 +13,6 @@ use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::Response;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
-use std::fmt::Write as _;
 use std::time::Instant;
 use tracing::Instrument;
 use tracing::field::Empty;
@@ -29,59 +26,6 @@ pub const REQUEST_ID: &str = "x-request-id";
 /// handlers and error responses; otherwise derived from the status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Outcome(pub &'static str);
-
-/// Turns patient ids into log-safe keyed hashes.
-#[derive(Clone)]
-pub struct PatientHasher {
-    mac: Hmac<Sha256>,
-    random: bool,
-}
-
-impl PatientHasher {
-    /// A hasher keyed with `key`.
-    pub fn new(key: &[u8]) -> PatientHasher {
-        PatientHasher {
-            mac: keyed(key),
-            random: false,
-        }
-    }
-
-    /// A hasher with a random per-process key; `None` if the system has no
-    /// randomness to give.
-    pub fn random() -> Option<PatientHasher> {
-        let mut key = [0u8; 32];
-        getrandom::fill(&mut key).ok()?;
-        Some(PatientHasher {
-            mac: keyed(&key),
-            random: true,
-        })
-    }
-
-    /// Whether the key was drawn at random (hashes do not survive a restart).
-    pub fn is_random(&self) -> bool {
-        self.random
-    }
-
-    /// The first 128 bits of HMAC-SHA256(key, id), in hex.
-    pub fn hash(&self, patient_id: &str) -> String {
-        let mut mac = self.mac.clone();
-        mac.update(patient_id.as_bytes());
-        let digest = mac.finalize().into_bytes();
-        digest
-            .iter()
-            .take(16)
-            .fold(String::with_capacity(32), |mut hex, byte| {
-                let _ = write!(hex, "{byte:02x}");
-                hex
-            })
-    }
-}
-
-fn keyed(key: &[u8]) -> Hmac<Sha256> {
-    // HMAC accepts keys of any length, so this never fails.
-    <Hmac<Sha256> as Mac>::new_from_slice(key)
-        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
-}
 
 /// Runs the request inside its span and logs its end.
 pub async fn log_request(request: Request, next: Next) -> Response {
@@ -172,19 +116,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn patient_hashes_are_keyed_and_stable() {
-        let a = PatientHasher::new(b"key one");
-        assert_eq!(a.hash("p1"), a.hash("p1"));
-        assert_eq!(a.hash("p1").len(), 32);
-        assert!(!a.hash("p1").contains("p1"));
-        assert_ne!(a.hash("p1"), PatientHasher::new(b"key two").hash("p1"));
-        assert_ne!(a.hash("p1"), a.hash("p2"));
-        let random = PatientHasher::random().unwrap();
-        assert!(random.is_random());
-        assert_ne!(random.hash("p1"), a.hash("p1"));
-    }
 
     #[test]
     fn request_ids_are_taken_only_when_harmless() {

@@ -104,7 +104,9 @@ tokio::task_local! {
 /// Notes the hook named in a service call's body (unserved names count as
 /// `unknown`). Does nothing outside [`track`].
 pub fn note_hook(hook: &str) {
-    let _ = CALL_HOOK.try_with(|cell| cell.set(metrics::hook_label(hook)));
+    let _ = CALL_HOOK.try_with(|cell| {
+        cell.set(crate::cds::Hook::parse(hook).map_or(metrics::UNKNOWN, crate::cds::Hook::as_str))
+    });
 }
 
 /// Times and counts every request: requests by route and status class;

@@ -14,17 +14,19 @@ mod error;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
+pub mod routes;
 pub mod security;
 pub mod serve;
 
 pub use self::metrics::MetricsAccess;
 pub use error::ApiError;
 pub use limits::Limits;
-pub use logging::PatientHasher;
+
 pub use security::AuthPolicy;
 
 use crate::cds::{CdsRequest, Discovery, Hook, ServiceDescriptor, parse_request};
-use crate::pipeline::{CallError, Engine};
+use crate::engine::{CallError, Engine};
+use crate::pseudonym::Pseudonymizer;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
@@ -58,7 +60,7 @@ pub struct Policy {
     /// Per-call limits.
     pub limits: Limits,
     /// Keyed hashing of patient ids for logs.
-    pub patients: PatientHasher,
+    pub patients: Pseudonymizer,
     /// Who may read `/metrics`.
     pub metrics: MetricsAccess,
 }
@@ -70,7 +72,7 @@ impl Policy {
             auth: None,
             cors_origins: Vec::new(),
             limits: Limits::default(),
-            patients: PatientHasher::random().unwrap_or_else(|| PatientHasher::new(b"hookwise")),
+            patients: Pseudonymizer::random().unwrap_or_else(|| Pseudonymizer::new(b"hookwise")),
             metrics: MetricsAccess::Open,
         }
     }
@@ -87,13 +89,13 @@ pub fn router_with(state: Arc<AppState>, policy: Arc<Policy>) -> Router {
     let limit = state.max_body_bytes;
     let gate = Arc::new(Gate::new(&policy.limits));
     let reader = Arc::new(BodyReader::new(&policy.limits, limit));
-    crate::metrics::register_rules(&state.engine.rules);
+    crate::metrics::register(&state.engine.rules.label_values());
     Router::new()
         .route("/cds-services", get(discovery))
         .route("/cds-services/{id}", post(call_service))
         .route(
             "/cds-services/{id}/feedback",
-            post(crate::feedback::endpoint::receive),
+            post(routes::feedback::receive),
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -208,7 +210,7 @@ async fn call_service(
         // For the card log layer (crate::feedback), which hashes and queues them.
         response
             .extensions_mut()
-            .insert(crate::feedback::IssuedCards {
+            .insert(crate::card_log::IssuedCards {
                 family: state.engine.rules.family_of(service).id.clone(),
                 service: id,
                 hook: call.hook,

@@ -21,7 +21,7 @@ pub struct Bound<'a> {
     /// `Type/id` of the matched resource (draft order or medication request).
     pub reference: Option<String>,
     /// The matched medication resource, for suggestions that update it.
-    pub resource: Option<&'a crate::fhir::Json<'a>>,
+    pub resource: Option<&'a crate::json::Json<'a>>,
 }
 
 /// What a rule's named criteria matched.

@@ -6,10 +6,9 @@
 
 mod eval;
 mod index;
-mod load;
+pub(crate) mod load;
 pub mod model;
 mod template;
-pub mod testing;
 mod valueset;
 mod yaml;
 
@@ -323,4 +322,25 @@ fn data_need(c: &Criterion) -> Option<DataNeed> {
             return None;
         }
     })
+}
+impl RuleSet {
+    /// The services, rule ids and override reason codes these rules declare,
+    /// the only values metrics take as labels.
+    pub fn label_values(&self) -> crate::metrics::Declared<'_> {
+        let combined = self
+            .families
+            .iter()
+            .flat_map(|f| f.patient_view_card.iter())
+            .flat_map(|c| &c.override_reasons);
+        let own = self.rules.iter().flat_map(|r| &r.card.override_reasons);
+        crate::metrics::Declared {
+            services: self
+                .services
+                .iter()
+                .map(|s| (s.id.as_str(), self.family_of(s).id.as_str()))
+                .collect(),
+            rules: self.rules.iter().map(|r| r.id.as_str()).collect(),
+            reasons: combined.chain(own).map(|c| c.code.as_str()).collect(),
+        }
+    }
 }

@@ -15,14 +15,13 @@
 //! so feedback for a card issued during the fault finds it. Shutdown during
 //! a fault makes a few attempts, then counts and logs what it loses.
 
-use super::{Store, StoreError, millis, on_pool};
 use crate::cds::Hook;
-use crate::http::PatientHasher;
-use crate::pipeline::Issued;
+use crate::engine::Issued;
+use crate::pseudonym::Pseudonymizer;
+use crate::store::{CardLogEntry, Store};
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -49,37 +48,6 @@ const CLOSE_ATTEMPTS: u32 = 3;
 /// Flushes and the close that may wait for the writer.
 const COMMAND_QUEUE: usize = 64;
 
-/// One card log row: one rule's part in one issued card, for one draft order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CardLogEntry {
-    /// The card's uuid.
-    pub card_uuid: String,
-    /// Service id (the family at one hook).
-    pub service: String,
-    /// The rule family.
-    pub family: String,
-    /// Hook name.
-    pub hook: String,
-    /// The request's hookInstance.
-    pub hook_instance: String,
-    /// Rule id.
-    pub rule_id: String,
-    /// Rule version.
-    pub rule_version: String,
-    /// Uuids of this rule's suggestions on the card.
-    pub suggestion_uuids: Vec<String>,
-    /// Keyed hash of the patient id.
-    pub patient_hash: String,
-    /// Keyed hash of `Encounter/{encounterId}`, when sent.
-    pub encounter_hash: Option<String>,
-    /// Keyed hash of the draft order's `Type/id` (order hooks).
-    pub draft_order_hash: Option<String>,
-    /// The card's indicator.
-    pub indicator: String,
-    /// When the card was issued.
-    pub issued_at: OffsetDateTime,
-}
-
 /// A call's cards, put on the response by the service handler for
 /// [`record_cards`].
 #[derive(Debug, Clone)]
@@ -94,24 +62,16 @@ pub struct IssuedCards {
     pub issued: Issued,
 }
 
-/// The keyed hash the card log stores for encounter `id`.
-pub fn encounter_hash(hasher: &PatientHasher, id: &str) -> String {
-    hasher.hash(&format!("Encounter/{id}"))
-}
-
 /// The card log rows of one call: one per (card, rule, draft order), with
 /// every id hashed by `hasher`.
 pub fn entries_for(
-    hasher: &PatientHasher,
+    hasher: &Pseudonymizer,
     cards: &IssuedCards,
     at: OffsetDateTime,
 ) -> Vec<CardLogEntry> {
     let issued = &cards.issued;
     let patient_hash = hasher.hash(&issued.patient_id);
-    let encounter_hash = issued
-        .encounter_id
-        .as_ref()
-        .map(|id| encounter_hash(hasher, id));
+    let encounter_hash = issued.encounter_id.as_ref().map(|id| hasher.encounter(id));
     let mut rows = Vec::new();
     for card in &issued.cards {
         for rule in &card.rules {
@@ -150,117 +110,6 @@ fn indicator_name(indicator: crate::cds::Indicator) -> &'static str {
         crate::cds::Indicator::Info => "info",
         crate::cds::Indicator::Warning => "warning",
         crate::cds::Indicator::Critical => "critical",
-    }
-}
-
-impl Store {
-    /// Inserts card log rows in one transaction. A retried call (same
-    /// hookInstance, so same card uuids) adds nothing.
-    pub async fn insert_card_log(&self, rows: &[CardLogEntry]) -> Result<(), StoreError> {
-        let sql = "INSERT INTO card_log (card_uuid, rule_id, draft_order_hash, rule_version, service, family, hook, \
-                   hook_instance, suggestion_uuids, patient_hash, encounter_hash, indicator, issued_at) \
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-                   ON CONFLICT (card_uuid, rule_id, draft_order_hash) DO NOTHING";
-        on_pool!(self, pool => {
-            let mut tx = self.begin_write(pool).await?;
-            for row in rows {
-                sqlx::query(sql)
-                    .bind(&row.card_uuid)
-                    .bind(&row.rule_id)
-                    .bind(row.draft_order_hash.as_deref().unwrap_or(""))
-                    .bind(&row.rule_version)
-                    .bind(&row.service)
-                    .bind(&row.family)
-                    .bind(&row.hook)
-                    .bind(&row.hook_instance)
-                    .bind(row.suggestion_uuids.join(" "))
-                    .bind(&row.patient_hash)
-                    .bind(row.encounter_hash.as_deref())
-                    .bind(&row.indicator)
-                    .bind(millis(row.issued_at))
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            tx.commit().await?;
-        });
-        Ok(())
-    }
-
-    /// Which of `cards` (uuids) are in the card log.
-    pub async fn known_cards(&self, cards: &[&str]) -> Result<HashSet<String>, StoreError> {
-        let sql = "SELECT 1 FROM card_log WHERE card_uuid = $1 LIMIT 1";
-        let mut known = HashSet::new();
-        for card in cards {
-            let found: Option<(i32,)> =
-                on_pool!(self, pool => sqlx::query_as(sql).bind(*card).fetch_optional(pool).await?);
-            if found.is_some() {
-                known.insert(card.to_string());
-            }
-        }
-        Ok(known)
-    }
-}
-
-impl Store {
-    /// The card log rows of one card, by rule and draft order.
-    pub async fn card_log_for(&self, card_uuid: &str) -> Result<Vec<CardLogEntry>, StoreError> {
-        let sql = "SELECT card_uuid, service, family, hook, hook_instance, rule_id, rule_version, suggestion_uuids, patient_hash, \
-                   encounter_hash, draft_order_hash, indicator, issued_at FROM card_log WHERE card_uuid = $1 \
-                   ORDER BY rule_id, draft_order_hash";
-        let rows: Vec<CardLogRow> =
-            on_pool!(self, pool => sqlx::query_as(sql).bind(card_uuid).fetch_all(pool).await?);
-        Ok(rows.into_iter().map(row_entry).collect())
-    }
-}
-
-/// A `card_log` row as selected by [`Store::card_log_for`].
-type CardLogRow = (
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-    Option<String>,
-    String,
-    String,
-    i64,
-);
-
-fn row_entry(
-    (
-        card_uuid,
-        service,
-        family,
-        hook,
-        hook_instance,
-        rule_id,
-        rule_version,
-        suggestions,
-        patient_hash,
-        encounter_hash,
-        order,
-        indicator,
-        at,
-    ): CardLogRow,
-) -> CardLogEntry {
-    CardLogEntry {
-        card_uuid,
-        service,
-        family,
-        hook,
-        hook_instance,
-        rule_id,
-        rule_version,
-        suggestion_uuids: suggestions.split_whitespace().map(str::to_string).collect(),
-        patient_hash,
-        encounter_hash,
-        draft_order_hash: Some(order).filter(|o| !o.is_empty()),
-        indicator,
-        issued_at: super::from_millis(at),
     }
 }
 
@@ -328,6 +177,7 @@ impl CardLog {
 
     /// Rows dropped so far: the queue was full or closed, or the store could
     /// not take them before [`CardLog::close`] gave up.
+    #[cfg(test)]
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
@@ -521,7 +371,7 @@ pub struct Hub {
     /// The card log writer.
     pub card_log: CardLog,
     /// The hasher for patient, encounter and order ids (the store's stable key).
-    pub hasher: PatientHasher,
+    pub hasher: Pseudonymizer,
 }
 
 /// Layer: after a service call, queues the cards it issued for the log.
@@ -537,8 +387,8 @@ pub async fn record_cards(State(hub): State<Arc<Hub>>, request: Request, next: N
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cards::{CardOrigin, RuleOrigin};
     use crate::cds::Indicator;
+    use crate::engine::cards::{CardOrigin, RuleOrigin};
 
     fn issued() -> IssuedCards {
         let rule = |id: &str, orders: &[&str]| RuleOrigin {
@@ -569,7 +419,7 @@ mod tests {
 
     #[test]
     fn rows_are_per_rule_and_draft_order_with_ids_hashed() {
-        let hasher = PatientHasher::new(b"k");
+        let hasher = Pseudonymizer::new(b"k");
         let rows = entries_for(&hasher, &issued(), OffsetDateTime::UNIX_EPOCH);
         assert_eq!(rows.len(), 3);
         assert_eq!(
@@ -600,7 +450,7 @@ mod tests {
     /// The rows of [`issued`] with card uuid `card`.
     fn rows_for(card: &str) -> Vec<CardLogEntry> {
         let mut rows = entries_for(
-            &PatientHasher::new(b"k"),
+            &Pseudonymizer::new(b"k"),
             &issued(),
             OffsetDateTime::now_utc(),
         );
@@ -618,7 +468,7 @@ mod tests {
             }
             false => "DROP TRIGGER fault",
         };
-        on_pool!(store, pool => drop(sqlx::raw_sql(sql).execute(pool).await.unwrap()));
+        store.execute_raw(sql).await;
     }
 
     /// Fails the test instead of hanging it.
@@ -694,7 +544,7 @@ mod tests {
         let store = Store::connect("sqlite::memory:").await.unwrap();
         let log = CardLog::start(store.clone(), 4);
         let rows = entries_for(
-            &PatientHasher::new(b"k"),
+            &Pseudonymizer::new(b"k"),
             &issued(),
             OffsetDateTime::now_utc(),
         );

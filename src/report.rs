@@ -15,7 +15,7 @@
 //! service) sums its rules' figures; its patients and distinct cards are
 //! counted once. Free text (`userComment`) appears only when asked for.
 
-use super::{Store, StoreError, millis, on_pool};
+use crate::store::{FeedbackRow, LoggedRule, Store, StoreError};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -135,120 +135,20 @@ pub struct Comment {
     pub comment: String,
 }
 
-/// A card log row as the report reads it.
-#[derive(Debug, Clone)]
-pub struct LoggedRule {
-    /// Card uuid.
-    pub card: String,
-    /// Rule id.
-    pub rule: String,
-    /// Rule version.
-    pub version: String,
-    /// Family.
-    pub family: String,
-    /// Patient hash.
-    pub patient: String,
-    /// The rule's suggestion uuids on the card.
-    pub suggestions: Vec<String>,
-}
-
-/// A feedback row as the report reads it.
-#[derive(Debug, Clone)]
-pub struct FeedbackRow {
-    /// Card uuid.
-    pub card: String,
-    /// `accepted` or `overridden`.
-    pub outcome: String,
-    /// Outcome time (Unix ms), to pick the latest reason.
-    pub at: i64,
-    /// Accepted suggestion ids.
-    pub accepted: Vec<String>,
-    /// Coded reason: system, code, display.
-    pub reason: Option<(String, String, Option<String>)>,
-    /// Free text, when asked for.
-    pub comment: Option<String>,
-}
-
-impl Store {
-    /// Computes the report for `query`.
-    pub async fn report(&self, query: &ReportQuery) -> Result<Report, StoreError> {
-        let from = query.since.map_or(i64::MIN, millis);
-        let to = query.until.map_or(i64::MAX, millis);
-        let rows = self.logged_rules(from, to).await?;
-        let feedback = self.feedback_rows(from, to, query.include_comments).await?;
-        let unknown_sql = "SELECT COUNT(*) FROM feedback f WHERE f.received_at >= $1 AND f.received_at < $2 \
-                           AND NOT EXISTS (SELECT 1 FROM card_log c WHERE c.card_uuid = f.card_uuid)";
-        let (unknown,): (i64,) = on_pool!(self, pool => sqlx::query_as(unknown_sql).bind(from).bind(to).fetch_one(pool).await?);
-        let mut report = compute(&rows, &feedback);
-        report.since = query.since.and_then(|t| t.format(&Rfc3339).ok());
-        report.until = query.until.and_then(|t| t.format(&Rfc3339).ok());
-        report.unknown_card_feedback = unknown as u64;
-        Ok(report)
-    }
-
-    async fn logged_rules(&self, from: i64, to: i64) -> Result<Vec<LoggedRule>, StoreError> {
-        let sql = "SELECT DISTINCT card_uuid, rule_id, rule_version, family, patient_hash, suggestion_uuids \
-                   FROM card_log WHERE issued_at >= $1 AND issued_at < $2";
-        type Row = (String, String, String, String, String, String);
-        let rows: Vec<Row> =
-            on_pool!(self, pool => sqlx::query_as(sql).bind(from).bind(to).fetch_all(pool).await?);
-        Ok(rows
-            .into_iter()
-            .map(
-                |(card, rule, version, family, patient, suggestions)| LoggedRule {
-                    card,
-                    rule,
-                    version,
-                    family,
-                    patient,
-                    suggestions: suggestions.split_whitespace().map(str::to_string).collect(),
-                },
-            )
-            .collect())
-    }
-
-    async fn feedback_rows(
-        &self,
-        from: i64,
-        to: i64,
-        comments: bool,
-    ) -> Result<Vec<FeedbackRow>, StoreError> {
-        // Comments are not even read unless asked for.
-        let sql = if comments {
-            "SELECT card_uuid, outcome, outcome_at, accepted_suggestions, override_system, override_code, \
-             override_display, user_comment FROM feedback WHERE card_uuid IN \
-             (SELECT card_uuid FROM card_log WHERE issued_at >= $1 AND issued_at < $2)"
-        } else {
-            "SELECT card_uuid, outcome, outcome_at, accepted_suggestions, override_system, override_code, \
-             override_display, NULL FROM feedback WHERE card_uuid IN \
-             (SELECT card_uuid FROM card_log WHERE issued_at >= $1 AND issued_at < $2)"
-        };
-        type Row = (
-            String,
-            String,
-            i64,
-            String,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-        );
-        let rows: Vec<Row> =
-            on_pool!(self, pool => sqlx::query_as(sql).bind(from).bind(to).fetch_all(pool).await?);
-        Ok(rows
-            .into_iter()
-            .map(
-                |(card, outcome, at, accepted, system, code, display, comment)| FeedbackRow {
-                    card,
-                    outcome,
-                    at,
-                    accepted: accepted.split_whitespace().map(str::to_string).collect(),
-                    reason: system.zip(code).map(|(s, c)| (s, c, display)),
-                    comment,
-                },
-            )
-            .collect())
-    }
+/// Reads the card log and feedback of `query`'s window from `store` and
+/// computes the report.
+pub async fn build(store: &Store, query: &ReportQuery) -> Result<Report, StoreError> {
+    let (from, to) = (query.since, query.until);
+    let rows = store.logged_rules(from, to).await?;
+    let feedback = store
+        .feedback_rows(from, to, query.include_comments)
+        .await?;
+    let unknown = store.unknown_card_feedback(from, to).await?;
+    let mut report = compute(&rows, &feedback);
+    report.since = query.since.and_then(|t| t.format(&Rfc3339).ok());
+    report.until = query.until.and_then(|t| t.format(&Rfc3339).ok());
+    report.unknown_card_feedback = unknown;
+    Ok(report)
 }
 
 /// The outcome of one rule card.
@@ -653,74 +553,9 @@ pub fn parse_bound(text: &str, until: bool) -> Result<OffsetDateTime, String> {
     Ok(date.with_time(Time::MIDNIGHT).assume_utc())
 }
 
-/// `hookwise report`.
-#[derive(Debug, clap::Args)]
-pub struct ReportArgs {
-    /// Cards issued from this date (2026-01-01) or RFC 3339 time.
-    #[arg(long)]
-    since: Option<String>,
-    /// Cards issued up to this date (inclusive) or RFC 3339 time (exclusive).
-    #[arg(long)]
-    until: Option<String>,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    format: Format,
-    /// The store's URL [default: the configured database_url].
-    #[arg(long)]
-    database: Option<String>,
-    /// TOML settings file (for database_url, and rules for reason displays).
-    #[arg(long)]
-    config: Option<std::path::PathBuf>,
-    /// Include the clinicians' free-text comments (may hold PHI).
-    #[arg(long)]
-    include_comments: bool,
-}
-
-/// Runs `hookwise report`: prints the report, or says why it cannot.
-pub fn command(args: ReportArgs) -> Result<String, String> {
-    let settings =
-        crate::config::Settings::load(args.config.as_deref(), crate::config::Overrides::default())
-            .map_err(|e| format!("invalid settings: {e}"))?;
-    let url = args
-        .database
-        .unwrap_or_else(|| settings.database_url.clone());
-    let query = ReportQuery {
-        since: args
-            .since
-            .as_deref()
-            .map(|s| parse_bound(s, false))
-            .transpose()
-            .map_err(|e| format!("--since: {e}"))?,
-        until: args
-            .until
-            .as_deref()
-            .map(|s| parse_bound(s, true))
-            .transpose()
-            .map_err(|e| format!("--until: {e}"))?,
-        include_comments: args.include_comments,
-    };
-    let runtime = tokio::runtime::Runtime::new()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    let mut report = runtime.block_on(async {
-        let store = Store::open_existing(&url)
-            .await
-            .map_err(|e| e.to_string())?;
-        let report = store.report(&query).await.map_err(|e| e.to_string());
-        store.close().await;
-        report
-    })?;
-    // Feedback may omit a reason's display; the rules have it.
-    if let Ok(rules) = crate::rules::load_dir(&settings.rules) {
-        report.fill_displays(|rule, family, system, code| {
-            reason_display(&rules, rule, family, system, code)
-        });
-    }
-    Ok(render(&report, args.format))
-}
-
 /// The display of an override reason as the rules offer it: the rule's own
 /// reasons first, then its family's combined card, then any rule of the family.
-fn reason_display(
+pub fn reason_display(
     rules: &crate::rules::RuleSet,
     rule: Option<&str>,
     family: &str,

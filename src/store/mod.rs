@@ -1,45 +1,40 @@
-//! The feedback store: what hookwise remembers between requests.
+//! The store: what hookwise remembers between requests, and all its SQL.
 //!
 //! This module owns
 //! - [`Store`]: one type over two backends, SQLite (the embedded default, a
 //!   file in WAL mode) and PostgreSQL (several replicas, a `postgres://`
 //!   URL), with embedded migrations run at connect;
-//! - the **card log** ([`CardLog`]): every card issued, one row per (card,
-//!   rule, draft order), written by a background task from a bounded queue so
-//!   logging never adds to response latency;
-//! - **feedback** ([`endpoint`]): `POST /cds-services/{id}/feedback`,
-//!   validated per entry, stored durably before the 200, idempotent;
-//! - **reports** ([`report`]): per-rule and per-family figures for
-//!   `hookwise report`;
-//! - the **history** query ([`History`]) that alert-fatigue controls read;
-//! - the shared **`jti` replay table** ([`Store::record_jti`]) for `auth.replay_store = "database"`.
+//! - the **card log** table ([`CardLogEntry`]), written in batches by
+//!   [`crate::card_log`];
+//! - **feedback** ([`Feedback`]), stored durably, once per idempotency key;
+//! - the **report** reads ([`LoggedRule`], [`FeedbackRow`]) behind
+//!   [`crate::report`];
+//! - the **history** alert-fatigue controls read, cached ([`HistoryCache`]);
+//! - the shared **`jti` replay table** ([`Store::record_jti`]) for
+//!   `auth.replay_store = "database"`;
 //! - **writes** (`write.rs`): every write is one `WriteTx`, committed before
 //!   it returns, rolled back (or its connection closed) on any error.
 //!
 //! Patients, encounters and draft orders are stored only as keyed hashes
-//! ([`crate::http::PatientHasher`]); the key must be stable across restarts,
-//! so without a configured `patient_id_hash_key` one is generated once and
-//! kept in the store ([`Store::hash_key`]).
+//! ([`crate::pseudonym::Pseudonymizer`]); the key must be stable across
+//! restarts, so without a configured `patient_id_hash_key` one is generated
+//! once and kept in the store ([`Store::hash_key`]).
 
-mod cardlog;
-pub mod endpoint;
-mod entries;
-pub mod fatigue;
+mod card_log;
+mod feedback;
 mod history;
 mod jti;
 mod overridden;
-pub mod report;
+mod report;
+pub mod test_support;
 mod write;
 
-pub use cardlog::{
-    CardLog, CardLogEntry, Hub, IssuedCards, encounter_hash, entries_for, record_cards,
-};
-pub use entries::{
-    Feedback, FeedbackOutcome, OverrideReason, ParsedBatch, Receipt, StoredFeedback,
-    idempotency_key, parse_batch,
-};
-pub use history::{History, OverriddenRule, ShownOrder};
+pub use card_log::CardLogEntry;
+pub use feedback::{Feedback, FeedbackOutcome, OverrideReason, Receipt, idempotency_key};
+pub use history::{HistoryCache, OVERRIDES_TTL};
 pub use overridden::OverriddenPatients;
+pub use report::{FeedbackRow, LoggedRule};
+pub use test_support::{StoreCounts, StoredFeedback};
 
 use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -88,8 +83,8 @@ enum Pool {
 macro_rules! on_pool {
     ($store:expr, $pool:ident => $body:expr) => {
         match &$store.pool {
-            $crate::feedback::Pool::Sqlite($pool) => $body,
-            $crate::feedback::Pool::Postgres($pool) => $body,
+            $crate::store::Pool::Sqlite($pool) => $body,
+            $crate::store::Pool::Postgres($pool) => $body,
         }
     };
 }
@@ -133,14 +128,6 @@ impl Store {
         Store::connect(url).await
     }
 
-    /// Which backend this is: `sqlite` or `postgres`.
-    pub fn backend(&self) -> &'static str {
-        match self.pool {
-            Pool::Sqlite(_) => "sqlite",
-            Pool::Postgres(_) => "postgres",
-        }
-    }
-
     /// The patient hash key kept in the store, generated on first use. Every
     /// replica and restart sharing the database gets the same key, so hashes
     /// stay comparable (reports, suppression).
@@ -163,34 +150,18 @@ impl Store {
         Ok(key.0)
     }
 
-    /// Counts of what the store holds: card log rows and feedback rows.
-    pub async fn counts(&self) -> Result<StoreCounts, StoreError> {
-        let sql = "SELECT (SELECT COUNT(*) FROM card_log), (SELECT COUNT(*) FROM feedback), \
-                   (SELECT COUNT(*) FROM feedback WHERE unknown_card)";
-        let (card_log, feedback, unknown): (i64, i64, i64) =
-            on_pool!(self, pool => sqlx::query_as(sql).fetch_one(pool).await?);
-        Ok(StoreCounts {
-            card_log_rows: card_log as u64,
-            feedback: feedback as u64,
-            unknown_card_feedback: unknown as u64,
-        })
-    }
-
     /// Closes the pool, waiting for connections to finish.
     pub async fn close(&self) {
         on_pool!(self, pool => pool.close().await)
     }
 }
 
-/// What the store holds, for tests and operators.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StoreCounts {
-    /// Rows in the card log (one per card, rule and draft order).
-    pub card_log_rows: u64,
-    /// Distinct feedback events.
-    pub feedback: u64,
-    /// Of which for cards not in the log.
-    pub unknown_card_feedback: u64,
+#[cfg(test)]
+impl Store {
+    /// Runs raw SQL: for unit tests that break the store on purpose.
+    pub(crate) async fn execute_raw(&self, sql: &'static str) {
+        on_pool!(self, pool => drop(sqlx::raw_sql(sql).execute(pool).await.unwrap()));
+    }
 }
 
 /// The file of a SQLite URL or path; `None` for PostgreSQL and in-memory.

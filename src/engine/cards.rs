@@ -290,7 +290,7 @@ fn actions_for(
             .bound(name)
             .iter()
             .filter_map(|b| {
-                let mut resource = crate::fhir::json::to_value(b.resource?);
+                let mut resource = crate::json::to_value(b.resource?);
                 resource["status"] = json!("stopped");
                 Some(Action {
                     kind: ActionType::Update,
@@ -349,6 +349,14 @@ fn concept(code: &Coding) -> Value {
     }
     let text = code.display.as_deref().unwrap_or(&code.code);
     json!({"coding": [coding], "text": text})
+}
+
+/// Whether rendering shortens `finding`'s summary (past
+/// [`MAX_SUMMARY_CHARS`]): the rule cases report it, since the cut may drop
+/// what the clinician needed to read.
+pub fn summary_is_shortened(finding: &Finding<'_, '_>, now: time::OffsetDateTime) -> bool {
+    let summary = render(&finding.rule.card.summary, finding, now);
+    summary.trim().chars().count() > MAX_SUMMARY_CHARS
 }
 
 /// Cuts a summary that template fields made too long at a word boundary.

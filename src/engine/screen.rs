@@ -6,13 +6,80 @@
 //! itself does no I/O. Held-back cards are reported back to the caller to be
 //! counted, never silently dropped.
 
-use super::History;
-use crate::cards::CardOrigin;
-use crate::cds::{Card, Hook};
-use crate::http::PatientHasher;
+use super::cards::CardOrigin;
+use super::{ENCOUNTER_LOOKBACK_DAYS, Engine};
+use crate::cds::CdsRequest;
+use crate::cds::{Card, Coding, Hook};
+use crate::pseudonym::Pseudonymizer;
+use crate::rules::Service;
 use crate::rules::model::Rule;
+use futures::future::BoxFuture;
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use time::{Duration, OffsetDateTime};
+
+/// A rule a clinician overrode, with a coded reason, for this patient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverriddenRule {
+    /// Rule id.
+    pub rule_id: String,
+    /// The coded override reason (system and code; display when sent).
+    pub reason: Coding,
+    /// When the clinician overrode it (the feedback's `outcomeTimestamp`).
+    pub at: OffsetDateTime,
+}
+
+/// A (rule, draft order) pair already shown at `order-select`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ShownOrder {
+    /// Rule id.
+    pub rule_id: String,
+    /// Keyed hash of the draft order's `Type/id`.
+    pub draft_order_hash: String,
+}
+
+/// A patient's and an encounter's history since some time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct History {
+    /// Rules overridden with a reason for the patient, most recent first.
+    /// An override of a combined card counts for every rule on it.
+    pub overridden: Vec<OverriddenRule>,
+    /// (rule, draft order) pairs shown at `order-select` in the encounter,
+    /// sorted; empty without an encounter.
+    pub shown_at_order_select: Vec<ShownOrder>,
+}
+
+/// Why history could not be read (the store failed); the call then holds
+/// no card back.
+pub type HistoryError = Arc<dyn std::error::Error + Send + Sync>;
+
+/// Where a call's alert-fatigue history comes from: the feedback store,
+/// behind its cache (`store::HistoryCache`). The engine reads it through
+/// this trait, so it needs nothing from the store layer above it.
+pub trait HistoryReader: Send + Sync {
+    /// The pseudonymizer the card log hashes ids with.
+    fn pseudonymizer(&self) -> &Pseudonymizer;
+
+    /// The overrides of `patient_hash` since `since`, as of `now`.
+    fn overrides<'a>(
+        &'a self,
+        patient_hash: &'a str,
+        since: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> BoxFuture<'a, Result<Arc<Vec<OverriddenRule>>, HistoryError>>;
+
+    /// The (rule, draft order) pairs shown at order-select in
+    /// `encounter_hash` since `since`.
+    fn shown_at_order_select<'a>(
+        &'a self,
+        encounter_hash: &'a str,
+        since: OffsetDateTime,
+    ) -> BoxFuture<'a, Result<Vec<ShownOrder>, HistoryError>>;
+
+    /// Feedback on one of `patient_hash`'s cards was just stored: its next
+    /// call must read its history afresh.
+    fn forget<'a>(&'a self, patient_hash: &'a str) -> BoxFuture<'a, ()>;
+}
 
 /// Why a card was held back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +120,7 @@ pub struct Screen {
     /// (rule id, draft order hash) pairs shown at order-select.
     shown: HashSet<(String, String)>,
     /// Hashes draft order references as the card log does.
-    hasher: Option<PatientHasher>,
+    hasher: Option<Pseudonymizer>,
     now: Option<OffsetDateTime>,
 }
 
@@ -64,7 +131,7 @@ impl Screen {
     }
 
     /// The screen `history` implies at `now`; `hasher` is the card log's.
-    pub fn new(history: History, hasher: PatientHasher, now: OffsetDateTime) -> Screen {
+    pub fn new(history: History, hasher: Pseudonymizer, now: OffsetDateTime) -> Screen {
         let mut overridden: HashMap<String, OffsetDateTime> = HashMap::new();
         for o in history.overridden {
             let latest = overridden.entry(o.rule_id).or_insert(o.at);
@@ -134,19 +201,82 @@ pub fn cap(
     held
 }
 
+impl Engine {
+    /// What this call may not repeat: the patient's recent overrides and the
+    /// encounter's order-select cards, read with the FHIR data. A store
+    /// failure shows every card rather than failing the call.
+    pub(super) async fn screen(
+        &self,
+        request: &CdsRequest<'_>,
+        service: &Service,
+        now: OffsetDateTime,
+    ) -> Screen {
+        let hook = service.hook;
+        let Some(source) = &self.history else {
+            return Screen::open();
+        };
+        let encounter_id = request.context_str("encounterId");
+        let rules: Vec<&Rule> = self.rules.rules_for(service).collect();
+        let days = rules
+            .iter()
+            .map(|r| i64::from(r.alert_fatigue.suppression_days()))
+            .max()
+            .unwrap_or(0);
+        let deduplicates = hook == Hook::OrderSign
+            && encounter_id.is_some()
+            && rules
+                .iter()
+                .any(|r| r.alert_fatigue.deduplicates_order_sign());
+        if days == 0 && !deduplicates {
+            return Screen::open(); // nothing could be held back: no query
+        }
+        let patient = source
+            .pseudonymizer()
+            .hash(request.context_str("patientId").unwrap_or_default());
+        let since = now - time::Duration::days(days.max(ENCOUNTER_LOOKBACK_DAYS));
+        let overridden = match days > 0 {
+            true => source
+                .overrides(&patient, since, now)
+                .await
+                .map(|o| o.as_ref().clone()),
+            false => Ok(Vec::new()),
+        };
+        let shown = match (deduplicates, encounter_id) {
+            (true, Some(id)) => {
+                let encounter = source.pseudonymizer().encounter(id);
+                source.shown_at_order_select(&encounter, since).await
+            }
+            _ => Ok(Vec::new()),
+        };
+        match (overridden, shown) {
+            (Ok(overridden), Ok(shown_at_order_select)) => {
+                let history = History {
+                    overridden,
+                    shown_at_order_select,
+                };
+                Screen::new(history, source.pseudonymizer().clone(), now)
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "cannot read alert-fatigue history; holding no card back");
+                Screen::open()
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use super::{OverriddenRule, ShownOrder};
     use crate::cds::Coding;
-    use crate::feedback::{OverriddenRule, ShownOrder};
     use crate::rules::model::AlertFatigue;
 
     fn now() -> OffsetDateTime {
         time::macros::datetime!(2026-06-01 12:00 UTC)
     }
 
-    fn hasher() -> PatientHasher {
-        PatientHasher::new(b"test key")
+    fn hasher() -> Pseudonymizer {
+        Pseudonymizer::new(b"test key")
     }
 
     fn rule(id: &str, days: Option<u32>, dedupe: Option<bool>) -> Rule {

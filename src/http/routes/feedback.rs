@@ -6,9 +6,11 @@
 //! an information issue saying how many of the batch's entries were stored.
 //! Free text (`userComment`) is stored, never logged.
 
-use super::{Hub, Receipt, parse_batch};
+use crate::card_log::Hub;
+use crate::engine::{CallError, HistoryReader};
+use crate::feedback::parse_batch;
 use crate::http::{ApiError, AppState, Policy, ServiceId};
-use crate::pipeline::{CallError, HistorySource};
+use crate::store::{CardLogEntry, Feedback, Receipt, StoreError};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
@@ -76,10 +78,10 @@ pub async fn receive(
 /// card log's queue: flush it and look again before flagging it unknown.
 async fn store(
     hub: &Hub,
-    history: Option<&HistorySource>,
+    history: Option<&Arc<dyn HistoryReader>>,
     service: &str,
-    entries: &[super::Feedback],
-) -> Result<Receipt, super::StoreError> {
+    entries: &[Feedback],
+) -> Result<Receipt, StoreError> {
     if entries.is_empty() {
         return Ok(Receipt::default());
     }
@@ -125,20 +127,20 @@ async fn store(
 /// it concerns: on an accepted card, the rules whose suggestions were taken
 /// (every rule when none is named); on an overridden card, every rule. A
 /// card the log does not know counts under `unknown`.
-fn count_outcome(rows: &[super::CardLogEntry], entry: &super::Feedback) {
+fn count_outcome(rows: &[CardLogEntry], entry: &Feedback) {
     let reason = entry
         .override_reason
         .as_ref()
         .and_then(|r| r.reason.as_ref())
         .map(|c| c.code.as_str());
     let outcome = entry.outcome.as_str();
-    let took = |r: &&super::CardLogEntry| {
+    let took = |r: &&CardLogEntry| {
         r.suggestion_uuids
             .iter()
             .any(|s| entry.accepted_suggestions.contains(s))
     };
     let mut rules: Vec<&str> = match rows.iter().any(|r| took(&r)) {
-        true if entry.outcome == super::FeedbackOutcome::Accepted => rows
+        true if entry.outcome == crate::store::FeedbackOutcome::Accepted => rows
             .iter()
             .filter(took)
             .map(|r| r.rule_id.as_str())

@@ -3,12 +3,15 @@
 //! fire. `hookwise test` and `cargo test` run them through the same record
 //! builder and evaluator as the server.
 
-use super::load::{Diagnostic, Problems, TEST_SCHEMA, compile_schema, load_yaml, sorted_entries};
-use super::{Evaluator, RuleSet, Verdict};
-use crate::cards::{CardContext, render_card};
+use super::screen::Screen;
+use super::{Input, Outcome, evaluate};
 use crate::cds::Hook;
-use crate::fhir::json::{Json, borrow_value};
 use crate::fhir::{PatientRecord, RecordSources};
+use crate::json::{Json, borrow_value};
+use crate::rules::RuleSet;
+use crate::rules::load::{
+    Diagnostic, Problems, TEST_SCHEMA, compile_schema, load_yaml, sorted_entries,
+};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
@@ -256,54 +259,46 @@ fn run_case(rules: &RuleSet, case: &Case, fixture: Option<&Value>) -> Vec<String
         encounter_id: case.context.get("encounterId").and_then(Value::as_str),
         selections_only: hook == Hook::OrderSelect,
     });
-    let evaluator = Evaluator {
-        value_sets: &rules.value_sets,
-        record: &record,
-        now,
-        hook,
-    };
-    let candidates: Vec<&super::model::Rule> = rules
-        .services
-        .iter()
-        .filter(|service| service.hook == hook)
-        .flat_map(|service| rules.candidates(service, &record))
-        .collect();
-    let ctx = CardContext {
-        hook_instance: "rule-test",
-        patient_id: &patient_id,
-        now,
-    };
+    let screen = Screen::open();
     let mut fired = Vec::new();
     let mut why_not: HashMap<&str, String> = HashMap::new();
     let mut failures = Vec::new();
-    for rule in rules.all_rules_for(hook) {
-        if !candidates.iter().any(|c| c.id == rule.id) {
-            let why = if hook.is_order_hook() {
-                "no matching draft order"
-            } else {
-                "nothing on record can trigger it"
-            };
-            why_not.insert(&rule.id, why.into());
-            continue;
-        }
-        match evaluator.evaluate(rule) {
-            Verdict::Fires(finding) => {
-                let card = render_card(&finding, &ctx);
-                if card.summary.chars().count() >= 140 {
-                    failures.push(format!(
-                        "{} renders a summary of 140 characters or more",
-                        rule.id
-                    ));
+    for service in rules.services.iter().filter(|s| s.hook == hook) {
+        let evaluation = evaluate(&Input {
+            rules,
+            service,
+            record: &record,
+            now,
+            hook_instance: "rule-test",
+            patient_id: &patient_id,
+            screen: &screen,
+        });
+        for (rule, outcome) in &evaluation.trace {
+            match outcome {
+                Outcome::Fired => fired.push(rule.id.as_str()),
+                Outcome::Excluded(exclusion) => {
+                    why_not.insert(&rule.id, format!("excluded by {exclusion}"));
                 }
-                fired.push(rule.id.as_str());
-            }
-            Verdict::Excluded(exclusion) => {
-                why_not.insert(&rule.id, format!("excluded by {exclusion}"));
-            }
-            Verdict::DoesNotApply => {
-                why_not.insert(&rule.id, "criteria not met".into());
+                Outcome::NotMet => {
+                    why_not.insert(&rule.id, "criteria not met".into());
+                }
             }
         }
+        for id in &evaluation.shortened {
+            failures.push(format!(
+                "{id} renders a summary longer than a card allows, and it was shortened"
+            ));
+        }
+    }
+    let not_triggered = if hook.is_order_hook() {
+        "no matching draft order"
+    } else {
+        "nothing on record can trigger it"
+    };
+    for rule in rules.all_rules_for(hook) {
+        why_not
+            .entry(&rule.id)
+            .or_insert_with(|| not_triggered.into());
     }
     for id in &case.expect.fires {
         if !fired.contains(&id.as_str()) {

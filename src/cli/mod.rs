@@ -1,8 +1,10 @@
 //! The `hookwise` command line: argument parsing and wiring only.
 
+mod report;
+
 use crate::cds::{CdsResponse, Hook, MAX_JSON_DEPTH, parse_request};
 use crate::config::{Overrides, Settings};
-use crate::rules::testing::load_tests;
+use crate::engine::cases::load_tests;
 use crate::rules::{RuleSet, Service, load_dir};
 use crate::server::{Server, build_engine};
 use clap::{Parser, Subcommand};
@@ -87,7 +89,7 @@ enum Command {
         markdown: bool,
     },
     /// Per-rule and per-family feedback figures from the feedback store.
-    Report(crate::feedback::report::ReportArgs),
+    Report(report::ReportArgs),
 }
 
 /// Parses the command line and runs the command.
@@ -120,7 +122,7 @@ pub fn run() -> ExitCode {
             json,
             markdown,
         } => list_rules(&rules, json, markdown),
-        Command::Report(args) => crate::feedback::report::command(args)
+        Command::Report(args) => report::command(args)
             .map_err(CliError::from)
             .and_then(|report| {
                 say!("{}", report.trim_end_matches('\n'));

@@ -1,0 +1,193 @@
+//! The one evaluation path: a service's candidate rules → verdicts →
+//! findings screened by alert-fatigue controls → cards, most urgent first.
+//!
+//! The server ([`Engine::call`](super::Engine::call)), `hookwise eval`, the
+//! rule cases, the population test and the benchmarks all evaluate through
+//! [`evaluate`], so what a rule test or a population run reports is what an
+//! EHR would be shown. Pure: the record and the screen were gathered before.
+
+use super::cards::{
+    CardContext, CardOrigin, Part, RuleOrigin, combine, matched_drafts, render_card,
+    summary_is_shortened,
+};
+use super::screen::{HeldCard, Screen, cap};
+use crate::cds::{Card, CdsResponse, Hook};
+use crate::fhir::PatientRecord;
+use crate::rules::model::Rule;
+use crate::rules::{Evaluator, Finding, RuleSet, Service, Verdict};
+use time::OffsetDateTime;
+
+/// What to evaluate: one service's rules on one patient record.
+pub struct Input<'i> {
+    /// The loaded rules.
+    pub rules: &'i RuleSet,
+    /// The service called (a rule family at one hook).
+    pub service: &'i Service,
+    /// The patient, with the draft orders of an order hook.
+    pub record: &'i PatientRecord<'i>,
+    /// The evaluation time.
+    pub now: OffsetDateTime,
+    /// The request's hookInstance: card uuids derive from it.
+    pub hook_instance: &'i str,
+    /// `context.patientId`, for actions that name the patient.
+    pub patient_id: &'i str,
+    /// What alert-fatigue controls hold back ([`Screen::open`] for none).
+    pub screen: &'i Screen,
+}
+
+/// How one candidate rule came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome<'r> {
+    /// It fired (its card may still have been held back: see `held`).
+    Fired,
+    /// It matched, but this named exclusion held.
+    Excluded(&'r str),
+    /// Its criteria were not met.
+    NotMet,
+}
+
+/// What [`evaluate`] found.
+pub struct Evaluation<'r> {
+    /// The cards, most urgent first.
+    pub response: CdsResponse,
+    /// Which rules, suggestions and draft orders each card came from.
+    pub origins: Vec<CardOrigin>,
+    /// Rules whose cards alert-fatigue controls held back.
+    pub held: Vec<HeldCard>,
+    /// Every candidate rule (those the trigger index let through) and how
+    /// it came out, in evaluation order.
+    pub trace: Vec<(&'r Rule, Outcome<'r>)>,
+    /// Rules that fired with a summary too long for a card, shortened.
+    pub shortened: Vec<&'r str>,
+}
+
+impl Evaluation<'_> {
+    /// Ids of the rules that fired.
+    pub fn fired(&self) -> impl Iterator<Item = &str> {
+        self.trace
+            .iter()
+            .filter(|(_, outcome)| *outcome == Outcome::Fired)
+            .map(|(rule, _)| rule.id.as_str())
+    }
+}
+
+/// Evaluates the service's candidate rules on the record and renders the
+/// cards of the findings `screen` lets through: one card per finding, or
+/// on patient-view the family's one combined card when it has a template;
+/// at most the family's `max_cards`.
+pub fn evaluate<'r>(input: &Input<'r>) -> Evaluation<'r> {
+    let Input {
+        rules,
+        service,
+        record,
+        now,
+        ..
+    } = *input;
+    let hook = service.hook;
+    let evaluator = Evaluator {
+        value_sets: &rules.value_sets,
+        record,
+        now,
+        hook,
+    };
+    let mut trace = Vec::new();
+    let mut findings = Vec::new();
+    for rule in rules.candidates(service, record) {
+        match evaluator.evaluate(rule) {
+            Verdict::Fires(finding) => {
+                trace.push((rule, Outcome::Fired));
+                findings.push(finding);
+            }
+            Verdict::Excluded(name) => trace.push((rule, Outcome::Excluded(name))),
+            Verdict::DoesNotApply => trace.push((rule, Outcome::NotMet)),
+        }
+    }
+    let shortened = findings
+        .iter()
+        .filter(|f| summary_is_shortened(f, now))
+        .map(|f| f.rule.id.as_str())
+        .collect();
+    let (response, origins, held) = render(input, findings);
+    Evaluation {
+        response,
+        origins,
+        held,
+        trace,
+        shortened,
+    }
+}
+
+/// The cards of `findings` after the screen and the cap.
+fn render(
+    input: &Input<'_>,
+    findings: Vec<Finding<'_, '_>>,
+) -> (CdsResponse, Vec<CardOrigin>, Vec<HeldCard>) {
+    let family = input.rules.family_of(input.service);
+    let hook = input.service.hook;
+    let ctx = CardContext {
+        hook_instance: input.hook_instance,
+        patient_id: input.patient_id,
+        now: input.now,
+    };
+    let drafts: Vec<String> = input
+        .record
+        .draft_orders
+        .iter()
+        .filter_map(|d| d.reference())
+        .collect();
+    let mut held = Vec::new();
+    let findings: Vec<_> = findings
+        .into_iter()
+        .filter(|finding| {
+            let Some(why) =
+                input
+                    .screen
+                    .holds(finding.rule, hook, &matched_drafts(finding, &drafts))
+            else {
+                return true;
+            };
+            held.push(HeldCard {
+                rule_id: finding.rule.id.clone(),
+                why,
+            });
+            false
+        })
+        .collect();
+    let combined = match hook {
+        Hook::PatientView => family.patient_view_card.as_ref(),
+        _ => None,
+    };
+    let (mut cards, mut origins): (Vec<Card>, Vec<CardOrigin>) = match combined {
+        Some(template) if !findings.is_empty() => {
+            let parts: Vec<Part<'_>> = findings.iter().map(|f| Part::of(f, &ctx)).collect();
+            let rules = findings
+                .iter()
+                .zip(&parts)
+                .map(|(f, p)| RuleOrigin::of(f, &p.card, &drafts))
+                .collect();
+            let card = combine(template, &family.id, parts, &ctx);
+            let origin = CardOrigin {
+                card_uuid: card.uuid.clone(),
+                indicator: card.indicator,
+                rules,
+            };
+            (vec![card], vec![origin])
+        }
+        _ => findings
+            .iter()
+            .map(|f| {
+                let card = render_card(f, &ctx);
+                let rules = vec![RuleOrigin::of(f, &card, &drafts)];
+                let origin = CardOrigin {
+                    card_uuid: card.uuid.clone(),
+                    indicator: card.indicator,
+                    rules,
+                };
+                (card, origin)
+            })
+            .unzip(),
+    };
+    cards.sort_by_key(|card| std::cmp::Reverse(card.indicator));
+    held.extend(cap(&mut cards, &mut origins, family.max_cards));
+    (CdsResponse { cards }, origins, held)
+}

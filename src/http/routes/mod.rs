@@ -1,0 +1,3 @@
+//! The HTTP routes' handlers, one file per endpoint.
+
+pub mod feedback;
