@@ -190,6 +190,49 @@ cases:
 }
 
 #[test]
+fn test_fails_a_case_whose_card_summary_had_to_be_shortened() {
+    let dir = rule_dir();
+    let long_summary = GOOD_RULE.replace(
+        "summary: A fine summary about {{age}}",
+        "summary: The order {{order.display}} adds little at {{age}}",
+    );
+    write(dir.path(), "family/good.yaml", &long_summary);
+    let display = "prostate specific antigen ".repeat(6);
+    let cases = format!(
+        "\
+cases:
+  - name: a draft whose long display overflows the summary
+    hook: order-select
+    now: 2026-01-01T00:00:00Z
+    patient: {{ birthDate: 1950-01-01, gender: male }}
+    draftOrders:
+      - {{ resourceType: ServiceRequest, id: s1, status: draft, intent: order, subject: {{ reference: Patient/test-patient }}, code: {{ coding: [{{ system: http://loinc.org, code: 2857-1, display: {display} }}] }} }}
+    expect: {{ fires: [good-rule] }}
+  - name: a short display fits
+    hook: order-select
+    now: 2026-01-01T00:00:00Z
+    patient: {{ birthDate: 1950-01-01, gender: male }}
+    draftOrders:
+      - {{ resourceType: ServiceRequest, id: s1, status: draft, intent: order, subject: {{ reference: Patient/test-patient }}, code: {{ coding: [{{ system: http://loinc.org, code: 2857-1, display: PSA }}] }} }}
+    expect: {{ fires: [good-rule] }}
+"
+    );
+    write(dir.path(), "tests/good.yaml", &cases);
+    let (ok, out) = hookwise(&[
+        "test",
+        dir.path().to_str().unwrap(),
+        "--fixtures",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(!ok, "a shortened summary fails the case: {out}");
+    assert!(
+        out.contains("good-rule renders a summary longer than a card allows, and it was shortened"),
+        "{out}"
+    );
+    assert!(out.contains("1 passed, 1 failed"), "{out}");
+}
+
+#[test]
 fn eval_prints_the_response_for_a_request_file() {
     let dir = tempfile::tempdir().unwrap();
     let request = common::order_request(
