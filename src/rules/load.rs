@@ -2,6 +2,7 @@
 //! resolution and the semantic checks behind `hookwise check`. Every problem
 //! is a [`Diagnostic`] naming the file and line.
 
+use super::criteria::{Kind, Node};
 use super::model::{ActionTemplate, AlertFatigue, Criterion, Rule};
 use super::template::{check_placeholder, placeholders};
 use super::valueset::ValueSet;
@@ -360,13 +361,15 @@ fn check_rule(path: &Path, doc: &YamlDoc, rule: &Rule, problems: &mut Problems) 
     let mut draft_bound: Vec<&str> = Vec::new();
     let mut medication_bound: Vec<&str> = Vec::new();
     rule.when.walk(&mut |c| {
-        if let Some(name) = c.binding() {
-            bound.push(name);
-            match c {
-                Criterion::DraftOrder(_) => draft_bound.push(name),
-                Criterion::Medication(_) => medication_bound.push(name),
-                _ => {}
-            }
+        let Some((kind, name)) = c.items().and_then(|i| Some((i.kind, i.binding?))) else {
+            return;
+        };
+        bound.push(name);
+        match kind {
+            Kind::DraftOrder => draft_bound.push(name),
+            Kind::Medication => medication_bound.push(name),
+            // No action acts on what these bind.
+            Kind::Condition | Kind::Observation | Kind::Procedure => {}
         }
     });
     for (field, text) in [
@@ -427,16 +430,16 @@ fn check_rule(path: &Path, doc: &YamlDoc, rule: &Rule, problems: &mut Problems) 
 
 /// Whether a criterion can hold only when a draft order matches.
 fn requires_draft(c: &Criterion) -> bool {
-    match c {
-        Criterion::DraftOrder(_) => true,
-        Criterion::All(children) => children.iter().any(requires_draft),
-        Criterion::Any(children) => children.iter().all(requires_draft),
-        _ => false,
+    match c.node() {
+        Node::All(children) => children.iter().any(requires_draft),
+        Node::Any(children) => children.iter().all(requires_draft),
+        Node::Not(_) => false,
+        Node::Leaf(_) => c.is_draft_order(),
     }
 }
 
-/// Flags criteria that can never hold: empty age ranges and contradictory
-/// age or sex requirements within one `all`.
+/// Flags criteria that can never hold, such as empty age ranges and
+/// contradictory age or sex requirements within one `all`.
 fn unreachable_criteria(
     path: &Path,
     doc: &YamlDoc,
@@ -444,60 +447,21 @@ fn unreachable_criteria(
     pointer: &str,
     problems: &mut Problems,
 ) {
-    match c {
-        Criterion::Age(b) => {
-            if let (Some(min), Some(max)) = (b.min, b.max)
-                && min > max
-            {
-                problems.add(
-                    path,
-                    doc.line_of(pointer),
-                    format!("unreachable: age min {min} is above max {max}"),
-                );
-            }
-        }
-        Criterion::All(children) => {
-            let (mut low, mut high) = (i32::MIN, i32::MAX);
-            let mut sexes = BTreeSet::new();
-            for child in children {
-                match child {
-                    Criterion::Age(b) => {
-                        low = low.max(b.min.unwrap_or(i32::MIN));
-                        high = high.min(b.max.unwrap_or(i32::MAX));
-                    }
-                    Criterion::Sex(s) => {
-                        sexes.insert(s.as_str());
-                    }
-                    _ => {}
-                }
-            }
-            if low > high {
-                problems.add(
-                    path,
-                    doc.line_of(pointer),
-                    format!("unreachable: `all` requires age ≥ {low} and ≤ {high}"),
-                );
-            }
-            if sexes.len() > 1 {
-                problems.add(
-                    path,
-                    doc.line_of(pointer),
-                    "unreachable: `all` requires two different sexes",
-                );
-            }
-            for (i, child) in children.iter().enumerate() {
-                unreachable_criteria(path, doc, child, &format!("{pointer}/all/{i}"), problems);
-            }
-        }
-        Criterion::Any(children) => {
-            for (i, child) in children.iter().enumerate() {
-                unreachable_criteria(path, doc, child, &format!("{pointer}/any/{i}"), problems);
-            }
-        }
-        Criterion::Not(child) => {
-            unreachable_criteria(path, doc, child, &format!("{pointer}/not"), problems)
-        }
-        _ => {}
+    for problem in c.unreachable() {
+        problems.add(path, doc.line_of(pointer), problem);
+    }
+    fn numbered<'c>(children: &'c [Criterion], at: &str) -> Vec<(String, &'c Criterion)> {
+        let pointer = |(i, c)| (format!("{at}/{i}"), c);
+        children.iter().enumerate().map(pointer).collect()
+    }
+    let children = match c.node() {
+        Node::All(children) => numbered(children, &format!("{pointer}/all")),
+        Node::Any(children) => numbered(children, &format!("{pointer}/any")),
+        Node::Not(child) => vec![(format!("{pointer}/not"), child)],
+        Node::Leaf(_) => Vec::new(),
+    };
+    for (pointer, child) in children {
+        unreachable_criteria(path, doc, child, &pointer, problems);
     }
 }
 

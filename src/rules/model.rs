@@ -1,6 +1,9 @@
 //! The rule file model. It mirrors `cds-rules/schema/rule.schema.json`; the
-//! schema checks shape first, so serde errors here are rare.
+//! schema checks shape first, so serde errors here are rare. The criteria
+//! have their own files under `criteria/`.
 
+pub use super::criteria::Criterion;
+use super::criteria::{Kind, Node};
 use crate::cds::Coding;
 use serde::{Deserialize, Deserializer};
 
@@ -103,44 +106,6 @@ pub struct Exclusion {
     pub when: Criterion,
 }
 
-/// One criterion. Value-set references are resolved to indexes at load time.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Criterion {
-    /// Every child holds.
-    All(Vec<Criterion>),
-    /// At least one child holds.
-    Any(Vec<Criterion>),
-    /// The child does not hold.
-    Not(Box<Criterion>),
-    /// Age in whole years, inclusive bounds.
-    Age(AgeBounds),
-    /// Patient.gender.
-    Sex(String),
-    /// A Condition.
-    Condition(ConditionCriterion),
-    /// Active medications.
-    Medication(MedicationCriterion),
-    /// Observations.
-    Observation(ObservationCriterion),
-    /// Performed procedures.
-    Procedure(ProcedureCriterion),
-    /// Encounter class.
-    Encounter(EncounterCriterion),
-    /// A draft order.
-    DraftOrder(DraftOrderCriterion),
-}
-
-/// Inclusive age bounds.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AgeBounds {
-    /// Lowest age that matches.
-    pub min: Option<i32>,
-    /// Highest age that matches.
-    pub max: Option<i32>,
-}
-
 /// A reference to a value set by canonical URL; `index` is filled at load.
 #[derive(Debug, Clone)]
 pub struct ValueSetRef {
@@ -185,127 +150,6 @@ pub fn parse_span(text: &str) -> Option<time::Duration> {
         _ => return None,
     };
     Some(time::Duration::days(days))
-}
-
-/// Condition status filter.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ConditionStatus {
-    /// Active, recurrence or relapse.
-    #[default]
-    Active,
-    /// Any clinical status, including resolved.
-    Any,
-}
-
-/// Conditions from a value set.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ConditionCriterion {
-    /// Codes.
-    pub value_set: ValueSetRef,
-    /// Status filter.
-    #[serde(default)]
-    pub status: ConditionStatus,
-    /// Onset within this look-back.
-    pub within: Option<Span>,
-    /// The earliest matching onset is within this look-back (acute problem).
-    pub first_within: Option<Span>,
-    /// Binding name.
-    #[serde(rename = "as")]
-    pub bind: Option<String>,
-}
-
-/// Active medications from a value set.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct MedicationCriterion {
-    /// Codes.
-    pub value_set: ValueSetRef,
-    /// Active at least this long.
-    pub min_duration: Option<Span>,
-    /// Distinct drugs needed (default 1).
-    pub min_count: Option<usize>,
-    /// Binding name.
-    #[serde(rename = "as")]
-    pub bind: Option<String>,
-}
-
-/// Observations from a value set.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ObservationCriterion {
-    /// Codes.
-    pub value_set: ValueSetRef,
-    /// Look-back window.
-    pub within: Option<Span>,
-    /// Comparison on the latest value.
-    pub value: Option<ValueTest>,
-    /// Binding name.
-    #[serde(rename = "as")]
-    pub bind: Option<String>,
-}
-
-/// A numeric comparison.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ValueTest {
-    /// `<`, `<=`, `>`, `>=` or `=`.
-    pub comparator: String,
-    /// Threshold.
-    pub value: f64,
-    /// Required unit.
-    pub unit: Option<String>,
-}
-
-/// Performed procedures from a value set.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ProcedureCriterion {
-    /// Codes.
-    pub value_set: ValueSetRef,
-    /// Look-back window.
-    pub within: Option<Span>,
-    /// Binding name.
-    #[serde(rename = "as")]
-    pub bind: Option<String>,
-}
-
-/// Encounter scope.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EncounterScope {
-    /// The encounter in context.
-    #[default]
-    Current,
-    /// Any encounter in the window.
-    Any,
-}
-
-/// Encounter class.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct EncounterCriterion {
-    /// Accepted class codes.
-    pub class: Vec<String>,
-    /// Which encounters.
-    #[serde(default)]
-    pub scope: EncounterScope,
-    /// Look-back for `any`.
-    pub within: Option<Span>,
-}
-
-/// Draft orders from a value set.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct DraftOrderCriterion {
-    /// Codes.
-    pub value_set: ValueSetRef,
-    /// Resource type filter.
-    pub resource_type: Option<String>,
-    /// Binding name.
-    #[serde(rename = "as")]
-    pub bind: Option<String>,
 }
 
 /// The card a rule produces.
@@ -405,59 +249,22 @@ pub struct CreateTemplate {
     pub description: String,
 }
 
-impl Criterion {
-    /// Visits this criterion and every descendant.
-    pub fn walk<'c>(&'c self, visit: &mut impl FnMut(&'c Criterion)) {
-        visit(self);
-        match self {
-            Criterion::All(children) | Criterion::Any(children) => {
-                children.iter().for_each(|c| c.walk(visit))
-            }
-            Criterion::Not(child) => child.walk(visit),
-            _ => {}
-        }
-    }
-
-    /// Visits every value-set reference mutably (for resolution at load).
-    pub fn value_sets_mut(&mut self, visit: &mut impl FnMut(&mut ValueSetRef)) {
-        match self {
-            Criterion::All(children) | Criterion::Any(children) => {
-                children.iter_mut().for_each(|c| c.value_sets_mut(visit))
-            }
-            Criterion::Not(child) => child.value_sets_mut(visit),
-            Criterion::Condition(c) => visit(&mut c.value_set),
-            Criterion::Medication(c) => visit(&mut c.value_set),
-            Criterion::Observation(c) => visit(&mut c.value_set),
-            Criterion::Procedure(c) => visit(&mut c.value_set),
-            Criterion::DraftOrder(c) => visit(&mut c.value_set),
-            Criterion::Age(_) | Criterion::Sex(_) | Criterion::Encounter(_) => {}
-        }
-    }
-
-    /// The binding name this leaf declares, if any.
-    pub fn binding(&self) -> Option<&str> {
-        match self {
-            Criterion::Condition(c) => c.bind.as_deref(),
-            Criterion::Medication(c) => c.bind.as_deref(),
-            Criterion::Observation(c) => c.bind.as_deref(),
-            Criterion::Procedure(c) => c.bind.as_deref(),
-            Criterion::DraftOrder(c) => c.bind.as_deref(),
-            _ => None,
-        }
-    }
-}
-
 impl Rule {
-    /// The rule's draft-order criteria outside any `not`: on order hooks the
-    /// rule is a candidate only when one of them matches a draft order.
-    pub fn draft_triggers(&self) -> Vec<&DraftOrderCriterion> {
-        fn collect<'c>(c: &'c Criterion, out: &mut Vec<&'c DraftOrderCriterion>) {
-            match c {
-                Criterion::All(children) | Criterion::Any(children) => {
+    /// The value sets of the rule's draft-order criteria outside any `not`:
+    /// on order hooks the rule is a candidate only when one of them matches a
+    /// draft order.
+    pub fn draft_triggers(&self) -> Vec<&ValueSetRef> {
+        fn collect<'c>(c: &'c Criterion, out: &mut Vec<&'c ValueSetRef>) {
+            match c.node() {
+                Node::All(children) | Node::Any(children) => {
                     children.iter().for_each(|c| collect(c, out))
                 }
-                Criterion::DraftOrder(d) => out.push(d),
-                _ => {}
+                Node::Not(_) => {}
+                Node::Leaf(leaf) => out.extend(
+                    leaf.items()
+                        .filter(|i| i.kind == Kind::DraftOrder)
+                        .map(|i| i.value_set),
+                ),
             }
         }
         let mut out = Vec::new();

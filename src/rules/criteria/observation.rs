@@ -1,0 +1,162 @@
+//! The `observation` criterion: Observations whose code is in a value set,
+//! optionally with a comparison on the latest value.
+
+use super::{Items, Kind, Leaf, Need, Outcome, item, span_words, title};
+use crate::fhir::DataNeed;
+use crate::rules::eval::{Bound, Evaluator};
+use crate::rules::model::{Span, ValueSetRef};
+use crate::rules::valueset::ValueSet;
+use serde::Deserialize;
+
+/// Observations from a value set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ObservationCriterion {
+    /// Codes.
+    pub value_set: ValueSetRef,
+    /// Look-back window.
+    pub within: Option<Span>,
+    /// Comparison on the latest value.
+    pub value: Option<ValueTest>,
+    /// Binding name.
+    #[serde(rename = "as")]
+    pub bind: Option<String>,
+}
+
+/// A numeric comparison.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValueTest {
+    /// How the value compares with the threshold.
+    pub comparator: Comparator,
+    /// Threshold.
+    pub value: f64,
+    /// Required unit.
+    pub unit: Option<String>,
+}
+
+/// How an observed value compares with a threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Comparator {
+    /// `<`.
+    #[serde(rename = "<")]
+    Less,
+    /// `<=`.
+    #[serde(rename = "<=")]
+    LessOrEqual,
+    /// `>`.
+    #[serde(rename = ">")]
+    Greater,
+    /// `>=`.
+    #[serde(rename = ">=")]
+    GreaterOrEqual,
+    /// `=`.
+    #[serde(rename = "=")]
+    Equal,
+}
+
+impl Comparator {
+    /// The symbol as written in rule files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Comparator::Less => "<",
+            Comparator::LessOrEqual => "<=",
+            Comparator::Greater => ">",
+            Comparator::GreaterOrEqual => ">=",
+            Comparator::Equal => "=",
+        }
+    }
+
+    /// Whether `actual` compares so with `threshold`.
+    pub fn holds(self, actual: f64, threshold: f64) -> bool {
+        match self {
+            Comparator::Less => actual < threshold,
+            Comparator::LessOrEqual => actual <= threshold,
+            Comparator::Greater => actual > threshold,
+            Comparator::GreaterOrEqual => actual >= threshold,
+            Comparator::Equal => (actual - threshold).abs() < f64::EPSILON,
+        }
+    }
+}
+
+impl ObservationCriterion {
+    fn matches<'a>(&self, ev: &Evaluator<'_, 'a>) -> Vec<Bound<'a>> {
+        let mut matched: Vec<_> = ev
+            .record
+            .observations
+            .iter()
+            .filter(|o| ev.in_set(&self.value_set, &o.coded))
+            .filter(|o| ev.within(o.when, self.within))
+            .collect();
+        matched.sort_by_key(|o| std::cmp::Reverse(o.when));
+        let Some(test) = &self.value else {
+            return matched
+                .into_iter()
+                .map(|o| item(&o.coded, o.when))
+                .collect();
+        };
+        // Only the latest value in the required unit is compared.
+        let latest = matched.into_iter().find_map(|o| {
+            let (value, unit) = o.value?;
+            let unit_ok = test.unit.as_deref().is_none_or(|u| unit == Some(u));
+            unit_ok.then_some((o, value, unit))
+        });
+        match latest {
+            Some((o, value, unit)) if test.comparator.holds(value, test.value) => vec![Bound {
+                value: Some((value, unit)),
+                ..item(&o.coded, o.when)
+            }],
+            Some(_) | None => Vec::new(),
+        }
+    }
+}
+
+impl Leaf for ObservationCriterion {
+    fn evaluate<'a>(&self, ev: &Evaluator<'_, 'a>) -> Outcome<'a> {
+        Outcome::Matched(self.matches(ev))
+    }
+
+    fn describe(&self, value_sets: &[ValueSet]) -> String {
+        let value = self
+            .value
+            .as_ref()
+            .map(|v| {
+                let unit = v
+                    .unit
+                    .as_deref()
+                    .map(|u| format!(" {u}"))
+                    .unwrap_or_default();
+                format!(" latest {} {}{unit}", v.comparator.as_str(), v.value)
+            })
+            .unwrap_or_default();
+        format!(
+            "{}{value}{}",
+            title(value_sets, &self.value_set),
+            span_words(self.within, "within")
+        )
+    }
+
+    fn data_need(&self) -> Option<Need<'_>> {
+        // Observations are many, so the query asks only for the codes read.
+        Some(Need {
+            data: DataNeed::Observations,
+            codes: Some(&self.value_set),
+        })
+    }
+
+    fn items(&self) -> Option<Items<'_>> {
+        Some(Items {
+            kind: Kind::Observation,
+            value_set: &self.value_set,
+            binding: self.bind.as_deref(),
+        })
+    }
+
+    fn value_set_mut(&mut self) -> Option<&mut ValueSetRef> {
+        Some(&mut self.value_set)
+    }
+
+    fn unreachable(&self) -> Option<String> {
+        None
+    }
+}

@@ -1,0 +1,73 @@
+//! The `procedure` criterion: performed Procedures whose code is in a value
+//! set, within a look-back window.
+
+use super::{Items, Kind, Leaf, Need, Outcome, item, span_words, title};
+use crate::fhir::DataNeed;
+use crate::rules::eval::{Bound, Evaluator};
+use crate::rules::model::{Span, ValueSetRef};
+use crate::rules::valueset::ValueSet;
+use serde::Deserialize;
+
+/// Performed procedures from a value set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProcedureCriterion {
+    /// Codes.
+    pub value_set: ValueSetRef,
+    /// Look-back window.
+    pub within: Option<Span>,
+    /// Binding name.
+    #[serde(rename = "as")]
+    pub bind: Option<String>,
+}
+
+impl ProcedureCriterion {
+    fn matches<'a>(&self, ev: &Evaluator<'_, 'a>) -> Vec<Bound<'a>> {
+        let mut matched: Vec<_> = ev
+            .record
+            .procedures
+            .iter()
+            .filter(|p| ev.in_set(&self.value_set, &p.coded))
+            .filter(|p| ev.within(p.when, self.within))
+            .collect();
+        matched.sort_by_key(|p| std::cmp::Reverse(p.when));
+        matched
+            .into_iter()
+            .map(|p| item(&p.coded, p.when))
+            .collect()
+    }
+}
+
+impl Leaf for ProcedureCriterion {
+    fn evaluate<'a>(&self, ev: &Evaluator<'_, 'a>) -> Outcome<'a> {
+        Outcome::Matched(self.matches(ev))
+    }
+
+    fn describe(&self, value_sets: &[ValueSet]) -> String {
+        format!(
+            "{}{}",
+            title(value_sets, &self.value_set),
+            span_words(self.within, "within")
+        )
+    }
+
+    fn data_need(&self) -> Option<Need<'_>> {
+        Need::of(DataNeed::Procedures)
+    }
+
+    fn items(&self) -> Option<Items<'_>> {
+        Some(Items {
+            kind: Kind::Procedure,
+            value_set: &self.value_set,
+            binding: self.bind.as_deref(),
+        })
+    }
+
+    fn value_set_mut(&mut self) -> Option<&mut ValueSetRef> {
+        Some(&mut self.value_set)
+    }
+
+    fn unreachable(&self) -> Option<String> {
+        None
+    }
+}
