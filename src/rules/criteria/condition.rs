@@ -1,6 +1,7 @@
 //! The `condition` criterion: Conditions whose code is in a value set.
 
-use super::{Items, Kind, Leaf, Need, Outcome, item, span_words, title};
+use super::coded::{CodedItem, latest_first};
+use super::{Items, Kind, Leaf, Need, Outcome, span_words, title};
 use crate::fhir::DataNeed;
 use crate::rules::eval::{Bound, Evaluator};
 use crate::rules::model::{Span, ValueSetRef};
@@ -38,28 +39,22 @@ pub struct ConditionCriterion {
 
 impl ConditionCriterion {
     fn matches<'a>(&self, ev: &Evaluator<'_, 'a>) -> Vec<Bound<'a>> {
-        let mut matched: Vec<_> = ev
-            .record
-            .conditions
-            .iter()
-            .filter(|f| self.status == ConditionStatus::Any || f.active)
-            .filter(|f| ev.in_set(&self.value_set, &f.coded))
-            .filter(|f| ev.within(f.onset, self.within))
-            .collect();
+        let conditions = &ev.record.conditions;
+        let mut matched = ev.coded_items(conditions, &self.value_set, self.within, |f| {
+            self.status == ConditionStatus::Any || f.active
+        });
         if let Some(span) = self.first_within {
-            // An acute problem: the earliest matching record must be recent.
+            // An acute problem: the earliest matching record must be recent,
+            // and the card names it.
             let earliest = matched.iter().filter_map(|f| f.onset).min();
             if !ev.within(earliest, Some(span)) {
                 return Vec::new();
             }
             matched.sort_by_key(|f| f.onset);
         } else {
-            matched.sort_by_key(|f| std::cmp::Reverse(f.onset));
+            latest_first(&mut matched);
         }
-        matched
-            .into_iter()
-            .map(|f| item(&f.coded, f.onset))
-            .collect()
+        matched.into_iter().map(CodedItem::bound).collect()
     }
 }
 

@@ -1,7 +1,9 @@
 //! The `draftOrder` criterion: draft orders in context whose code is in a
 //! value set. On order hooks a rule fires only when one of these matched.
 
-use super::{Items, Kind, Leaf, Need, Outcome, item, title};
+use super::coded::CodedItem;
+use super::{Items, Kind, Leaf, Need, Outcome, title};
+use crate::fhir::DraftOrder;
 use crate::rules::eval::{Bound, Evaluator};
 use crate::rules::model::ValueSetRef;
 use crate::rules::valueset::ValueSet;
@@ -50,18 +52,17 @@ impl OrderType {
 
 impl DraftOrderCriterion {
     fn matches<'a>(&self, ev: &Evaluator<'_, 'a>) -> Vec<Bound<'a>> {
-        ev.record
-            .draft_orders
-            .iter()
-            .filter(|d| d.selected)
-            .filter(|d| {
-                self.resource_type
+        let of_type = |d: &DraftOrder<'_>| {
+            d.selected
+                && self
+                    .resource_type
                     .is_none_or(|t| t.as_str() == d.resource_type)
-            })
-            .filter(|d| ev.in_set(&self.value_set, &d.coded))
+        };
+        ev.coded_items(&ev.record.draft_orders, &self.value_set, None, of_type)
+            .into_iter()
             .map(|d| Bound {
                 reference: d.reference(),
-                ..item(&d.coded, None)
+                ..d.bound()
             })
             .collect()
     }

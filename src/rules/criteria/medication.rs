@@ -1,7 +1,8 @@
 //! The `medication` criterion: active medications whose drug is in a value
 //! set, active long enough, counting distinct drugs.
 
-use super::{Items, Kind, Leaf, Need, Outcome, item, span_words, title};
+use super::coded::CodedItem;
+use super::{Items, Kind, Leaf, Need, Outcome, span_words, title};
 use crate::fhir::DataNeed;
 use crate::rules::eval::{Bound, Evaluator};
 use crate::rules::model::{Span, ValueSetRef};
@@ -25,10 +26,9 @@ pub struct MedicationCriterion {
 
 impl MedicationCriterion {
     fn matches<'a>(&self, ev: &Evaluator<'_, 'a>) -> Vec<Bound<'a>> {
-        ev.record
-            .medications
-            .iter()
-            .filter(|m| ev.in_set(&self.value_set, &m.coded))
+        // Record order: the card lists the drugs as the record has them.
+        ev.coded_items(&ev.record.medications, &self.value_set, None, |_| true)
+            .into_iter()
             .filter_map(|m| {
                 let days = m.start.map(|s| (ev.now - s).whole_days());
                 if let Some(Span(min)) = self.min_duration
@@ -40,7 +40,7 @@ impl MedicationCriterion {
                     days_active: days,
                     reference: m.coded.id.map(|id| format!("{}/{id}", m.resource_type)),
                     resource: Some(m.resource),
-                    ..item(&m.coded, m.start)
+                    ..m.bound()
                 })
             })
             .collect()

@@ -9,6 +9,7 @@
 //! they are exhaustive, so a new leaf cannot compile with a piece missing.
 
 mod age;
+mod coded;
 mod condition;
 mod draft_order;
 mod encounter;
@@ -271,17 +272,5 @@ impl<'a> Evaluator<'_, 'a> {
                 d.date() >= start && d <= self.now
             }),
         }
-    }
-}
-
-/// A matched item as the card text may name it.
-fn item<'a>(coded: &Coded<'a>, date: Option<OffsetDateTime>) -> Bound<'a> {
-    Bound {
-        display: coded.display(),
-        date,
-        days_active: None,
-        value: None,
-        reference: None,
-        resource: None,
     }
 }

@@ -1,7 +1,8 @@
 //! The `observation` criterion: Observations whose code is in a value set,
 //! optionally with a comparison on the latest value.
 
-use super::{Items, Kind, Leaf, Need, Outcome, item, span_words, title};
+use super::coded::{CodedItem, latest_first};
+use super::{Items, Kind, Leaf, Need, Outcome, span_words, title};
 use crate::fhir::DataNeed;
 use crate::rules::eval::{Bound, Evaluator};
 use crate::rules::model::{Span, ValueSetRef};
@@ -81,19 +82,11 @@ impl Comparator {
 
 impl ObservationCriterion {
     fn matches<'a>(&self, ev: &Evaluator<'_, 'a>) -> Vec<Bound<'a>> {
-        let mut matched: Vec<_> = ev
-            .record
-            .observations
-            .iter()
-            .filter(|o| ev.in_set(&self.value_set, &o.coded))
-            .filter(|o| ev.within(o.when, self.within))
-            .collect();
-        matched.sort_by_key(|o| std::cmp::Reverse(o.when));
+        let observations = &ev.record.observations;
+        let mut matched = ev.coded_items(observations, &self.value_set, self.within, |_| true);
+        latest_first(&mut matched);
         let Some(test) = &self.value else {
-            return matched
-                .into_iter()
-                .map(|o| item(&o.coded, o.when))
-                .collect();
+            return matched.into_iter().map(CodedItem::bound).collect();
         };
         // Only the latest value in the required unit is compared.
         let latest = matched.into_iter().find_map(|o| {
@@ -104,7 +97,7 @@ impl ObservationCriterion {
         match latest {
             Some((o, value, unit)) if test.comparator.holds(value, test.value) => vec![Bound {
                 value: Some((value, unit)),
-                ..item(&o.coded, o.when)
+                ..o.bound()
             }],
             Some(_) | None => Vec::new(),
         }

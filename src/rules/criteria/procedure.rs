@@ -1,7 +1,8 @@
 //! The `procedure` criterion: performed Procedures whose code is in a value
 //! set, within a look-back window.
 
-use super::{Items, Kind, Leaf, Need, Outcome, item, span_words, title};
+use super::coded::{CodedItem, latest_first};
+use super::{Items, Kind, Leaf, Need, Outcome, span_words, title};
 use crate::fhir::DataNeed;
 use crate::rules::eval::{Bound, Evaluator};
 use crate::rules::model::{Span, ValueSetRef};
@@ -23,18 +24,10 @@ pub struct ProcedureCriterion {
 
 impl ProcedureCriterion {
     fn matches<'a>(&self, ev: &Evaluator<'_, 'a>) -> Vec<Bound<'a>> {
-        let mut matched: Vec<_> = ev
-            .record
-            .procedures
-            .iter()
-            .filter(|p| ev.in_set(&self.value_set, &p.coded))
-            .filter(|p| ev.within(p.when, self.within))
-            .collect();
-        matched.sort_by_key(|p| std::cmp::Reverse(p.when));
-        matched
-            .into_iter()
-            .map(|p| item(&p.coded, p.when))
-            .collect()
+        let procedures = &ev.record.procedures;
+        let mut matched = ev.coded_items(procedures, &self.value_set, self.within, |_| true);
+        latest_first(&mut matched);
+        matched.into_iter().map(CodedItem::bound).collect()
     }
 }
 
