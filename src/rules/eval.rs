@@ -149,3 +149,140 @@ impl<'e, 'a> Evaluator<'e, 'a> {
         matched
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fhir::{Code, Coded, ConditionFact, DraftOrder};
+    use serde_json::{Value, json};
+
+    const NOW: OffsetDateTime = time::macros::datetime!(2026-01-01 0:00 UTC);
+
+    /// Value set `n` holds code `c{n}`.
+    fn value_sets() -> Vec<ValueSet> {
+        (0..3)
+            .map(|n| {
+                let json = json!({"resourceType": "ValueSet", "url": format!("vs{n}"),
+                    "compose": {"include": [{"system": "s", "concept": [{"code": format!("c{n}")}]}]}});
+                ValueSet::from_fhir(&json).unwrap()
+            })
+            .collect()
+    }
+
+    fn coded(code: &'static str) -> Coded<'static> {
+        Coded {
+            id: Some(code),
+            codes: vec![Code {
+                system: "s",
+                code,
+                display: None,
+            }],
+            text: None,
+        }
+    }
+
+    /// A record with active conditions c0 and c1 and a selected draft order c2.
+    fn record() -> PatientRecord<'static> {
+        let condition = |code| ConditionFact {
+            coded: coded(code),
+            active: true,
+            onset: None,
+        };
+        PatientRecord {
+            conditions: vec![condition("c0"), condition("c1")],
+            draft_orders: vec![DraftOrder {
+                resource_type: "ServiceRequest",
+                coded: coded("c2"),
+                selected: true,
+            }],
+            ..PatientRecord::default()
+        }
+    }
+
+    /// A criterion from its JSON, with `vs{n}` resolved to index n.
+    fn criterion(json: Value) -> Criterion {
+        let mut c: Criterion = serde_json::from_value(json).unwrap();
+        c.value_sets_mut(&mut |r| r.index = r.url[2..].parse().unwrap());
+        c
+    }
+
+    /// Whether `c` holds on [`record`], and the names it bound.
+    fn run(c: &Criterion) -> (bool, Vec<String>) {
+        let (sets, record) = (value_sets(), record());
+        let ev = Evaluator {
+            value_sets: &sets,
+            record: &record,
+            now: NOW,
+            hook: Hook::PatientView,
+        };
+        let mut state = State::default();
+        let holds = ev.holds(c, &mut state);
+        let names = state.bindings.iter().map(|(n, _)| n.to_string()).collect();
+        (holds, names)
+    }
+
+    fn condition(n: u8, name: &str) -> Value {
+        json!({"condition": {"valueSet": format!("vs{n}"), "as": name}})
+    }
+
+    #[test]
+    fn any_evaluates_and_binds_every_branch() {
+        let c =
+            criterion(json!({"any": [condition(0, "a"), condition(2, "none"), condition(1, "b")]}));
+        assert_eq!(run(&c), (true, vec!["a".into(), "b".into()]));
+    }
+
+    #[test]
+    fn not_holds_when_its_child_does_not_and_binds_nothing() {
+        let c = criterion(json!({"not": condition(2, "absent")}));
+        assert_eq!(run(&c), (true, vec![]));
+        let c = criterion(json!({"not": {"not": condition(0, "present")}}));
+        assert_eq!(run(&c), (true, vec![]), "a double negation binds nothing");
+        let c = criterion(json!({"not": condition(0, "present")}));
+        assert_eq!(run(&c), (false, vec![]));
+    }
+
+    #[test]
+    fn all_needs_every_child_and_a_binding_name_gathers_each_match() {
+        let c = criterion(json!({"all": [condition(0, "x"), condition(1, "x")]}));
+        assert_eq!(run(&c), (true, vec!["x".into()]));
+        let c = criterion(json!({"all": [condition(0, "x"), condition(2, "y")]}));
+        assert!(!run(&c).0);
+    }
+
+    #[test]
+    fn order_hooks_fire_only_on_a_matching_draft_order() {
+        let rule = |when: Value| -> Rule {
+            let coding = json!({"system": "s", "code": "x", "display": "X"});
+            serde_json::from_value(json!({
+                "id": "r", "version": "1.0.0", "title": "A rule", "category": "screening",
+                "hooks": ["order-select"], "when": when,
+                "evidence": {"society": "S", "recommendation": "Do not.", "year": 2020, "url": "https://e"},
+                "card": {"summary": "s", "indicator": "info", "detail": "d",
+                    "source": {"label": "S", "url": "https://e"}, "links": [], "overrideReasons": [coding]},
+            }))
+            .map(|mut r: Rule| {
+                r.when.value_sets_mut(&mut |r| r.index = r.url[2..].parse().unwrap());
+                r
+            })
+            .unwrap()
+        };
+        let (sets, record) = (value_sets(), record());
+        let on = |hook, rule: &Rule| {
+            let ev = Evaluator {
+                value_sets: &sets,
+                record: &record,
+                now: NOW,
+                hook,
+            };
+            matches!(ev.evaluate(rule), Verdict::Fires(_))
+        };
+        let without_draft =
+            rule(json!({"any": [condition(0, "a"), {"draftOrder": {"valueSet": "vs1"}}]}));
+        assert!(on(Hook::PatientView, &without_draft));
+        assert!(!on(Hook::OrderSelect, &without_draft));
+        let with_draft =
+            rule(json!({"all": [condition(0, "a"), {"draftOrder": {"valueSet": "vs2"}}]}));
+        assert!(on(Hook::OrderSelect, &with_draft));
+    }
+}
