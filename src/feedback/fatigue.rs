@@ -151,7 +151,7 @@ mod tests {
 
     fn rule(id: &str, days: Option<u32>, dedupe: Option<bool>) -> Rule {
         let yaml = format!(
-            "id: {id}\nversion: 1.0.0\ntitle: T\ncategory: c\nhooks: [order-select, order-sign]\n\
+            "id: {id}\nversion: 1.0.0\ntitle: T\ncategory: screening\nhooks: [order-select, order-sign]\n\
              evidence: {{ society: S, recommendation: R, year: 2020, url: https://e.org }}\n\
              when: {{ age: {{ min: 1 }} }}\n\
              card: {{ summary: S, indicator: info, detail: D, source: {{ label: S, url: https://e.org }},\n\

@@ -8,7 +8,7 @@ use super::template::{check_placeholder, placeholders};
 use super::valueset::ValueSet;
 use super::yaml::{YamlDoc, serde_path_to_pointer};
 use super::{Family, RuleSet, Service};
-use crate::cds::Hook;
+use crate::cds::{Hook, SelectionBehavior};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
@@ -233,9 +233,7 @@ pub fn load_dir(dir: &Path) -> Result<RuleSet, Vec<Diagnostic>> {
                 continue;
             }
             rule_files.insert(rule.id.clone(), path.clone());
-            family
-                .hooks
-                .extend(rule.hooks.iter().filter_map(|h| Hook::parse(h)));
+            family.hooks.extend(rule.hooks.iter().copied());
             family.rules.push(rules.len());
             rules.push(rule);
         }
@@ -335,7 +333,7 @@ fn resolve_value_sets(rule: &mut Rule, urls: &HashMap<&str, usize>) {
 
 /// Checks that need more than the schema: reachability, bindings, templates.
 fn check_rule(path: &Path, doc: &YamlDoc, rule: &Rule, problems: &mut Problems) {
-    let hooks: Vec<Hook> = rule.hooks.iter().filter_map(|h| Hook::parse(h)).collect();
+    let hooks = &rule.hooks;
     let has_triggers = !rule.draft_triggers().is_empty();
     for hook in hooks.iter().filter(|h| h.is_order_hook()) {
         if !has_triggers {
@@ -419,7 +417,7 @@ fn check_rule(path: &Path, doc: &YamlDoc, rule: &Rule, problems: &mut Problems) 
         .iter()
         .filter(|s| s.is_recommended == Some(true))
         .count();
-    if recommended > 1 && rule.card.selection_behavior.as_deref() != Some("any") {
+    if recommended > 1 && rule.card.selection_behavior != Some(SelectionBehavior::Any) {
         problems.add(
             path,
             doc.line_of("/card/suggestions"),

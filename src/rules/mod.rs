@@ -147,14 +147,12 @@ impl RuleSet {
             .rules
             .iter()
             .map(|i| &self.rules[*i])
-            .filter(move |r| r.hooks.iter().any(|h| h == hook.as_str()))
+            .filter(move |r| r.hooks.contains(&hook))
     }
 
     /// Every rule serving `hook`, across services.
     pub fn all_rules_for(&self, hook: Hook) -> impl Iterator<Item = &Rule> {
-        self.rules
-            .iter()
-            .filter(move |r| r.hooks.iter().any(|h| h == hook.as_str()))
+        self.rules.iter().filter(move |r| r.hooks.contains(&hook))
     }
 
     /// The prefetch templates advertised for `service`.
@@ -175,7 +173,7 @@ impl RuleSet {
             .into_iter()
             .filter(|i| family.rules.binary_search(i).is_ok())
             .map(|i| &self.rules[i])
-            .filter(|r| r.hooks.iter().any(|h| h == hook.as_str()))
+            .filter(|r| r.hooks.contains(&hook))
             .collect()
     }
 
@@ -222,7 +220,7 @@ impl RuleSet {
                     "| `{}` | {} | {} | [{} {}]({}) | {} | {} |\n",
                     rule.id,
                     rule.title,
-                    rule.hooks.join(", "),
+                    rule.hook_list(", "),
                     rule.evidence.society,
                     rule.evidence.year,
                     rule.evidence.url,

@@ -4,8 +4,8 @@
 
 pub use super::criteria::Criterion;
 use super::criteria::{Kind, Node};
-use crate::cds::Coding;
-use serde::{Deserialize, Deserializer};
+use crate::cds::{Coding, Hook, Indicator, SelectionBehavior};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// A rule as written in its YAML file.
 #[derive(Debug, Clone, Deserialize)]
@@ -20,10 +20,10 @@ pub struct Rule {
     /// Id in the clinical catalogue (e.g. CW-01).
     #[serde(default)]
     pub catalogue_id: Option<String>,
-    /// Category (imaging, screening, ...).
-    pub category: String,
+    /// What kind of care the rule reviews.
+    pub category: Category,
     /// Hooks the rule serves.
-    pub hooks: Vec<String>,
+    pub hooks: Vec<Hook>,
     /// The recommendation the rule implements.
     pub evidence: Citation,
     /// Further sources.
@@ -40,6 +40,44 @@ pub struct Rule {
     /// defaults at load time.
     #[serde(default)]
     pub alert_fatigue: AlertFatigue,
+}
+
+/// What kind of care a rule reviews, as the catalogue groups rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Category {
+    /// Imaging orders.
+    Imaging,
+    /// Screening tests.
+    Screening,
+    /// Laboratory tests.
+    Laboratory,
+    /// Procedures.
+    Procedure,
+    /// Antibiotic prescribing.
+    Antibiotics,
+    /// Medication safety.
+    MedicationSafety,
+    /// How intensively a condition is treated.
+    TreatmentIntensity,
+    /// Drug interactions.
+    DrugInteraction,
+}
+
+impl Category {
+    /// The name as written in rule files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Imaging => "imaging",
+            Category::Screening => "screening",
+            Category::Laboratory => "laboratory",
+            Category::Procedure => "procedure",
+            Category::Antibiotics => "antibiotics",
+            Category::MedicationSafety => "medication-safety",
+            Category::TreatmentIntensity => "treatment-intensity",
+            Category::DrugInteraction => "drug-interaction",
+        }
+    }
 }
 
 /// Alert-fatigue controls of one rule, as written in a rule file or as a
@@ -158,8 +196,8 @@ pub fn parse_span(text: &str) -> Option<time::Duration> {
 pub struct CardTemplate {
     /// Summary template.
     pub summary: String,
-    /// info, warning or critical.
-    pub indicator: String,
+    /// How urgent the card is.
+    pub indicator: Indicator,
     /// Markdown template.
     pub detail: String,
     /// Source.
@@ -170,7 +208,7 @@ pub struct CardTemplate {
     #[serde(default)]
     pub suggestions: Vec<SuggestionTemplate>,
     /// Selection behavior (default at-most-one).
-    pub selection_behavior: Option<String>,
+    pub selection_behavior: Option<SelectionBehavior>,
     /// Override reasons.
     pub override_reasons: Vec<Coding>,
 }
@@ -241,12 +279,39 @@ pub enum ActionTemplate {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateTemplate {
-    /// ServiceRequest or MedicationRequest.
-    pub resource_type: String,
+    /// What kind of order.
+    pub resource_type: CreateType,
     /// What to order.
     pub code: Coding,
     /// Action description.
     pub description: String,
+}
+
+/// The resource types a suggestion may create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum CreateType {
+    /// A test, imaging or procedure order.
+    ServiceRequest,
+    /// A prescription.
+    MedicationRequest,
+}
+
+impl CreateType {
+    /// The FHIR resource type name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CreateType::ServiceRequest => "ServiceRequest",
+            CreateType::MedicationRequest => "MedicationRequest",
+        }
+    }
+
+    /// The element of the resource that names what is ordered.
+    pub fn code_element(self) -> &'static str {
+        match self {
+            CreateType::ServiceRequest => "code",
+            CreateType::MedicationRequest => "medicationCodeableConcept",
+        }
+    }
 }
 
 impl Rule {
@@ -270,6 +335,12 @@ impl Rule {
         let mut out = Vec::new();
         collect(&self.when, &mut out);
         out
+    }
+
+    /// The rule's hooks as named on the wire, joined with `separator`.
+    pub fn hook_list(&self, separator: &str) -> String {
+        let names: Vec<&str> = self.hooks.iter().map(|h| h.as_str()).collect();
+        names.join(separator)
     }
 
     /// Every criterion of the rule: its trigger and its exclusions.
