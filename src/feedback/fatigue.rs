@@ -157,7 +157,8 @@ mod tests {
              card: {{ summary: S, indicator: info, detail: D, source: {{ label: S, url: https://e.org }},\n\
              \x20 links: [], overrideReasons: [] }}\n"
         );
-        let mut rule: Rule = serde_saphyr::from_str(&yaml).unwrap();
+        let raw: Rule<String> = serde_saphyr::from_str(&yaml).unwrap();
+        let mut rule = raw.resolve(&mut crate::rules::ValueSetIds::new(Vec::new()));
         rule.alert_fatigue = AlertFatigue {
             suppress_after_override_days: days,
             deduplicate_order_sign: dedupe,

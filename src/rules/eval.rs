@@ -66,7 +66,7 @@ pub enum Verdict<'r, 'a> {
 
 /// Evaluates rules against one patient record at one instant.
 pub struct Evaluator<'e, 'a> {
-    /// Compiled value sets, indexed by `ValueSetRef::index`.
+    /// Compiled value sets, indexed by `ValueSetRef::id`.
     pub value_sets: &'e [ValueSet],
     /// The patient.
     pub record: &'e PatientRecord<'a>,
@@ -154,6 +154,7 @@ impl<'e, 'a> Evaluator<'e, 'a> {
 mod tests {
     use super::*;
     use crate::fhir::{Code, Coded, ConditionFact, DraftOrder};
+    use crate::rules::valueset::ValueSetIds;
     use serde_json::{Value, json};
 
     const NOW: OffsetDateTime = time::macros::datetime!(2026-01-01 0:00 UTC);
@@ -199,11 +200,10 @@ mod tests {
         }
     }
 
-    /// A criterion from its JSON, with `vs{n}` resolved to index n.
+    /// A criterion from its JSON, resolved against [`value_sets`].
     fn criterion(json: Value) -> Criterion {
-        let mut c: Criterion = serde_json::from_value(json).unwrap();
-        c.value_sets_mut(&mut |r| r.index = r.url[2..].parse().unwrap());
-        c
+        let raw: Criterion<String> = serde_json::from_value(json).unwrap();
+        raw.resolve(&mut ValueSetIds::new(value_sets()))
     }
 
     /// Whether `c` holds on [`record`], and the names it bound.
@@ -261,10 +261,7 @@ mod tests {
                 "card": {"summary": "s", "indicator": "info", "detail": "d",
                     "source": {"label": "S", "url": "https://e"}, "links": [], "overrideReasons": [coding]},
             }))
-            .map(|mut r: Rule| {
-                r.when.value_sets_mut(&mut |r| r.index = r.url[2..].parse().unwrap());
-                r
-            })
+            .map(|r: Rule<String>| r.resolve(&mut ValueSetIds::new(value_sets())))
             .unwrap()
         };
         let (sets, record) = (value_sets(), record());

@@ -11,7 +11,7 @@
 
 use super::criteria::{Criterion, Kind, Node};
 use super::model::Rule;
-use super::valueset::ValueSet;
+use super::valueset::{ValueSet, ValueSetId};
 use crate::fhir::{Code, PatientRecord};
 use std::collections::HashMap;
 
@@ -64,7 +64,7 @@ impl TriggerIndex {
             for trigger in rule.draft_triggers() {
                 index
                     .orders
-                    .insert(Kind::DraftOrder, &value_sets[trigger.index], i);
+                    .insert(Kind::DraftOrder, &value_sets[trigger.id], i);
             }
             match view_trigger(&rule.when) {
                 Some(leaves) => {
@@ -108,12 +108,12 @@ impl TriggerIndex {
 }
 
 /// The leaves of which one must match for `c` to hold, if that can be told.
-fn view_trigger(c: &Criterion) -> Option<Vec<(Kind, usize)>> {
+fn view_trigger(c: &Criterion) -> Option<Vec<(Kind, ValueSetId)>> {
     match c.node() {
         Node::Leaf(leaf) => leaf
             .items()
             .filter(|i| i.kind != Kind::DraftOrder)
-            .map(|i| vec![(i.kind, i.value_set.index)]),
+            .map(|i| vec![(i.kind, i.value_set.id)]),
         Node::All(children) => children.iter().find_map(view_trigger),
         Node::Any(children) => {
             // Draft-order branches never match on patient-view, so they need no trigger.

@@ -5,7 +5,7 @@
 use super::criteria::{Kind, Node};
 use super::model::{ActionTemplate, AlertFatigue, Criterion, Rule};
 use super::template::{check_placeholder, placeholders};
-use super::valueset::ValueSet;
+use super::valueset::{ValueSet, ValueSetIds};
 use super::yaml::{YamlDoc, serde_path_to_pointer};
 use super::{Family, RuleSet, Service};
 use crate::cds::{Hook, SelectionBehavior};
@@ -152,11 +152,7 @@ pub fn load_dir(dir: &Path) -> Result<RuleSet, Vec<Diagnostic>> {
         return Err(problems.0);
     }
     let value_sets = load_value_sets(&dir.join("valuesets"), &mut problems);
-    let url_index: HashMap<&str, usize> = value_sets
-        .iter()
-        .enumerate()
-        .map(|(i, vs)| (vs.url.as_str(), i))
-        .collect();
+    let mut ids = ValueSetIds::new(value_sets);
     let rule_schema = compile_schema(RULE_SCHEMA);
     let service_schema = compile_schema(SERVICE_SCHEMA);
     let mut rules: Vec<Rule> = Vec::new();
@@ -212,12 +208,12 @@ pub fn load_dir(dir: &Path) -> Result<RuleSet, Vec<Diagnostic>> {
             if path == service_path || path.extension().and_then(|e| e.to_str()) != Some("yaml") {
                 continue;
             }
-            let Some((mut rule, doc)) = load_yaml::<Rule>(&path, &rule_schema, &mut problems)
+            let Some((rule, doc)) = load_yaml::<Rule<String>>(&path, &rule_schema, &mut problems)
             else {
                 continue;
             };
-            check_value_sets(&path, &doc, &url_index, &mut problems);
-            resolve_value_sets(&mut rule, &url_index);
+            check_value_sets(&path, &doc, &ids, &mut problems);
+            let mut rule = rule.resolve(&mut ids);
             check_rule(&path, &doc, &rule, &mut problems);
             rule.alert_fatigue = rule.alert_fatigue.or(fatigue_defaults);
             if let Some(first) = rule_files.get(&rule.id) {
@@ -244,7 +240,7 @@ pub fn load_dir(dir: &Path) -> Result<RuleSet, Vec<Diagnostic>> {
         families.push(family);
     }
     if problems.0.is_empty() {
-        Ok(RuleSet::new(rules, value_sets, families))
+        Ok(RuleSet::new(rules, ids.into_sets(), families))
     } else {
         problems.0.sort();
         Err(problems.0)
@@ -283,12 +279,7 @@ fn load_value_sets(dir: &Path, problems: &mut Problems) -> Vec<ValueSet> {
 }
 
 /// Reports every `valueSet` reference that names no loaded value set.
-fn check_value_sets(
-    path: &Path,
-    doc: &YamlDoc,
-    urls: &HashMap<&str, usize>,
-    problems: &mut Problems,
-) {
+fn check_value_sets(path: &Path, doc: &YamlDoc, ids: &ValueSetIds, problems: &mut Problems) {
     fn walk(value: &Value, pointer: String, out: &mut Vec<(String, String)>) {
         match value {
             Value::Object(map) => {
@@ -311,23 +302,13 @@ fn check_value_sets(
     let mut refs = Vec::new();
     walk(&doc.value, String::new(), &mut refs);
     for (pointer, url) in refs {
-        if !urls.contains_key(url.as_str()) {
+        if !ids.is_loaded(&url) {
             problems.add(
                 path,
                 doc.line_of(&pointer),
                 format!("unknown value set {url}"),
             );
         }
-    }
-}
-
-fn resolve_value_sets(rule: &mut Rule, urls: &HashMap<&str, usize>) {
-    let mut resolve = |r: &mut super::model::ValueSetRef| {
-        r.index = urls.get(r.url.as_str()).copied().unwrap_or(usize::MAX);
-    };
-    rule.when.value_sets_mut(&mut resolve);
-    for exclusion in &mut rule.exclusions {
-        exclusion.when.value_sets_mut(&mut resolve);
     }
 }
 

@@ -18,6 +18,9 @@ pub use eval::{Bound, Evaluator, Finding, Verdict};
 pub use load::{Diagnostic, load_dir};
 pub use template::render;
 pub use valueset::ValueSet;
+// Unit tests elsewhere build rules from inline YAML and must resolve them.
+#[cfg(test)]
+pub(crate) use valueset::ValueSetIds;
 
 use crate::cds::Hook;
 use crate::fhir::{PatientRecord, PrefetchKey};
@@ -187,7 +190,8 @@ impl RuleSet {
                     let Some(need) = data_need(c) else { return };
                     needs.insert(need.data);
                     if let Some(codes) = need.codes {
-                        observation_codes.extend(self.value_sets[codes.index].search_tokens());
+                        observation_codes
+                            .extend(self.value_sets.as_slice()[codes.id].search_tokens());
                     }
                 });
             }

@@ -4,13 +4,15 @@
 
 pub use super::criteria::Criterion;
 use super::criteria::{Kind, Node};
+use super::valueset::{ValueSetIds, ValueSetRef};
 use crate::cds::{Coding, Hook, Indicator, SelectionBehavior};
 use serde::{Deserialize, Deserializer, Serialize};
 
-/// A rule as written in its YAML file.
+/// A rule as written in its YAML file, with value sets as canonical URLs
+/// (`V = String`), or as loaded, with them resolved (`V = ValueSetRef`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Rule {
+pub struct Rule<V = ValueSetRef> {
     /// Unique id.
     pub id: String,
     /// Semantic version.
@@ -30,10 +32,10 @@ pub struct Rule {
     #[serde(default)]
     pub also_cites: Vec<Citation>,
     /// When the rule applies.
-    pub when: Criterion,
+    pub when: Criterion<V>,
     /// Named reasons not to fire.
     #[serde(default)]
-    pub exclusions: Vec<Exclusion>,
+    pub exclusions: Vec<Exclusion<V>>,
     /// The card it produces.
     pub card: CardTemplate,
     /// How often its card may interrupt; unset fields take the service's
@@ -135,31 +137,13 @@ pub struct Citation {
 /// A named exclusion.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Exclusion {
+pub struct Exclusion<V = ValueSetRef> {
     /// Exclusion id, reported by `hookwise test`.
     pub id: String,
     /// Plain words for the card.
     pub label: String,
     /// When the exclusion holds.
-    pub when: Criterion,
-}
-
-/// A reference to a value set by canonical URL; `index` is filled at load.
-#[derive(Debug, Clone)]
-pub struct ValueSetRef {
-    /// Canonical URL.
-    pub url: String,
-    /// Index into the rule set's value sets.
-    pub index: usize,
-}
-
-impl<'de> Deserialize<'de> for ValueSetRef {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(ValueSetRef {
-            url: String::deserialize(d)?,
-            index: usize::MAX,
-        })
-    }
+    pub when: Criterion<V>,
 }
 
 /// A length of time written `42d`, `6w`, `3mo` or `2y`.
@@ -310,6 +294,32 @@ impl CreateType {
         match self {
             CreateType::ServiceRequest => "code",
             CreateType::MedicationRequest => "medicationCodeableConcept",
+        }
+    }
+}
+
+impl Rule<String> {
+    /// The rule with its value-set URLs resolved.
+    pub(crate) fn resolve(self, ids: &mut ValueSetIds) -> Rule {
+        let when = self.when.resolve(ids);
+        let exclusions = self.exclusions.into_iter().map(|e| Exclusion {
+            id: e.id,
+            label: e.label,
+            when: e.when.resolve(ids),
+        });
+        Rule {
+            id: self.id,
+            version: self.version,
+            title: self.title,
+            catalogue_id: self.catalogue_id,
+            category: self.category,
+            hooks: self.hooks,
+            evidence: self.evidence,
+            also_cites: self.also_cites,
+            when,
+            exclusions: exclusions.collect(),
+            card: self.card,
+            alert_fatigue: self.alert_fatigue,
         }
     }
 }

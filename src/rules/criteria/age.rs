@@ -3,7 +3,6 @@
 use super::{Criterion, Items, Leaf, Need, Outcome};
 use crate::fhir::DataNeed;
 use crate::rules::eval::Evaluator;
-use crate::rules::model::ValueSetRef;
 use crate::rules::valueset::ValueSet;
 use serde::Deserialize;
 
@@ -40,10 +39,6 @@ impl Leaf for AgeBounds {
     }
 
     fn items(&self) -> Option<Items<'_>> {
-        None
-    }
-
-    fn value_set_mut(&mut self) -> Option<&mut ValueSetRef> {
         None
     }
 

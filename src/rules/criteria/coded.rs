@@ -7,7 +7,8 @@ use crate::fhir::{
     Coded, ConditionFact, DraftOrder, MedicationFact, ObservationFact, ProcedureFact,
 };
 use crate::rules::eval::{Bound, Evaluator};
-use crate::rules::model::{Span, ValueSetRef};
+use crate::rules::model::Span;
+use crate::rules::valueset::ValueSetRef;
 use std::cmp::Reverse;
 use time::OffsetDateTime;
 

@@ -4,8 +4,9 @@ use super::coded::{CodedItem, latest_first};
 use super::{Items, Kind, Leaf, Need, Outcome, span_words, title};
 use crate::fhir::DataNeed;
 use crate::rules::eval::{Bound, Evaluator};
-use crate::rules::model::{Span, ValueSetRef};
+use crate::rules::model::Span;
 use crate::rules::valueset::ValueSet;
+use crate::rules::valueset::{ValueSetIds, ValueSetRef};
 use serde::Deserialize;
 
 /// Condition status filter.
@@ -22,9 +23,9 @@ pub enum ConditionStatus {
 /// Conditions from a value set.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ConditionCriterion {
-    /// Codes.
-    pub value_set: ValueSetRef,
+pub struct ConditionCriterion<V = ValueSetRef> {
+    /// Codes: a canonical URL as written, resolved at load.
+    pub value_set: V,
     /// Status filter.
     #[serde(default)]
     pub status: ConditionStatus,
@@ -35,6 +36,19 @@ pub struct ConditionCriterion {
     /// Binding name.
     #[serde(rename = "as")]
     pub bind: Option<String>,
+}
+
+impl ConditionCriterion<String> {
+    /// The criterion with its value set resolved.
+    pub(super) fn resolve(self, ids: &mut ValueSetIds) -> ConditionCriterion {
+        ConditionCriterion {
+            value_set: ids.resolve(self.value_set),
+            status: self.status,
+            within: self.within,
+            first_within: self.first_within,
+            bind: self.bind,
+        }
+    }
 }
 
 impl ConditionCriterion {
@@ -87,10 +101,6 @@ impl Leaf for ConditionCriterion {
             value_set: &self.value_set,
             binding: self.bind.as_deref(),
         })
-    }
-
-    fn value_set_mut(&mut self) -> Option<&mut ValueSetRef> {
-        Some(&mut self.value_set)
     }
 
     fn unreachable(&self) -> Option<String> {

@@ -5,16 +5,16 @@ use super::coded::CodedItem;
 use super::{Items, Kind, Leaf, Need, Outcome, title};
 use crate::fhir::DraftOrder;
 use crate::rules::eval::{Bound, Evaluator};
-use crate::rules::model::ValueSetRef;
 use crate::rules::valueset::ValueSet;
+use crate::rules::valueset::{ValueSetIds, ValueSetRef};
 use serde::Deserialize;
 
 /// Draft orders from a value set.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct DraftOrderCriterion {
-    /// Codes.
-    pub value_set: ValueSetRef,
+pub struct DraftOrderCriterion<V = ValueSetRef> {
+    /// Codes: a canonical URL as written, resolved at load.
+    pub value_set: V,
     /// Resource type filter.
     pub resource_type: Option<OrderType>,
     /// Binding name.
@@ -46,6 +46,17 @@ impl OrderType {
             OrderType::NutritionOrder => "NutritionOrder",
             OrderType::VisionPrescription => "VisionPrescription",
             OrderType::DeviceRequest => "DeviceRequest",
+        }
+    }
+}
+
+impl DraftOrderCriterion<String> {
+    /// The criterion with its value set resolved.
+    pub(super) fn resolve(self, ids: &mut ValueSetIds) -> DraftOrderCriterion {
+        DraftOrderCriterion {
+            value_set: ids.resolve(self.value_set),
+            resource_type: self.resource_type,
+            bind: self.bind,
         }
     }
 }
@@ -88,10 +99,6 @@ impl Leaf for DraftOrderCriterion {
             value_set: &self.value_set,
             binding: self.bind.as_deref(),
         })
-    }
-
-    fn value_set_mut(&mut self) -> Option<&mut ValueSetRef> {
-        Some(&mut self.value_set)
     }
 
     fn unreachable(&self) -> Option<String> {

@@ -4,7 +4,7 @@
 use super::{Items, Leaf, Need, Outcome};
 use crate::fhir::DataNeed;
 use crate::rules::eval::Evaluator;
-use crate::rules::model::{Span, ValueSetRef};
+use crate::rules::model::Span;
 use crate::rules::valueset::ValueSet;
 use serde::Deserialize;
 
@@ -62,10 +62,6 @@ impl Leaf for EncounterCriterion {
     }
 
     fn items(&self) -> Option<Items<'_>> {
-        None
-    }
-
-    fn value_set_mut(&mut self) -> Option<&mut ValueSetRef> {
         None
     }
 

@@ -5,16 +5,17 @@ use super::coded::CodedItem;
 use super::{Items, Kind, Leaf, Need, Outcome, span_words, title};
 use crate::fhir::DataNeed;
 use crate::rules::eval::{Bound, Evaluator};
-use crate::rules::model::{Span, ValueSetRef};
+use crate::rules::model::Span;
 use crate::rules::valueset::ValueSet;
+use crate::rules::valueset::{ValueSetIds, ValueSetRef};
 use serde::Deserialize;
 
 /// Active medications from a value set.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct MedicationCriterion {
-    /// Codes.
-    pub value_set: ValueSetRef,
+pub struct MedicationCriterion<V = ValueSetRef> {
+    /// Codes: a canonical URL as written, resolved at load.
+    pub value_set: V,
     /// Active at least this long.
     pub min_duration: Option<Span>,
     /// Distinct drugs needed (default 1).
@@ -22,6 +23,18 @@ pub struct MedicationCriterion {
     /// Binding name.
     #[serde(rename = "as")]
     pub bind: Option<String>,
+}
+
+impl MedicationCriterion<String> {
+    /// The criterion with its value set resolved.
+    pub(super) fn resolve(self, ids: &mut ValueSetIds) -> MedicationCriterion {
+        MedicationCriterion {
+            value_set: ids.resolve(self.value_set),
+            min_duration: self.min_duration,
+            min_count: self.min_count,
+            bind: self.bind,
+        }
+    }
 }
 
 impl MedicationCriterion {
@@ -77,10 +90,6 @@ impl Leaf for MedicationCriterion {
             value_set: &self.value_set,
             binding: self.bind.as_deref(),
         })
-    }
-
-    fn value_set_mut(&mut self) -> Option<&mut ValueSetRef> {
-        Some(&mut self.value_set)
     }
 
     fn unreachable(&self) -> Option<String> {

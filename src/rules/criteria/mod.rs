@@ -4,8 +4,8 @@
 //! A leaf's file owns everything about it: its serde model, its evaluation,
 //! its words in the catalogue, the data it needs, the coded items it matches
 //! (which give the trigger index, its `as:` binding and its value set) and
-//! its load-time checks, all through [`Leaf`]. The only dispatch over the
-//! criterion kinds is [`Criterion::node`] and [`Criterion::node_mut`], and
+//! its load-time checks, all through [`Leaf`]. The only dispatches over the
+//! criterion kinds are [`Criterion::node`] and `Criterion::resolve`, and
 //! they are exhaustive, so a new leaf cannot compile with a piece missing.
 
 mod age;
@@ -28,38 +28,39 @@ pub use procedure::ProcedureCriterion;
 pub use sex::Sex;
 
 use super::eval::{Bound, Evaluator};
-use super::model::{Span, ValueSetRef};
-use super::valueset::ValueSet;
+use super::model::Span;
+use super::valueset::{ValueSet, ValueSetIds, ValueSetRef};
 use crate::fhir::{Coded, DataNeed};
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-/// One criterion. Value-set references are resolved to ids at load time.
+/// One criterion. Value sets are written as canonical URLs (`V = String`)
+/// and resolved at load time (`V = ValueSetRef`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub enum Criterion {
+pub enum Criterion<V = ValueSetRef> {
     /// Every child holds.
-    All(Vec<Criterion>),
+    All(Vec<Criterion<V>>),
     /// At least one child holds.
-    Any(Vec<Criterion>),
+    Any(Vec<Criterion<V>>),
     /// The child does not hold.
-    Not(Box<Criterion>),
+    Not(Box<Criterion<V>>),
     /// Age in whole years, inclusive bounds.
     Age(AgeBounds),
     /// Patient.gender.
     Sex(Sex),
     /// A Condition.
-    Condition(ConditionCriterion),
+    Condition(ConditionCriterion<V>),
     /// Active medications.
-    Medication(MedicationCriterion),
+    Medication(MedicationCriterion<V>),
     /// Observations.
-    Observation(ObservationCriterion),
+    Observation(ObservationCriterion<V>),
     /// Performed procedures.
-    Procedure(ProcedureCriterion),
+    Procedure(ProcedureCriterion<V>),
     /// Encounter class.
     Encounter(EncounterCriterion),
     /// A draft order.
-    DraftOrder(DraftOrderCriterion),
+    DraftOrder(DraftOrderCriterion<V>),
 }
 
 /// A criterion seen as a combinator or a leaf.
@@ -86,8 +87,6 @@ pub(crate) trait Leaf {
     /// The coded items the leaf matches; `None` for leaves that test the
     /// patient or the encounter, which no code can trigger.
     fn items(&self) -> Option<Items<'_>>;
-    /// The value-set reference, for resolution at load.
-    fn value_set_mut(&mut self) -> Option<&mut ValueSetRef>;
     /// Why the leaf can never hold, if it cannot.
     fn unreachable(&self) -> Option<String>;
 }
@@ -140,6 +139,28 @@ impl Need<'_> {
     }
 }
 
+impl Criterion<String> {
+    /// The criterion with its value-set URLs resolved.
+    pub(crate) fn resolve(self, ids: &mut ValueSetIds) -> Criterion {
+        let all = |children: Vec<Criterion<String>>, ids: &mut ValueSetIds| {
+            children.into_iter().map(|c| c.resolve(ids)).collect()
+        };
+        match self {
+            Criterion::All(children) => Criterion::All(all(children, ids)),
+            Criterion::Any(children) => Criterion::Any(all(children, ids)),
+            Criterion::Not(child) => Criterion::Not(Box::new(child.resolve(ids))),
+            Criterion::Age(leaf) => Criterion::Age(leaf),
+            Criterion::Sex(leaf) => Criterion::Sex(leaf),
+            Criterion::Condition(leaf) => Criterion::Condition(leaf.resolve(ids)),
+            Criterion::Medication(leaf) => Criterion::Medication(leaf.resolve(ids)),
+            Criterion::Observation(leaf) => Criterion::Observation(leaf.resolve(ids)),
+            Criterion::Procedure(leaf) => Criterion::Procedure(leaf.resolve(ids)),
+            Criterion::Encounter(leaf) => Criterion::Encounter(leaf),
+            Criterion::DraftOrder(leaf) => Criterion::DraftOrder(leaf.resolve(ids)),
+        }
+    }
+}
+
 impl Criterion {
     /// This criterion as a combinator or a leaf: the one dispatch over kinds.
     pub(crate) fn node(&self) -> Node<'_> {
@@ -158,24 +179,6 @@ impl Criterion {
         }
     }
 
-    /// The children of a combinator, or the leaf, mutably.
-    fn node_mut(&mut self) -> Result<Vec<&mut Criterion>, &mut dyn Leaf> {
-        match self {
-            Criterion::All(children) | Criterion::Any(children) => {
-                Ok(children.iter_mut().collect())
-            }
-            Criterion::Not(child) => Ok(vec![child]),
-            Criterion::Age(leaf) => Err(leaf),
-            Criterion::Sex(leaf) => Err(leaf),
-            Criterion::Condition(leaf) => Err(leaf),
-            Criterion::Medication(leaf) => Err(leaf),
-            Criterion::Observation(leaf) => Err(leaf),
-            Criterion::Procedure(leaf) => Err(leaf),
-            Criterion::Encounter(leaf) => Err(leaf),
-            Criterion::DraftOrder(leaf) => Err(leaf),
-        }
-    }
-
     /// Visits this criterion and every descendant.
     pub fn walk<'c>(&'c self, visit: &mut impl FnMut(&'c Criterion)) {
         visit(self);
@@ -185,14 +188,6 @@ impl Criterion {
             }
             Node::Not(child) => child.walk(visit),
             Node::Leaf(_) => {}
-        }
-    }
-
-    /// Visits every value-set reference mutably (for resolution at load).
-    pub fn value_sets_mut(&mut self, visit: &mut impl FnMut(&mut ValueSetRef)) {
-        match self.node_mut() {
-            Ok(children) => children.into_iter().for_each(|c| c.value_sets_mut(visit)),
-            Err(leaf) => leaf.value_set_mut().into_iter().for_each(visit),
         }
     }
 
@@ -242,11 +237,9 @@ impl Criterion {
     }
 }
 
-/// A value set's title for the catalogue, or its URL when it is not loaded.
+/// A value set's title, for the catalogue.
 fn title(value_sets: &[ValueSet], r: &ValueSetRef) -> String {
-    value_sets
-        .get(r.index)
-        .map_or(r.url.clone(), |v| v.title.clone())
+    value_sets[r.id].title.clone()
 }
 
 /// ` {prefix} N days` for a set span, else nothing.
@@ -258,9 +251,7 @@ fn span_words(span: Option<Span>, prefix: &str) -> String {
 impl<'a> Evaluator<'_, 'a> {
     /// Whether one of the codes is in the value set.
     fn in_set(&self, vs: &ValueSetRef, coded: &Coded<'a>) -> bool {
-        self.value_sets[vs.index]
-            .first_match(&coded.codes)
-            .is_some()
+        self.value_sets[vs.id].first_match(&coded.codes).is_some()
     }
 
     /// Whether `date` lies in the window ending now (inclusive of its first day).

@@ -5,16 +5,17 @@ use super::coded::{CodedItem, latest_first};
 use super::{Items, Kind, Leaf, Need, Outcome, span_words, title};
 use crate::fhir::DataNeed;
 use crate::rules::eval::{Bound, Evaluator};
-use crate::rules::model::{Span, ValueSetRef};
+use crate::rules::model::Span;
 use crate::rules::valueset::ValueSet;
+use crate::rules::valueset::{ValueSetIds, ValueSetRef};
 use serde::Deserialize;
 
 /// Observations from a value set.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ObservationCriterion {
-    /// Codes.
-    pub value_set: ValueSetRef,
+pub struct ObservationCriterion<V = ValueSetRef> {
+    /// Codes: a canonical URL as written, resolved at load.
+    pub value_set: V,
     /// Look-back window.
     pub within: Option<Span>,
     /// Comparison on the latest value.
@@ -76,6 +77,18 @@ impl Comparator {
             Comparator::Greater => actual > threshold,
             Comparator::GreaterOrEqual => actual >= threshold,
             Comparator::Equal => (actual - threshold).abs() < f64::EPSILON,
+        }
+    }
+}
+
+impl ObservationCriterion<String> {
+    /// The criterion with its value set resolved.
+    pub(super) fn resolve(self, ids: &mut ValueSetIds) -> ObservationCriterion {
+        ObservationCriterion {
+            value_set: ids.resolve(self.value_set),
+            within: self.within,
+            value: self.value,
+            bind: self.bind,
         }
     }
 }
@@ -143,10 +156,6 @@ impl Leaf for ObservationCriterion {
             value_set: &self.value_set,
             binding: self.bind.as_deref(),
         })
-    }
-
-    fn value_set_mut(&mut self) -> Option<&mut ValueSetRef> {
-        Some(&mut self.value_set)
     }
 
     fn unreachable(&self) -> Option<String> {

@@ -5,21 +5,33 @@ use super::coded::{CodedItem, latest_first};
 use super::{Items, Kind, Leaf, Need, Outcome, span_words, title};
 use crate::fhir::DataNeed;
 use crate::rules::eval::{Bound, Evaluator};
-use crate::rules::model::{Span, ValueSetRef};
+use crate::rules::model::Span;
 use crate::rules::valueset::ValueSet;
+use crate::rules::valueset::{ValueSetIds, ValueSetRef};
 use serde::Deserialize;
 
 /// Performed procedures from a value set.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ProcedureCriterion {
-    /// Codes.
-    pub value_set: ValueSetRef,
+pub struct ProcedureCriterion<V = ValueSetRef> {
+    /// Codes: a canonical URL as written, resolved at load.
+    pub value_set: V,
     /// Look-back window.
     pub within: Option<Span>,
     /// Binding name.
     #[serde(rename = "as")]
     pub bind: Option<String>,
+}
+
+impl ProcedureCriterion<String> {
+    /// The criterion with its value set resolved.
+    pub(super) fn resolve(self, ids: &mut ValueSetIds) -> ProcedureCriterion {
+        ProcedureCriterion {
+            value_set: ids.resolve(self.value_set),
+            within: self.within,
+            bind: self.bind,
+        }
+    }
 }
 
 impl ProcedureCriterion {
@@ -54,10 +66,6 @@ impl Leaf for ProcedureCriterion {
             value_set: &self.value_set,
             binding: self.bind.as_deref(),
         })
-    }
-
-    fn value_set_mut(&mut self) -> Option<&mut ValueSetRef> {
-        Some(&mut self.value_set)
     }
 
     fn unreachable(&self) -> Option<String> {

@@ -3,7 +3,6 @@
 use super::{Criterion, Items, Leaf, Need, Outcome};
 use crate::fhir::DataNeed;
 use crate::rules::eval::Evaluator;
-use crate::rules::model::ValueSetRef;
 use crate::rules::valueset::ValueSet;
 use serde::Deserialize;
 use std::collections::BTreeSet;
@@ -48,10 +47,6 @@ impl Leaf for Sex {
     }
 
     fn items(&self) -> Option<Items<'_>> {
-        None
-    }
-
-    fn value_set_mut(&mut self) -> Option<&mut ValueSetRef> {
         None
     }
 
