@@ -1,12 +1,13 @@
 //! The CDS service request envelope.
 
 use crate::json::{self, Json, ParseError, depth, field, str_field};
-use serde::Deserialize;
 use serde::de::{IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// The hooks hookwise serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// The hooks hookwise serves. Rule files name them as on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Hook {
     /// Chart opened: review what the patient already has.
     PatientView,

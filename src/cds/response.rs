@@ -1,6 +1,6 @@
 //! Response, card, discovery and error bodies.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The body of a successful service call. `cards` is always present.
@@ -11,7 +11,7 @@ pub struct CdsResponse {
 }
 
 /// Card urgency.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Indicator {
     /// Informational.
@@ -77,7 +77,7 @@ pub struct Coding {
 }
 
 /// How many suggestions the user may pick.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SelectionBehavior {
     /// At most one suggestion.

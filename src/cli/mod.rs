@@ -363,8 +363,7 @@ fn list_rules(dir: &Path, json: bool, markdown: bool) -> Result<ExitCode, CliErr
                 let services: Vec<String> = rule
                     .hooks
                     .iter()
-                    .filter_map(|h| Hook::parse(h))
-                    .map(|h| Service::id_for(&family.id, h))
+                    .map(|h| Service::id_for(&family.id, *h))
                     .collect();
                 serde_json::json!({
                     "id": rule.id, "version": rule.version, "title": rule.title,
@@ -387,8 +386,8 @@ fn list_rules(dir: &Path, json: bool, markdown: bool) -> Result<ExitCode, CliErr
         .map(|rule| {
             [
                 rule.id.clone(),
-                rule.category.clone(),
-                rule.hooks.join(","),
+                rule.category.as_str().to_string(),
+                rule.hook_list(","),
                 rule.title.clone(),
                 format!("{} {}", rule.evidence.society, rule.evidence.year),
             ]

@@ -107,11 +107,11 @@ pub fn render_card(finding: &Finding<'_, '_>, ctx: &CardContext<'_>) -> Card {
             })
         })
         .collect();
-    let selection_behavior =
-        (!suggestions.is_empty()).then_some(match template.selection_behavior.as_deref() {
-            Some("any") => SelectionBehavior::Any,
-            _ => SelectionBehavior::AtMostOne,
-        });
+    let selection_behavior = (!suggestions.is_empty()).then_some(
+        template
+            .selection_behavior
+            .unwrap_or(SelectionBehavior::AtMostOne),
+    );
     Card {
         uuid: card_uuid.to_string(),
         summary: shorten(render(&template.summary, finding, ctx.now).trim()),
@@ -120,7 +120,7 @@ pub fn render_card(finding: &Finding<'_, '_>, ctx: &CardContext<'_>) -> Card {
                 .trim()
                 .to_string(),
         ),
-        indicator: indicator(&template.indicator),
+        indicator: template.indicator,
         source: Source {
             label: template.source.label.clone(),
             url: Some(template.source.url.clone()),
@@ -242,14 +242,6 @@ pub fn combine(
     }
 }
 
-fn indicator(name: &str) -> Indicator {
-    match name {
-        "critical" => Indicator::Critical,
-        "warning" => Indicator::Warning,
-        _ => Indicator::Info,
-    }
-}
-
 /// The actions of one template action: one delete per matched draft order
 /// (none when that criterion matched nothing), or one create.
 fn actions_for(
@@ -325,17 +317,12 @@ fn taper_task(medication: &str, display: &str, patient_id: &str) -> Value {
 fn draft_resource(create: &CreateTemplate, patient_id: &str) -> Value {
     let concept = concept(&create.code);
     let mut resource = json!({
-        "resourceType": create.resource_type,
+        "resourceType": create.resource_type.as_str(),
         "status": "draft",
         "intent": "order",
         "subject": {"reference": format!("Patient/{patient_id}")},
     });
-    let field = if create.resource_type == "MedicationRequest" {
-        "medicationCodeableConcept"
-    } else {
-        "code"
-    };
-    resource[field] = concept;
+    resource[create.resource_type.code_element()] = concept;
     resource
 }
 

@@ -281,13 +281,14 @@ mod tests {
 
     fn rule(id: &str, days: Option<u32>, dedupe: Option<bool>) -> Rule {
         let yaml = format!(
-            "id: {id}\nversion: 1.0.0\ntitle: T\ncategory: c\nhooks: [order-select, order-sign]\n\
+            "id: {id}\nversion: 1.0.0\ntitle: T\ncategory: screening\nhooks: [order-select, order-sign]\n\
              evidence: {{ society: S, recommendation: R, year: 2020, url: https://e.org }}\n\
              when: {{ age: {{ min: 1 }} }}\n\
              card: {{ summary: S, indicator: info, detail: D, source: {{ label: S, url: https://e.org }},\n\
              \x20 links: [], overrideReasons: [] }}\n"
         );
-        let mut rule: Rule = serde_saphyr::from_str(&yaml).unwrap();
+        let raw: Rule<String> = serde_saphyr::from_str(&yaml).unwrap();
+        let mut rule = raw.resolve(&mut crate::rules::ValueSetIds::new(Vec::new()));
         rule.alert_fatigue = AlertFatigue {
             suppress_after_override_days: days,
             deduplicate_order_sign: dedupe,

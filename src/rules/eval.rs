@@ -1,10 +1,13 @@
 //! The evaluator: a pure function of (rules, patient record, hook, now).
-//! No I/O and no clock reads happen here.
+//! No I/O and no clock reads happen here. This file holds the combinators
+//! (`all`, `any`, `not`) and the binding of matches to `as:` names; each
+//! leaf evaluates itself in its file under `criteria/`.
 
-use super::model::*;
+use super::criteria::{Criterion, Kind, Node, Outcome};
+use super::model::Rule;
 use super::valueset::ValueSet;
 use crate::cds::Hook;
-use crate::fhir::{Coded, PatientRecord};
+use crate::fhir::PatientRecord;
 use time::OffsetDateTime;
 
 /// One item a criterion matched, as the card text may name it.
@@ -63,7 +66,7 @@ pub enum Verdict<'r, 'a> {
 
 /// Evaluates rules against one patient record at one instant.
 pub struct Evaluator<'e, 'a> {
-    /// Compiled value sets, indexed by `ValueSetRef::index`.
+    /// Compiled value sets, indexed by `ValueSetRef::id`.
     pub value_sets: &'e [ValueSet],
     /// The patient.
     pub record: &'e PatientRecord<'a>,
@@ -104,36 +107,28 @@ impl<'e, 'a> Evaluator<'e, 'a> {
     }
 
     fn holds<'r>(&self, criterion: &'r Criterion, state: &mut State<'r, 'a>) -> bool {
-        match criterion {
-            Criterion::All(children) => children.iter().all(|c| self.holds(c, state)),
+        match criterion.node() {
+            Node::All(children) => children.iter().all(|c| self.holds(c, state)),
             // Every branch is evaluated so that each binds what it matched.
             #[allow(clippy::unnecessary_fold)]
-            Criterion::Any(children) => children
+            Node::Any(children) => children
                 .iter()
                 .fold(false, |any, c| self.holds(c, state) || any),
-            Criterion::Not(child) => !self.holds(child, &mut State::default()),
-            Criterion::Age(bounds) => self.age_in(bounds),
-            Criterion::Sex(sex) => self.record.gender == Some(sex.as_str()),
-            Criterion::Condition(c) => self.bind(state, c.bind.as_deref(), self.conditions(c)),
-            Criterion::Medication(c) => {
-                let matched = self.medications(c);
-                let distinct = distinct_count(&matched);
-                let needed = c.min_count.unwrap_or(1);
-                let matched = if distinct >= needed {
-                    matched
-                } else {
-                    Vec::new()
-                };
-                self.bind(state, c.bind.as_deref(), matched)
-            }
-            Criterion::Observation(c) => self.bind(state, c.bind.as_deref(), self.observations(c)),
-            Criterion::Procedure(c) => self.bind(state, c.bind.as_deref(), self.procedures(c)),
-            Criterion::Encounter(c) => self.encounter(c),
-            Criterion::DraftOrder(c) => {
-                let matched = self.draft_orders(c);
-                state.draft_matched |= !matched.is_empty();
-                self.bind(state, c.bind.as_deref(), matched)
-            }
+            // What a negated criterion matched is not there to name.
+            Node::Not(child) => !self.holds(child, &mut State::default()),
+            Node::Leaf(leaf) => match leaf.evaluate(self) {
+                Outcome::Test(holds) => holds,
+                Outcome::Matched(items) => {
+                    let declared = leaf.items();
+                    if declared
+                        .as_ref()
+                        .is_some_and(|i| i.kind == Kind::DraftOrder)
+                    {
+                        state.draft_matched |= !items.is_empty();
+                    }
+                    self.bind(state, declared.and_then(|i| i.binding), items)
+                }
+            },
         }
     }
 
@@ -153,190 +148,138 @@ impl<'e, 'a> Evaluator<'e, 'a> {
         }
         matched
     }
-
-    fn age_in(&self, bounds: &AgeBounds) -> bool {
-        let Some(age) = self.record.age_on(self.now.date()) else {
-            return false;
-        };
-        bounds.min.is_none_or(|min| age >= min) && bounds.max.is_none_or(|max| age <= max)
-    }
-
-    fn in_set(&self, vs: &ValueSetRef, coded: &Coded<'a>) -> bool {
-        self.value_sets[vs.index]
-            .first_match(&coded.codes)
-            .is_some()
-    }
-
-    /// Whether `date` lies in the window ending now (inclusive of its first day).
-    fn within(&self, date: Option<OffsetDateTime>, span: Option<Span>) -> bool {
-        match span {
-            None => true,
-            Some(Span(span)) => date.is_some_and(|d| {
-                let start = (self.now - span).date();
-                d.date() >= start && d <= self.now
-            }),
-        }
-    }
-
-    fn conditions(&self, c: &ConditionCriterion) -> Vec<Bound<'a>> {
-        let mut matched: Vec<_> = self
-            .record
-            .conditions
-            .iter()
-            .filter(|f| c.status == ConditionStatus::Any || f.active)
-            .filter(|f| self.in_set(&c.value_set, &f.coded))
-            .filter(|f| self.within(f.onset, c.within))
-            .collect();
-        if let Some(span) = c.first_within {
-            // An acute problem: the earliest matching record must be recent.
-            let earliest = matched.iter().filter_map(|f| f.onset).min();
-            if !self.within(earliest, Some(span)) {
-                return Vec::new();
-            }
-            matched.sort_by_key(|f| f.onset);
-        } else {
-            matched.sort_by_key(|f| std::cmp::Reverse(f.onset));
-        }
-        matched
-            .into_iter()
-            .map(|f| self.item(&f.coded, f.onset))
-            .collect()
-    }
-
-    fn medications(&self, c: &MedicationCriterion) -> Vec<Bound<'a>> {
-        self.record
-            .medications
-            .iter()
-            .filter(|m| self.in_set(&c.value_set, &m.coded))
-            .filter_map(|m| {
-                let days = m.start.map(|s| (self.now - s).whole_days());
-                if let Some(Span(min)) = c.min_duration
-                    && days.is_none_or(|d| d < min.whole_days())
-                {
-                    return None;
-                }
-                Some(Bound {
-                    days_active: days,
-                    reference: m.coded.id.map(|id| format!("{}/{id}", m.resource_type)),
-                    resource: Some(m.resource),
-                    ..self.item(&m.coded, m.start)
-                })
-            })
-            .collect()
-    }
-
-    fn observations(&self, c: &ObservationCriterion) -> Vec<Bound<'a>> {
-        let mut matched: Vec<_> = self
-            .record
-            .observations
-            .iter()
-            .filter(|o| self.in_set(&c.value_set, &o.coded))
-            .filter(|o| self.within(o.when, c.within))
-            .collect();
-        matched.sort_by_key(|o| std::cmp::Reverse(o.when));
-        let Some(test) = &c.value else {
-            return matched
-                .into_iter()
-                .map(|o| self.item(&o.coded, o.when))
-                .collect();
-        };
-        let latest = matched.into_iter().find(|o| {
-            o.value
-                .is_some_and(|(_, unit)| test.unit.as_deref().is_none_or(|u| unit == Some(u)))
-        });
-        let Some(latest) = latest else {
-            return Vec::new();
-        };
-        let (value, unit) = latest.value.expect("filtered on value");
-        if !compare(value, &test.comparator, test.value) {
-            return Vec::new();
-        }
-        vec![Bound {
-            value: Some((value, unit)),
-            ..self.item(&latest.coded, latest.when)
-        }]
-    }
-
-    fn procedures(&self, c: &ProcedureCriterion) -> Vec<Bound<'a>> {
-        let mut matched: Vec<_> = self
-            .record
-            .procedures
-            .iter()
-            .filter(|p| self.in_set(&c.value_set, &p.coded))
-            .filter(|p| self.within(p.when, c.within))
-            .collect();
-        matched.sort_by_key(|p| std::cmp::Reverse(p.when));
-        matched
-            .into_iter()
-            .map(|p| self.item(&p.coded, p.when))
-            .collect()
-    }
-
-    fn encounter(&self, c: &EncounterCriterion) -> bool {
-        let class_ok = |class: Option<&str>| class.is_some_and(|k| c.class.iter().any(|w| w == k));
-        match c.scope {
-            EncounterScope::Current => {
-                let Some(current) = self.record.current_encounter else {
-                    return false;
-                };
-                self.record
-                    .encounters
-                    .iter()
-                    .any(|e| e.id == Some(current) && class_ok(e.class))
-            }
-            EncounterScope::Any => self
-                .record
-                .encounters
-                .iter()
-                .any(|e| class_ok(e.class) && self.within(e.start, c.within)),
-        }
-    }
-
-    fn draft_orders(&self, c: &DraftOrderCriterion) -> Vec<Bound<'a>> {
-        self.record
-            .draft_orders
-            .iter()
-            .filter(|d| d.selected)
-            .filter(|d| {
-                c.resource_type
-                    .as_deref()
-                    .is_none_or(|t| t == d.resource_type)
-            })
-            .filter(|d| self.in_set(&c.value_set, &d.coded))
-            .map(|d| Bound {
-                reference: d.reference(),
-                ..self.item(&d.coded, None)
-            })
-            .collect()
-    }
-
-    fn item(&self, coded: &Coded<'a>, date: Option<OffsetDateTime>) -> Bound<'a> {
-        Bound {
-            display: coded.display(),
-            date,
-            days_active: None,
-            value: None,
-            reference: None,
-            resource: None,
-        }
-    }
 }
 
-/// Distinct drugs among matches, by name.
-fn distinct_count(items: &[Bound<'_>]) -> usize {
-    let mut names: Vec<&str> = items.iter().map(|b| b.display).collect();
-    names.sort_unstable();
-    names.dedup();
-    names.len()
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fhir::{Code, Coded, ConditionFact, DraftOrder};
+    use crate::rules::valueset::ValueSetIds;
+    use serde_json::{Value, json};
 
-fn compare(actual: f64, comparator: &str, threshold: f64) -> bool {
-    match comparator {
-        "<" => actual < threshold,
-        "<=" => actual <= threshold,
-        ">" => actual > threshold,
-        ">=" => actual >= threshold,
-        "=" => (actual - threshold).abs() < f64::EPSILON,
-        _ => false,
+    const NOW: OffsetDateTime = time::macros::datetime!(2026-01-01 0:00 UTC);
+
+    /// Value set `n` holds code `c{n}`.
+    fn value_sets() -> Vec<ValueSet> {
+        (0..3)
+            .map(|n| {
+                let json = json!({"resourceType": "ValueSet", "url": format!("vs{n}"),
+                    "compose": {"include": [{"system": "s", "concept": [{"code": format!("c{n}")}]}]}});
+                ValueSet::from_fhir(&json).unwrap()
+            })
+            .collect()
+    }
+
+    fn coded(code: &'static str) -> Coded<'static> {
+        Coded {
+            id: Some(code),
+            codes: vec![Code {
+                system: "s",
+                code,
+                display: None,
+            }],
+            text: None,
+        }
+    }
+
+    /// A record with active conditions c0 and c1 and a selected draft order c2.
+    fn record() -> PatientRecord<'static> {
+        let condition = |code| ConditionFact {
+            coded: coded(code),
+            active: true,
+            onset: None,
+        };
+        PatientRecord {
+            conditions: vec![condition("c0"), condition("c1")],
+            draft_orders: vec![DraftOrder {
+                resource_type: "ServiceRequest",
+                coded: coded("c2"),
+                selected: true,
+            }],
+            ..PatientRecord::default()
+        }
+    }
+
+    /// A criterion from its JSON, resolved against [`value_sets`].
+    fn criterion(json: Value) -> Criterion {
+        let raw: Criterion<String> = serde_json::from_value(json).unwrap();
+        raw.resolve(&mut ValueSetIds::new(value_sets()))
+    }
+
+    /// Whether `c` holds on [`record`], and the names it bound.
+    fn run(c: &Criterion) -> (bool, Vec<String>) {
+        let (sets, record) = (value_sets(), record());
+        let ev = Evaluator {
+            value_sets: &sets,
+            record: &record,
+            now: NOW,
+            hook: Hook::PatientView,
+        };
+        let mut state = State::default();
+        let holds = ev.holds(c, &mut state);
+        let names = state.bindings.iter().map(|(n, _)| n.to_string()).collect();
+        (holds, names)
+    }
+
+    fn condition(n: u8, name: &str) -> Value {
+        json!({"condition": {"valueSet": format!("vs{n}"), "as": name}})
+    }
+
+    #[test]
+    fn any_evaluates_and_binds_every_branch() {
+        let c =
+            criterion(json!({"any": [condition(0, "a"), condition(2, "none"), condition(1, "b")]}));
+        assert_eq!(run(&c), (true, vec!["a".into(), "b".into()]));
+    }
+
+    #[test]
+    fn not_holds_when_its_child_does_not_and_binds_nothing() {
+        let c = criterion(json!({"not": condition(2, "absent")}));
+        assert_eq!(run(&c), (true, vec![]));
+        let c = criterion(json!({"not": {"not": condition(0, "present")}}));
+        assert_eq!(run(&c), (true, vec![]), "a double negation binds nothing");
+        let c = criterion(json!({"not": condition(0, "present")}));
+        assert_eq!(run(&c), (false, vec![]));
+    }
+
+    #[test]
+    fn all_needs_every_child_and_a_binding_name_gathers_each_match() {
+        let c = criterion(json!({"all": [condition(0, "x"), condition(1, "x")]}));
+        assert_eq!(run(&c), (true, vec!["x".into()]));
+        let c = criterion(json!({"all": [condition(0, "x"), condition(2, "y")]}));
+        assert!(!run(&c).0);
+    }
+
+    #[test]
+    fn order_hooks_fire_only_on_a_matching_draft_order() {
+        let rule = |when: Value| -> Rule {
+            let coding = json!({"system": "s", "code": "x", "display": "X"});
+            serde_json::from_value(json!({
+                "id": "r", "version": "1.0.0", "title": "A rule", "category": "screening",
+                "hooks": ["order-select"], "when": when,
+                "evidence": {"society": "S", "recommendation": "Do not.", "year": 2020, "url": "https://e"},
+                "card": {"summary": "s", "indicator": "info", "detail": "d",
+                    "source": {"label": "S", "url": "https://e"}, "links": [], "overrideReasons": [coding]},
+            }))
+            .map(|r: Rule<String>| r.resolve(&mut ValueSetIds::new(value_sets())))
+            .unwrap()
+        };
+        let (sets, record) = (value_sets(), record());
+        let on = |hook, rule: &Rule| {
+            let ev = Evaluator {
+                value_sets: &sets,
+                record: &record,
+                now: NOW,
+                hook,
+            };
+            matches!(ev.evaluate(rule), Verdict::Fires(_))
+        };
+        let without_draft =
+            rule(json!({"any": [condition(0, "a"), {"draftOrder": {"valueSet": "vs1"}}]}));
+        assert!(on(Hook::PatientView, &without_draft));
+        assert!(!on(Hook::OrderSelect, &without_draft));
+        let with_draft =
+            rule(json!({"all": [condition(0, "a"), {"draftOrder": {"valueSet": "vs2"}}]}));
+        assert!(on(Hook::OrderSelect, &with_draft));
     }
 }

@@ -9,20 +9,11 @@
 //! every child of an `any` when each has one. Rules without a trigger are
 //! always candidates.
 
-use super::model::{Criterion, Rule};
-use super::valueset::ValueSet;
+use super::criteria::{Criterion, Kind, Node};
+use super::model::Rule;
+use super::valueset::{ValueSet, ValueSetId};
 use crate::fhir::{Code, PatientRecord};
 use std::collections::HashMap;
-
-/// What kind of record item a trigger matches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Kind {
-    DraftOrder,
-    Medication,
-    Condition,
-    Observation,
-    Procedure,
-}
 
 /// (kind, system, code) → rules.
 #[derive(Debug, Default)]
@@ -73,7 +64,7 @@ impl TriggerIndex {
             for trigger in rule.draft_triggers() {
                 index
                     .orders
-                    .insert(Kind::DraftOrder, &value_sets[trigger.value_set.index], i);
+                    .insert(Kind::DraftOrder, &value_sets[trigger.id], i);
             }
             match view_trigger(&rule.when) {
                 Some(leaves) => {
@@ -117,19 +108,16 @@ impl TriggerIndex {
 }
 
 /// The leaves of which one must match for `c` to hold, if that can be told.
-fn view_trigger(c: &Criterion) -> Option<Vec<(Kind, usize)>> {
-    match c {
-        Criterion::Medication(m) => Some(vec![(Kind::Medication, m.value_set.index)]),
-        Criterion::Condition(k) => Some(vec![(Kind::Condition, k.value_set.index)]),
-        Criterion::Observation(o) => Some(vec![(Kind::Observation, o.value_set.index)]),
-        Criterion::Procedure(p) => Some(vec![(Kind::Procedure, p.value_set.index)]),
-        Criterion::All(children) => children.iter().find_map(view_trigger),
-        Criterion::Any(children) => {
+fn view_trigger(c: &Criterion) -> Option<Vec<(Kind, ValueSetId)>> {
+    match c.node() {
+        Node::Leaf(leaf) => leaf
+            .items()
+            .filter(|i| i.kind != Kind::DraftOrder)
+            .map(|i| vec![(i.kind, i.value_set.id)]),
+        Node::All(children) => children.iter().find_map(view_trigger),
+        Node::Any(children) => {
             // Draft-order branches never match on patient-view, so they need no trigger.
-            let live: Vec<&Criterion> = children
-                .iter()
-                .filter(|c| !matches!(c, Criterion::DraftOrder(_)))
-                .collect();
+            let live: Vec<&Criterion> = children.iter().filter(|c| !c.is_draft_order()).collect();
             if live.is_empty() {
                 return None;
             }
@@ -138,6 +126,7 @@ fn view_trigger(c: &Criterion) -> Option<Vec<(Kind, usize)>> {
                 .collect::<Option<Vec<_>>>()
                 .map(|v| v.concat())
         }
-        _ => None,
+        // Nothing in particular must match for a negation to hold.
+        Node::Not(_) => None,
     }
 }

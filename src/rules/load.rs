@@ -2,12 +2,13 @@
 //! resolution and the semantic checks behind `hookwise check`. Every problem
 //! is a [`Diagnostic`] naming the file and line.
 
+use super::criteria::{Kind, Node};
 use super::model::{ActionTemplate, AlertFatigue, Criterion, Rule};
 use super::template::{check_placeholder, placeholders};
-use super::valueset::ValueSet;
+use super::valueset::{ValueSet, ValueSetIds};
 use super::yaml::{YamlDoc, serde_path_to_pointer};
 use super::{Family, RuleSet, Service};
-use crate::cds::Hook;
+use crate::cds::{Hook, SelectionBehavior};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
@@ -151,11 +152,7 @@ pub fn load_dir(dir: &Path) -> Result<RuleSet, Vec<Diagnostic>> {
         return Err(problems.0);
     }
     let value_sets = load_value_sets(&dir.join("valuesets"), &mut problems);
-    let url_index: HashMap<&str, usize> = value_sets
-        .iter()
-        .enumerate()
-        .map(|(i, vs)| (vs.url.as_str(), i))
-        .collect();
+    let mut ids = ValueSetIds::new(value_sets);
     let rule_schema = compile_schema(RULE_SCHEMA);
     let service_schema = compile_schema(SERVICE_SCHEMA);
     let mut rules: Vec<Rule> = Vec::new();
@@ -211,12 +208,12 @@ pub fn load_dir(dir: &Path) -> Result<RuleSet, Vec<Diagnostic>> {
             if path == service_path || path.extension().and_then(|e| e.to_str()) != Some("yaml") {
                 continue;
             }
-            let Some((mut rule, doc)) = load_yaml::<Rule>(&path, &rule_schema, &mut problems)
+            let Some((rule, doc)) = load_yaml::<Rule<String>>(&path, &rule_schema, &mut problems)
             else {
                 continue;
             };
-            check_value_sets(&path, &doc, &url_index, &mut problems);
-            resolve_value_sets(&mut rule, &url_index);
+            check_value_sets(&path, &doc, &ids, &mut problems);
+            let mut rule = rule.resolve(&mut ids);
             check_rule(&path, &doc, &rule, &mut problems);
             rule.alert_fatigue = rule.alert_fatigue.or(fatigue_defaults);
             if let Some(first) = rule_files.get(&rule.id) {
@@ -232,9 +229,7 @@ pub fn load_dir(dir: &Path) -> Result<RuleSet, Vec<Diagnostic>> {
                 continue;
             }
             rule_files.insert(rule.id.clone(), path.clone());
-            family
-                .hooks
-                .extend(rule.hooks.iter().filter_map(|h| Hook::parse(h)));
+            family.hooks.extend(rule.hooks.iter().copied());
             family.rules.push(rules.len());
             rules.push(rule);
         }
@@ -245,7 +240,7 @@ pub fn load_dir(dir: &Path) -> Result<RuleSet, Vec<Diagnostic>> {
         families.push(family);
     }
     if problems.0.is_empty() {
-        Ok(RuleSet::new(rules, value_sets, families))
+        Ok(RuleSet::new(rules, ids.into_sets(), families))
     } else {
         problems.0.sort();
         Err(problems.0)
@@ -284,12 +279,7 @@ fn load_value_sets(dir: &Path, problems: &mut Problems) -> Vec<ValueSet> {
 }
 
 /// Reports every `valueSet` reference that names no loaded value set.
-fn check_value_sets(
-    path: &Path,
-    doc: &YamlDoc,
-    urls: &HashMap<&str, usize>,
-    problems: &mut Problems,
-) {
+fn check_value_sets(path: &Path, doc: &YamlDoc, ids: &ValueSetIds, problems: &mut Problems) {
     fn walk(value: &Value, pointer: String, out: &mut Vec<(String, String)>) {
         match value {
             Value::Object(map) => {
@@ -312,7 +302,7 @@ fn check_value_sets(
     let mut refs = Vec::new();
     walk(&doc.value, String::new(), &mut refs);
     for (pointer, url) in refs {
-        if !urls.contains_key(url.as_str()) {
+        if !ids.is_loaded(&url) {
             problems.add(
                 path,
                 doc.line_of(&pointer),
@@ -322,19 +312,9 @@ fn check_value_sets(
     }
 }
 
-fn resolve_value_sets(rule: &mut Rule, urls: &HashMap<&str, usize>) {
-    let mut resolve = |r: &mut super::model::ValueSetRef| {
-        r.index = urls.get(r.url.as_str()).copied().unwrap_or(usize::MAX);
-    };
-    rule.when.value_sets_mut(&mut resolve);
-    for exclusion in &mut rule.exclusions {
-        exclusion.when.value_sets_mut(&mut resolve);
-    }
-}
-
 /// Checks that need more than the schema: reachability, bindings, templates.
 fn check_rule(path: &Path, doc: &YamlDoc, rule: &Rule, problems: &mut Problems) {
-    let hooks: Vec<Hook> = rule.hooks.iter().filter_map(|h| Hook::parse(h)).collect();
+    let hooks = &rule.hooks;
     let has_triggers = !rule.draft_triggers().is_empty();
     for hook in hooks.iter().filter(|h| h.is_order_hook()) {
         if !has_triggers {
@@ -360,13 +340,15 @@ fn check_rule(path: &Path, doc: &YamlDoc, rule: &Rule, problems: &mut Problems) 
     let mut draft_bound: Vec<&str> = Vec::new();
     let mut medication_bound: Vec<&str> = Vec::new();
     rule.when.walk(&mut |c| {
-        if let Some(name) = c.binding() {
-            bound.push(name);
-            match c {
-                Criterion::DraftOrder(_) => draft_bound.push(name),
-                Criterion::Medication(_) => medication_bound.push(name),
-                _ => {}
-            }
+        let Some((kind, name)) = c.items().and_then(|i| Some((i.kind, i.binding?))) else {
+            return;
+        };
+        bound.push(name);
+        match kind {
+            Kind::DraftOrder => draft_bound.push(name),
+            Kind::Medication => medication_bound.push(name),
+            // No action acts on what these bind.
+            Kind::Condition | Kind::Observation | Kind::Procedure => {}
         }
     });
     for (field, text) in [
@@ -416,7 +398,7 @@ fn check_rule(path: &Path, doc: &YamlDoc, rule: &Rule, problems: &mut Problems) 
         .iter()
         .filter(|s| s.is_recommended == Some(true))
         .count();
-    if recommended > 1 && rule.card.selection_behavior.as_deref() != Some("any") {
+    if recommended > 1 && rule.card.selection_behavior != Some(SelectionBehavior::Any) {
         problems.add(
             path,
             doc.line_of("/card/suggestions"),
@@ -427,16 +409,16 @@ fn check_rule(path: &Path, doc: &YamlDoc, rule: &Rule, problems: &mut Problems) 
 
 /// Whether a criterion can hold only when a draft order matches.
 fn requires_draft(c: &Criterion) -> bool {
-    match c {
-        Criterion::DraftOrder(_) => true,
-        Criterion::All(children) => children.iter().any(requires_draft),
-        Criterion::Any(children) => children.iter().all(requires_draft),
-        _ => false,
+    match c.node() {
+        Node::All(children) => children.iter().any(requires_draft),
+        Node::Any(children) => children.iter().all(requires_draft),
+        Node::Not(_) => false,
+        Node::Leaf(_) => c.is_draft_order(),
     }
 }
 
-/// Flags criteria that can never hold: empty age ranges and contradictory
-/// age or sex requirements within one `all`.
+/// Flags criteria that can never hold, such as empty age ranges and
+/// contradictory age or sex requirements within one `all`.
 fn unreachable_criteria(
     path: &Path,
     doc: &YamlDoc,
@@ -444,60 +426,21 @@ fn unreachable_criteria(
     pointer: &str,
     problems: &mut Problems,
 ) {
-    match c {
-        Criterion::Age(b) => {
-            if let (Some(min), Some(max)) = (b.min, b.max)
-                && min > max
-            {
-                problems.add(
-                    path,
-                    doc.line_of(pointer),
-                    format!("unreachable: age min {min} is above max {max}"),
-                );
-            }
-        }
-        Criterion::All(children) => {
-            let (mut low, mut high) = (i32::MIN, i32::MAX);
-            let mut sexes = BTreeSet::new();
-            for child in children {
-                match child {
-                    Criterion::Age(b) => {
-                        low = low.max(b.min.unwrap_or(i32::MIN));
-                        high = high.min(b.max.unwrap_or(i32::MAX));
-                    }
-                    Criterion::Sex(s) => {
-                        sexes.insert(s.as_str());
-                    }
-                    _ => {}
-                }
-            }
-            if low > high {
-                problems.add(
-                    path,
-                    doc.line_of(pointer),
-                    format!("unreachable: `all` requires age ≥ {low} and ≤ {high}"),
-                );
-            }
-            if sexes.len() > 1 {
-                problems.add(
-                    path,
-                    doc.line_of(pointer),
-                    "unreachable: `all` requires two different sexes",
-                );
-            }
-            for (i, child) in children.iter().enumerate() {
-                unreachable_criteria(path, doc, child, &format!("{pointer}/all/{i}"), problems);
-            }
-        }
-        Criterion::Any(children) => {
-            for (i, child) in children.iter().enumerate() {
-                unreachable_criteria(path, doc, child, &format!("{pointer}/any/{i}"), problems);
-            }
-        }
-        Criterion::Not(child) => {
-            unreachable_criteria(path, doc, child, &format!("{pointer}/not"), problems)
-        }
-        _ => {}
+    for problem in c.unreachable() {
+        problems.add(path, doc.line_of(pointer), problem);
+    }
+    fn numbered<'c>(children: &'c [Criterion], at: &str) -> Vec<(String, &'c Criterion)> {
+        let pointer = |(i, c)| (format!("{at}/{i}"), c);
+        children.iter().enumerate().map(pointer).collect()
+    }
+    let children = match c.node() {
+        Node::All(children) => numbered(children, &format!("{pointer}/all")),
+        Node::Any(children) => numbered(children, &format!("{pointer}/any")),
+        Node::Not(child) => vec![(format!("{pointer}/not"), child)],
+        Node::Leaf(_) => Vec::new(),
+    };
+    for (pointer, child) in children {
+        unreachable_criteria(path, doc, child, &pointer, problems);
     }
 }
 

@@ -4,6 +4,7 @@
 //!
 //! Rules never do I/O: all data is fetched before evaluation.
 
+pub mod criteria;
 mod eval;
 mod index;
 pub(crate) mod load;
@@ -16,10 +17,13 @@ pub use eval::{Bound, Evaluator, Finding, Verdict};
 pub use load::{Diagnostic, load_dir};
 pub use template::render;
 pub use valueset::ValueSet;
+// Unit tests elsewhere build rules from inline YAML and must resolve them.
+#[cfg(test)]
+pub(crate) use valueset::ValueSetIds;
 
 use crate::cds::Hook;
-use crate::fhir::{DataNeed, PatientRecord, PrefetchKey};
-use model::{Criterion, EncounterScope, Rule};
+use crate::fhir::{PatientRecord, PrefetchKey};
+use model::{Criterion, Rule};
 use std::collections::BTreeSet;
 
 /// A rule family: one folder of rules and its `service.yaml`, served as one
@@ -145,14 +149,12 @@ impl RuleSet {
             .rules
             .iter()
             .map(|i| &self.rules[*i])
-            .filter(move |r| r.hooks.iter().any(|h| h == hook.as_str()))
+            .filter(move |r| r.hooks.contains(&hook))
     }
 
     /// Every rule serving `hook`, across services.
     pub fn all_rules_for(&self, hook: Hook) -> impl Iterator<Item = &Rule> {
-        self.rules
-            .iter()
-            .filter(move |r| r.hooks.iter().any(|h| h == hook.as_str()))
+        self.rules.iter().filter(move |r| r.hooks.contains(&hook))
     }
 
     /// The prefetch templates advertised for `service`.
@@ -173,7 +175,7 @@ impl RuleSet {
             .into_iter()
             .filter(|i| family.rules.binary_search(i).is_ok())
             .map(|i| &self.rules[i])
-            .filter(|r| r.hooks.iter().any(|h| h == hook.as_str()))
+            .filter(|r| r.hooks.contains(&hook))
             .collect()
     }
 
@@ -184,12 +186,11 @@ impl RuleSet {
         for rule in rules {
             for criterion in rule.criteria() {
                 criterion.walk(&mut |c| {
-                    if let Some(need) = data_need(c) {
-                        needs.insert(need);
-                    }
-                    if let Criterion::Observation(o) = c {
+                    let Some(need) = data_need(c) else { return };
+                    needs.insert(need.data);
+                    if let Some(codes) = need.codes {
                         observation_codes
-                            .extend(self.value_sets[o.value_set.index].search_tokens());
+                            .extend(self.value_sets.as_slice()[codes.id].search_tokens());
                     }
                 });
             }
@@ -206,81 +207,7 @@ impl RuleSet {
     /// Plain words for what a criterion checks, e.g. "age ≥ 70 and a draft
     /// order in PSA test", for the generated rule catalogue.
     pub fn describe(&self, c: &Criterion) -> String {
-        let vs = |r: &model::ValueSetRef| {
-            self.value_sets
-                .get(r.index)
-                .map_or(r.url.clone(), |v| v.title.clone())
-        };
-        let span = |s: &Option<model::Span>, prefix: &str| {
-            s.map(|model::Span(d)| format!(" {prefix} {} days", d.whole_days()))
-                .unwrap_or_default()
-        };
-        match c {
-            Criterion::All(children) => self.join(children, " and "),
-            Criterion::Any(children) => format!("({})", self.join(children, " or ")),
-            Criterion::Not(child) => format!("not {}", self.describe(child)),
-            Criterion::Age(b) => match (b.min, b.max) {
-                (Some(min), Some(max)) => format!("age {min}–{max}"),
-                (Some(min), None) => format!("age ≥ {min}"),
-                (None, Some(max)) => format!("age ≤ {max}"),
-                (None, None) => "any age".into(),
-            },
-            Criterion::Sex(s) => s.clone(),
-            Criterion::Condition(k) => {
-                let status = if k.status == model::ConditionStatus::Any {
-                    " (ever)"
-                } else {
-                    ""
-                };
-                format!(
-                    "{}{status}{}{}",
-                    vs(&k.value_set),
-                    span(&k.within, "within"),
-                    span(&k.first_within, "first recorded within")
-                )
-            }
-            Criterion::Medication(k) => {
-                let count = k
-                    .min_count
-                    .filter(|n| *n > 1)
-                    .map(|n| format!("{n}+ of "))
-                    .unwrap_or_default();
-                format!(
-                    "{count}active {}{}",
-                    vs(&k.value_set),
-                    span(&k.min_duration, "for at least")
-                )
-            }
-            Criterion::Observation(k) => {
-                let value = k
-                    .value
-                    .as_ref()
-                    .map(|v| {
-                        format!(
-                            " latest {} {}{}",
-                            v.comparator,
-                            v.value,
-                            v.unit
-                                .as_deref()
-                                .map(|u| format!(" {u}"))
-                                .unwrap_or_default()
-                        )
-                    })
-                    .unwrap_or_default();
-                format!("{}{value}{}", vs(&k.value_set), span(&k.within, "within"))
-            }
-            Criterion::Procedure(k) => format!("{}{}", vs(&k.value_set), span(&k.within, "within")),
-            Criterion::Encounter(k) => format!("encounter class {}", k.class.join("/")),
-            Criterion::DraftOrder(k) => format!("draft order for {}", vs(&k.value_set)),
-        }
-    }
-
-    fn join(&self, children: &[Criterion], separator: &str) -> String {
-        children
-            .iter()
-            .map(|c| self.describe(c))
-            .collect::<Vec<_>>()
-            .join(separator)
+        c.describe(&self.value_sets)
     }
 
     /// The rule catalogue as a Markdown table (`hookwise rules --markdown`).
@@ -296,7 +223,7 @@ impl RuleSet {
                     "| `{}` | {} | {} | [{} {}]({}) | {} | {} |\n",
                     rule.id,
                     rule.title,
-                    rule.hooks.join(", "),
+                    rule.hook_list(", "),
                     rule.evidence.society,
                     rule.evidence.year,
                     rule.evidence.url,
@@ -309,19 +236,12 @@ impl RuleSet {
     }
 }
 
-fn data_need(c: &Criterion) -> Option<DataNeed> {
-    Some(match c {
-        Criterion::Age(_) | Criterion::Sex(_) => DataNeed::Patient,
-        Criterion::Condition(_) => DataNeed::Conditions,
-        Criterion::Medication(_) => DataNeed::Medications,
-        Criterion::Observation(_) => DataNeed::Observations,
-        Criterion::Procedure(_) => DataNeed::Procedures,
-        Criterion::Encounter(e) if e.scope == EncounterScope::Current => DataNeed::CurrentEncounter,
-        Criterion::Encounter(_) => DataNeed::Encounters,
-        Criterion::DraftOrder(_) | Criterion::All(_) | Criterion::Any(_) | Criterion::Not(_) => {
-            return None;
-        }
-    })
+/// The data a criterion reads, if it is a leaf that reads any.
+fn data_need(c: &Criterion) -> Option<criteria::Need<'_>> {
+    match c.node() {
+        criteria::Node::Leaf(leaf) => leaf.data_need(),
+        criteria::Node::All(_) | criteria::Node::Any(_) | criteria::Node::Not(_) => None,
+    }
 }
 impl RuleSet {
     /// The services, rule ids and override reason codes these rules declare,

@@ -1,13 +1,18 @@
 //! The rule file model. It mirrors `cds-rules/schema/rule.schema.json`; the
-//! schema checks shape first, so serde errors here are rare.
+//! schema checks shape first, so serde errors here are rare. The criteria
+//! have their own files under `criteria/`.
 
-use crate::cds::Coding;
-use serde::{Deserialize, Deserializer};
+pub use super::criteria::Criterion;
+use super::criteria::{Kind, Node};
+use super::valueset::{ValueSetIds, ValueSetRef};
+use crate::cds::{Coding, Hook, Indicator, SelectionBehavior};
+use serde::{Deserialize, Deserializer, Serialize};
 
-/// A rule as written in its YAML file.
+/// A rule as written in its YAML file, with value sets as canonical URLs
+/// (`V = String`), or as loaded, with them resolved (`V = ValueSetRef`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Rule {
+pub struct Rule<V = ValueSetRef> {
     /// Unique id.
     pub id: String,
     /// Semantic version.
@@ -17,26 +22,64 @@ pub struct Rule {
     /// Id in the clinical catalogue (e.g. CW-01).
     #[serde(default)]
     pub catalogue_id: Option<String>,
-    /// Category (imaging, screening, ...).
-    pub category: String,
+    /// What kind of care the rule reviews.
+    pub category: Category,
     /// Hooks the rule serves.
-    pub hooks: Vec<String>,
+    pub hooks: Vec<Hook>,
     /// The recommendation the rule implements.
     pub evidence: Citation,
     /// Further sources.
     #[serde(default)]
     pub also_cites: Vec<Citation>,
     /// When the rule applies.
-    pub when: Criterion,
+    pub when: Criterion<V>,
     /// Named reasons not to fire.
     #[serde(default)]
-    pub exclusions: Vec<Exclusion>,
+    pub exclusions: Vec<Exclusion<V>>,
     /// The card it produces.
     pub card: CardTemplate,
     /// How often its card may interrupt; unset fields take the service's
     /// defaults at load time.
     #[serde(default)]
     pub alert_fatigue: AlertFatigue,
+}
+
+/// What kind of care a rule reviews, as the catalogue groups rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Category {
+    /// Imaging orders.
+    Imaging,
+    /// Screening tests.
+    Screening,
+    /// Laboratory tests.
+    Laboratory,
+    /// Procedures.
+    Procedure,
+    /// Antibiotic prescribing.
+    Antibiotics,
+    /// Medication safety.
+    MedicationSafety,
+    /// How intensively a condition is treated.
+    TreatmentIntensity,
+    /// Drug interactions.
+    DrugInteraction,
+}
+
+impl Category {
+    /// The name as written in rule files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Imaging => "imaging",
+            Category::Screening => "screening",
+            Category::Laboratory => "laboratory",
+            Category::Procedure => "procedure",
+            Category::Antibiotics => "antibiotics",
+            Category::MedicationSafety => "medication-safety",
+            Category::TreatmentIntensity => "treatment-intensity",
+            Category::DrugInteraction => "drug-interaction",
+        }
+    }
 }
 
 /// Alert-fatigue controls of one rule, as written in a rule file or as a
@@ -94,69 +137,13 @@ pub struct Citation {
 /// A named exclusion.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Exclusion {
+pub struct Exclusion<V = ValueSetRef> {
     /// Exclusion id, reported by `hookwise test`.
     pub id: String,
     /// Plain words for the card.
     pub label: String,
     /// When the exclusion holds.
-    pub when: Criterion,
-}
-
-/// One criterion. Value-set references are resolved to indexes at load time.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Criterion {
-    /// Every child holds.
-    All(Vec<Criterion>),
-    /// At least one child holds.
-    Any(Vec<Criterion>),
-    /// The child does not hold.
-    Not(Box<Criterion>),
-    /// Age in whole years, inclusive bounds.
-    Age(AgeBounds),
-    /// Patient.gender.
-    Sex(String),
-    /// A Condition.
-    Condition(ConditionCriterion),
-    /// Active medications.
-    Medication(MedicationCriterion),
-    /// Observations.
-    Observation(ObservationCriterion),
-    /// Performed procedures.
-    Procedure(ProcedureCriterion),
-    /// Encounter class.
-    Encounter(EncounterCriterion),
-    /// A draft order.
-    DraftOrder(DraftOrderCriterion),
-}
-
-/// Inclusive age bounds.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AgeBounds {
-    /// Lowest age that matches.
-    pub min: Option<i32>,
-    /// Highest age that matches.
-    pub max: Option<i32>,
-}
-
-/// A reference to a value set by canonical URL; `index` is filled at load.
-#[derive(Debug, Clone)]
-pub struct ValueSetRef {
-    /// Canonical URL.
-    pub url: String,
-    /// Index into the rule set's value sets.
-    pub index: usize,
-}
-
-impl<'de> Deserialize<'de> for ValueSetRef {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(ValueSetRef {
-            url: String::deserialize(d)?,
-            index: usize::MAX,
-        })
-    }
+    pub when: Criterion<V>,
 }
 
 /// A length of time written `42d`, `6w`, `3mo` or `2y`.
@@ -187,135 +174,14 @@ pub fn parse_span(text: &str) -> Option<time::Duration> {
     Some(time::Duration::days(days))
 }
 
-/// Condition status filter.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ConditionStatus {
-    /// Active, recurrence or relapse.
-    #[default]
-    Active,
-    /// Any clinical status, including resolved.
-    Any,
-}
-
-/// Conditions from a value set.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ConditionCriterion {
-    /// Codes.
-    pub value_set: ValueSetRef,
-    /// Status filter.
-    #[serde(default)]
-    pub status: ConditionStatus,
-    /// Onset within this look-back.
-    pub within: Option<Span>,
-    /// The earliest matching onset is within this look-back (acute problem).
-    pub first_within: Option<Span>,
-    /// Binding name.
-    #[serde(rename = "as")]
-    pub bind: Option<String>,
-}
-
-/// Active medications from a value set.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct MedicationCriterion {
-    /// Codes.
-    pub value_set: ValueSetRef,
-    /// Active at least this long.
-    pub min_duration: Option<Span>,
-    /// Distinct drugs needed (default 1).
-    pub min_count: Option<usize>,
-    /// Binding name.
-    #[serde(rename = "as")]
-    pub bind: Option<String>,
-}
-
-/// Observations from a value set.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ObservationCriterion {
-    /// Codes.
-    pub value_set: ValueSetRef,
-    /// Look-back window.
-    pub within: Option<Span>,
-    /// Comparison on the latest value.
-    pub value: Option<ValueTest>,
-    /// Binding name.
-    #[serde(rename = "as")]
-    pub bind: Option<String>,
-}
-
-/// A numeric comparison.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ValueTest {
-    /// `<`, `<=`, `>`, `>=` or `=`.
-    pub comparator: String,
-    /// Threshold.
-    pub value: f64,
-    /// Required unit.
-    pub unit: Option<String>,
-}
-
-/// Performed procedures from a value set.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ProcedureCriterion {
-    /// Codes.
-    pub value_set: ValueSetRef,
-    /// Look-back window.
-    pub within: Option<Span>,
-    /// Binding name.
-    #[serde(rename = "as")]
-    pub bind: Option<String>,
-}
-
-/// Encounter scope.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EncounterScope {
-    /// The encounter in context.
-    #[default]
-    Current,
-    /// Any encounter in the window.
-    Any,
-}
-
-/// Encounter class.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct EncounterCriterion {
-    /// Accepted class codes.
-    pub class: Vec<String>,
-    /// Which encounters.
-    #[serde(default)]
-    pub scope: EncounterScope,
-    /// Look-back for `any`.
-    pub within: Option<Span>,
-}
-
-/// Draft orders from a value set.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct DraftOrderCriterion {
-    /// Codes.
-    pub value_set: ValueSetRef,
-    /// Resource type filter.
-    pub resource_type: Option<String>,
-    /// Binding name.
-    #[serde(rename = "as")]
-    pub bind: Option<String>,
-}
-
 /// The card a rule produces.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CardTemplate {
     /// Summary template.
     pub summary: String,
-    /// info, warning or critical.
-    pub indicator: String,
+    /// How urgent the card is.
+    pub indicator: Indicator,
     /// Markdown template.
     pub detail: String,
     /// Source.
@@ -326,7 +192,7 @@ pub struct CardTemplate {
     #[serde(default)]
     pub suggestions: Vec<SuggestionTemplate>,
     /// Selection behavior (default at-most-one).
-    pub selection_behavior: Option<String>,
+    pub selection_behavior: Option<SelectionBehavior>,
     /// Override reasons.
     pub override_reasons: Vec<Coding>,
 }
@@ -397,72 +263,94 @@ pub enum ActionTemplate {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateTemplate {
-    /// ServiceRequest or MedicationRequest.
-    pub resource_type: String,
+    /// What kind of order.
+    pub resource_type: CreateType,
     /// What to order.
     pub code: Coding,
     /// Action description.
     pub description: String,
 }
 
-impl Criterion {
-    /// Visits this criterion and every descendant.
-    pub fn walk<'c>(&'c self, visit: &mut impl FnMut(&'c Criterion)) {
-        visit(self);
+/// The resource types a suggestion may create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum CreateType {
+    /// A test, imaging or procedure order.
+    ServiceRequest,
+    /// A prescription.
+    MedicationRequest,
+}
+
+impl CreateType {
+    /// The FHIR resource type name.
+    pub fn as_str(self) -> &'static str {
         match self {
-            Criterion::All(children) | Criterion::Any(children) => {
-                children.iter().for_each(|c| c.walk(visit))
-            }
-            Criterion::Not(child) => child.walk(visit),
-            _ => {}
+            CreateType::ServiceRequest => "ServiceRequest",
+            CreateType::MedicationRequest => "MedicationRequest",
         }
     }
 
-    /// Visits every value-set reference mutably (for resolution at load).
-    pub fn value_sets_mut(&mut self, visit: &mut impl FnMut(&mut ValueSetRef)) {
+    /// The element of the resource that names what is ordered.
+    pub fn code_element(self) -> &'static str {
         match self {
-            Criterion::All(children) | Criterion::Any(children) => {
-                children.iter_mut().for_each(|c| c.value_sets_mut(visit))
-            }
-            Criterion::Not(child) => child.value_sets_mut(visit),
-            Criterion::Condition(c) => visit(&mut c.value_set),
-            Criterion::Medication(c) => visit(&mut c.value_set),
-            Criterion::Observation(c) => visit(&mut c.value_set),
-            Criterion::Procedure(c) => visit(&mut c.value_set),
-            Criterion::DraftOrder(c) => visit(&mut c.value_set),
-            Criterion::Age(_) | Criterion::Sex(_) | Criterion::Encounter(_) => {}
+            CreateType::ServiceRequest => "code",
+            CreateType::MedicationRequest => "medicationCodeableConcept",
         }
     }
+}
 
-    /// The binding name this leaf declares, if any.
-    pub fn binding(&self) -> Option<&str> {
-        match self {
-            Criterion::Condition(c) => c.bind.as_deref(),
-            Criterion::Medication(c) => c.bind.as_deref(),
-            Criterion::Observation(c) => c.bind.as_deref(),
-            Criterion::Procedure(c) => c.bind.as_deref(),
-            Criterion::DraftOrder(c) => c.bind.as_deref(),
-            _ => None,
+impl Rule<String> {
+    /// The rule with its value-set URLs resolved.
+    pub(crate) fn resolve(self, ids: &mut ValueSetIds) -> Rule {
+        let when = self.when.resolve(ids);
+        let exclusions = self.exclusions.into_iter().map(|e| Exclusion {
+            id: e.id,
+            label: e.label,
+            when: e.when.resolve(ids),
+        });
+        Rule {
+            id: self.id,
+            version: self.version,
+            title: self.title,
+            catalogue_id: self.catalogue_id,
+            category: self.category,
+            hooks: self.hooks,
+            evidence: self.evidence,
+            also_cites: self.also_cites,
+            when,
+            exclusions: exclusions.collect(),
+            card: self.card,
+            alert_fatigue: self.alert_fatigue,
         }
     }
 }
 
 impl Rule {
-    /// The rule's draft-order criteria outside any `not`: on order hooks the
-    /// rule is a candidate only when one of them matches a draft order.
-    pub fn draft_triggers(&self) -> Vec<&DraftOrderCriterion> {
-        fn collect<'c>(c: &'c Criterion, out: &mut Vec<&'c DraftOrderCriterion>) {
-            match c {
-                Criterion::All(children) | Criterion::Any(children) => {
+    /// The value sets of the rule's draft-order criteria outside any `not`:
+    /// on order hooks the rule is a candidate only when one of them matches a
+    /// draft order.
+    pub fn draft_triggers(&self) -> Vec<&ValueSetRef> {
+        fn collect<'c>(c: &'c Criterion, out: &mut Vec<&'c ValueSetRef>) {
+            match c.node() {
+                Node::All(children) | Node::Any(children) => {
                     children.iter().for_each(|c| collect(c, out))
                 }
-                Criterion::DraftOrder(d) => out.push(d),
-                _ => {}
+                Node::Not(_) => {}
+                Node::Leaf(leaf) => out.extend(
+                    leaf.items()
+                        .filter(|i| i.kind == Kind::DraftOrder)
+                        .map(|i| i.value_set),
+                ),
             }
         }
         let mut out = Vec::new();
         collect(&self.when, &mut out);
         out
+    }
+
+    /// The rule's hooks as named on the wire, joined with `separator`.
+    pub fn hook_list(&self, separator: &str) -> String {
+        let names: Vec<&str> = self.hooks.iter().map(|h| h.as_str()).collect();
+        names.join(separator)
     }
 
     /// Every criterion of the rule: its trigger and its exclusions.

@@ -4,6 +4,82 @@
 use crate::fhir::Code;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
+use std::ops::Index;
+
+/// Which of a rule set's value sets a reference names. Only [`ValueSetIds`]
+/// makes one, so every id indexes the value sets it was made from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ValueSetId(usize);
+
+impl Index<ValueSetId> for [ValueSet] {
+    type Output = ValueSet;
+
+    fn index(&self, id: ValueSetId) -> &ValueSet {
+        &self[id.0]
+    }
+}
+
+/// A value-set reference of a loaded rule: the canonical URL as written,
+/// resolved to its value set.
+#[derive(Debug, Clone)]
+pub struct ValueSetRef {
+    /// Canonical URL.
+    pub url: String,
+    /// The value set it names.
+    pub id: ValueSetId,
+}
+
+/// Resolves canonical URLs to ids while a rule directory loads.
+///
+/// A URL that names no loaded value set still gets an id, of an empty
+/// placeholder, so that a rule with an unknown value set can still be
+/// checked for its other problems. Such a reference is always reported
+/// (see [`ValueSetIds::is_loaded`]), so the placeholder never serves.
+pub(crate) struct ValueSetIds {
+    sets: Vec<ValueSet>,
+    loaded: usize,
+    by_url: HashMap<String, ValueSetId>,
+}
+
+impl ValueSetIds {
+    /// Ids for the loaded `sets`, by position.
+    pub(crate) fn new(sets: Vec<ValueSet>) -> ValueSetIds {
+        let by_url = sets
+            .iter()
+            .enumerate()
+            .map(|(i, vs)| (vs.url.clone(), ValueSetId(i)))
+            .collect();
+        ValueSetIds {
+            loaded: sets.len(),
+            sets,
+            by_url,
+        }
+    }
+
+    /// Whether `url` names a loaded value set.
+    pub(crate) fn is_loaded(&self, url: &str) -> bool {
+        self.by_url.get(url).is_some_and(|id| id.0 < self.loaded)
+    }
+
+    /// The reference to `url`.
+    pub(crate) fn resolve(&mut self, url: String) -> ValueSetRef {
+        let next = ValueSetId(self.sets.len());
+        let id = *self.by_url.entry(url.clone()).or_insert(next);
+        if id == next {
+            self.sets.push(ValueSet {
+                url: url.clone(),
+                title: url.clone(),
+                codes: HashMap::new(),
+            });
+        }
+        ValueSetRef { url, id }
+    }
+
+    /// The value sets the ids index.
+    pub(crate) fn into_sets(self) -> Vec<ValueSet> {
+        self.sets
+    }
+}
 
 /// A compiled value set.
 #[derive(Debug, Clone, Default)]
@@ -182,6 +258,21 @@ mod tests {
             "expansion": {"contains": [{"system": "s", "code": "a"}, {"system": "s", "code": "b"}]}}))
         .unwrap();
         assert_eq!(expanded.len(), 2);
+    }
+
+    #[test]
+    fn ids_resolve_loaded_urls_and_give_unknown_ones_an_empty_placeholder() {
+        let psa = ValueSet::from_fhir(&json!({"resourceType": "ValueSet", "url": "psa",
+            "compose": {"include": [{"system": "s", "concept": [{"code": "c"}]}]}}))
+        .unwrap();
+        let mut ids = ValueSetIds::new(vec![psa]);
+        let known = ids.resolve("psa".into());
+        let unknown = ids.resolve("nope".into());
+        assert_eq!(ids.resolve("nope".into()).id, unknown.id);
+        assert!(ids.is_loaded("psa") && !ids.is_loaded("nope"));
+        let sets = ids.into_sets();
+        assert!(sets.as_slice()[known.id].contains("s", "c"));
+        assert!(sets.as_slice()[unknown.id].is_empty());
     }
 
     #[test]

@@ -1,0 +1,267 @@
+//! The criteria of the rule language: the combinators `all`, `any` and `not`
+//! (evaluated in `eval.rs`) and the leaves, one file each.
+//!
+//! A leaf's file owns everything about it: its serde model, its evaluation,
+//! its words in the catalogue, the data it needs, the coded items it matches
+//! (which give the trigger index, its `as:` binding and its value set) and
+//! its load-time checks, all through [`Leaf`]. The only dispatches over the
+//! criterion kinds are [`Criterion::node`] and `Criterion::resolve`, and
+//! they are exhaustive, so a new leaf cannot compile with a piece missing.
+
+mod age;
+mod coded;
+mod condition;
+mod draft_order;
+mod encounter;
+mod medication;
+mod observation;
+mod procedure;
+mod sex;
+
+pub use age::AgeBounds;
+pub use condition::{ConditionCriterion, ConditionStatus};
+pub use draft_order::{DraftOrderCriterion, OrderType};
+pub use encounter::{EncounterCriterion, EncounterScope};
+pub use medication::MedicationCriterion;
+pub use observation::{Comparator, ObservationCriterion, ValueTest};
+pub use procedure::ProcedureCriterion;
+pub use sex::Sex;
+
+use super::eval::{Bound, Evaluator};
+use super::model::Span;
+use super::valueset::{ValueSet, ValueSetIds, ValueSetRef};
+use crate::fhir::{Coded, DataNeed};
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+/// One criterion. Value sets are written as canonical URLs (`V = String`)
+/// and resolved at load time (`V = ValueSetRef`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Criterion<V = ValueSetRef> {
+    /// Every child holds.
+    All(Vec<Criterion<V>>),
+    /// At least one child holds.
+    Any(Vec<Criterion<V>>),
+    /// The child does not hold.
+    Not(Box<Criterion<V>>),
+    /// Age in whole years, inclusive bounds.
+    Age(AgeBounds),
+    /// Patient.gender.
+    Sex(Sex),
+    /// A Condition.
+    Condition(ConditionCriterion<V>),
+    /// Active medications.
+    Medication(MedicationCriterion<V>),
+    /// Observations.
+    Observation(ObservationCriterion<V>),
+    /// Performed procedures.
+    Procedure(ProcedureCriterion<V>),
+    /// Encounter class.
+    Encounter(EncounterCriterion),
+    /// A draft order.
+    DraftOrder(DraftOrderCriterion<V>),
+}
+
+/// A criterion seen as a combinator or a leaf.
+pub(crate) enum Node<'c> {
+    /// Every child holds.
+    All(&'c [Criterion]),
+    /// At least one child holds.
+    Any(&'c [Criterion]),
+    /// The child does not hold.
+    Not(&'c Criterion),
+    /// A leaf.
+    Leaf(&'c dyn Leaf),
+}
+
+/// What every leaf criterion provides. No method has a default, so a new
+/// leaf must say what it does for each.
+pub(crate) trait Leaf {
+    /// Evaluates the leaf against the evaluator's record.
+    fn evaluate<'a>(&self, ev: &Evaluator<'_, 'a>) -> Outcome<'a>;
+    /// Plain words for the generated catalogue.
+    fn describe(&self, value_sets: &[ValueSet]) -> String;
+    /// The record data the leaf reads, which becomes a prefetch template.
+    fn data_need(&self) -> Option<Need<'_>>;
+    /// The coded items the leaf matches; `None` for leaves that test the
+    /// patient or the encounter, which no code can trigger.
+    fn items(&self) -> Option<Items<'_>>;
+    /// Why the leaf can never hold, if it cannot.
+    fn unreachable(&self) -> Option<String>;
+}
+
+/// The result of a leaf.
+pub(crate) enum Outcome<'a> {
+    /// A test of the patient or the encounter, which binds nothing.
+    Test(bool),
+    /// The items matched; the leaf holds when there are any.
+    Matched(Vec<Bound<'a>>),
+}
+
+/// What kind of record item a leaf matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Kind {
+    /// A draft order in context (order hooks only).
+    DraftOrder,
+    /// An active medication.
+    Medication,
+    /// A Condition.
+    Condition,
+    /// An Observation.
+    Observation,
+    /// A performed Procedure.
+    Procedure,
+}
+
+/// The coded items a leaf matches.
+pub(crate) struct Items<'c> {
+    /// Which record items.
+    pub kind: Kind,
+    /// The codes that match.
+    pub value_set: &'c ValueSetRef,
+    /// The `as:` name its matches are bound to.
+    pub binding: Option<&'c str>,
+}
+
+/// The data a leaf reads.
+pub(crate) struct Need<'c> {
+    /// What to prefetch.
+    pub data: DataNeed,
+    /// Codes the query may be narrowed to.
+    pub codes: Option<&'c ValueSetRef>,
+}
+
+impl Need<'_> {
+    /// A need not narrowed by codes.
+    fn of(data: DataNeed) -> Option<Need<'static>> {
+        Some(Need { data, codes: None })
+    }
+}
+
+impl Criterion<String> {
+    /// The criterion with its value-set URLs resolved.
+    pub(crate) fn resolve(self, ids: &mut ValueSetIds) -> Criterion {
+        let all = |children: Vec<Criterion<String>>, ids: &mut ValueSetIds| {
+            children.into_iter().map(|c| c.resolve(ids)).collect()
+        };
+        match self {
+            Criterion::All(children) => Criterion::All(all(children, ids)),
+            Criterion::Any(children) => Criterion::Any(all(children, ids)),
+            Criterion::Not(child) => Criterion::Not(Box::new(child.resolve(ids))),
+            Criterion::Age(leaf) => Criterion::Age(leaf),
+            Criterion::Sex(leaf) => Criterion::Sex(leaf),
+            Criterion::Condition(leaf) => Criterion::Condition(leaf.resolve(ids)),
+            Criterion::Medication(leaf) => Criterion::Medication(leaf.resolve(ids)),
+            Criterion::Observation(leaf) => Criterion::Observation(leaf.resolve(ids)),
+            Criterion::Procedure(leaf) => Criterion::Procedure(leaf.resolve(ids)),
+            Criterion::Encounter(leaf) => Criterion::Encounter(leaf),
+            Criterion::DraftOrder(leaf) => Criterion::DraftOrder(leaf.resolve(ids)),
+        }
+    }
+}
+
+impl Criterion {
+    /// This criterion as a combinator or a leaf: the one dispatch over kinds.
+    pub(crate) fn node(&self) -> Node<'_> {
+        match self {
+            Criterion::All(children) => Node::All(children),
+            Criterion::Any(children) => Node::Any(children),
+            Criterion::Not(child) => Node::Not(child),
+            Criterion::Age(leaf) => Node::Leaf(leaf),
+            Criterion::Sex(leaf) => Node::Leaf(leaf),
+            Criterion::Condition(leaf) => Node::Leaf(leaf),
+            Criterion::Medication(leaf) => Node::Leaf(leaf),
+            Criterion::Observation(leaf) => Node::Leaf(leaf),
+            Criterion::Procedure(leaf) => Node::Leaf(leaf),
+            Criterion::Encounter(leaf) => Node::Leaf(leaf),
+            Criterion::DraftOrder(leaf) => Node::Leaf(leaf),
+        }
+    }
+
+    /// Visits this criterion and every descendant.
+    pub fn walk<'c>(&'c self, visit: &mut impl FnMut(&'c Criterion)) {
+        visit(self);
+        match self.node() {
+            Node::All(children) | Node::Any(children) => {
+                children.iter().for_each(|c| c.walk(visit))
+            }
+            Node::Not(child) => child.walk(visit),
+            Node::Leaf(_) => {}
+        }
+    }
+
+    /// The coded items this criterion matches, if it is such a leaf.
+    pub(crate) fn items(&self) -> Option<Items<'_>> {
+        match self.node() {
+            Node::Leaf(leaf) => leaf.items(),
+            Node::All(_) | Node::Any(_) | Node::Not(_) => None,
+        }
+    }
+
+    /// Whether this is a leaf matching draft orders.
+    pub(crate) fn is_draft_order(&self) -> bool {
+        self.items().is_some_and(|i| i.kind == Kind::DraftOrder)
+    }
+
+    /// Plain words for what a criterion checks, e.g. "age ≥ 70 and a draft
+    /// order in PSA test", for the generated rule catalogue.
+    pub fn describe(&self, value_sets: &[ValueSet]) -> String {
+        let join = |children: &[Criterion], separator: &str| {
+            children
+                .iter()
+                .map(|c| c.describe(value_sets))
+                .collect::<Vec<_>>()
+                .join(separator)
+        };
+        match self.node() {
+            Node::All(children) => join(children, " and "),
+            Node::Any(children) => format!("({})", join(children, " or ")),
+            Node::Not(child) => format!("not {}", child.describe(value_sets)),
+            Node::Leaf(leaf) => leaf.describe(value_sets),
+        }
+    }
+
+    /// Why this criterion can never hold, for each reason found: a leaf
+    /// that cannot hold, or an `all` whose leaves contradict each other.
+    /// Children are not visited.
+    pub(crate) fn unreachable(&self) -> Vec<String> {
+        match self.node() {
+            Node::All(children) => [age::contradiction(children), sex::contradiction(children)]
+                .into_iter()
+                .flatten()
+                .collect(),
+            Node::Any(_) | Node::Not(_) => Vec::new(),
+            Node::Leaf(leaf) => leaf.unreachable().into_iter().collect(),
+        }
+    }
+}
+
+/// A value set's title, for the catalogue.
+fn title(value_sets: &[ValueSet], r: &ValueSetRef) -> String {
+    value_sets[r.id].title.clone()
+}
+
+/// ` {prefix} N days` for a set span, else nothing.
+fn span_words(span: Option<Span>, prefix: &str) -> String {
+    span.map(|Span(d)| format!(" {prefix} {} days", d.whole_days()))
+        .unwrap_or_default()
+}
+
+impl<'a> Evaluator<'_, 'a> {
+    /// Whether one of the codes is in the value set.
+    fn in_set(&self, vs: &ValueSetRef, coded: &Coded<'a>) -> bool {
+        self.value_sets[vs.id].first_match(&coded.codes).is_some()
+    }
+
+    /// Whether `date` lies in the window ending now (inclusive of its first day).
+    fn within(&self, date: Option<OffsetDateTime>, span: Option<Span>) -> bool {
+        match span {
+            None => true,
+            Some(Span(span)) => date.is_some_and(|d| {
+                let start = (self.now - span).date();
+                d.date() >= start && d <= self.now
+            }),
+        }
+    }
+}
