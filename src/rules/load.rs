@@ -4,7 +4,7 @@
 
 use super::criteria::{Kind, Node};
 use super::model::{ActionTemplate, AlertFatigue, Criterion, Rule};
-use super::template::{check_placeholder, placeholders};
+use super::template::Template;
 use super::valueset::{ValueSet, ValueSetIds};
 use super::yaml::{YamlDoc, serde_path_to_pointer};
 use super::{Family, RuleSet, Service};
@@ -182,7 +182,7 @@ pub fn load_dir(dir: &Path) -> Result<RuleSet, Vec<Diagnostic>> {
             continue;
         };
         if let Some(card) = &service.patient_view_card {
-            for placeholder in placeholders(&card.summary) {
+            for placeholder in Template::parse(&card.summary).placeholders() {
                 if !["count", "drugs"].contains(&placeholder) {
                     let line = service_doc.line_of("/patientViewCard/summary");
                     problems.add(
@@ -355,13 +355,12 @@ fn check_rule(path: &Path, doc: &YamlDoc, rule: &Rule, problems: &mut Problems) 
         ("summary", &rule.card.summary),
         ("detail", &rule.card.detail),
     ] {
-        for placeholder in placeholders(text) {
-            if let Some(problem) = check_placeholder(placeholder, &bound) {
-                problems.add(path, doc.line_of(&format!("/card/{field}")), problem);
-            }
+        for problem in text.problems(&bound) {
+            problems.add(path, doc.line_of(&format!("/card/{field}")), problem);
         }
     }
-    if rule.card.detail.contains('<') && rule.card.detail.contains('>') {
+    let detail = rule.card.detail.source();
+    if detail.contains('<') && detail.contains('>') {
         problems.add(
             path,
             doc.line_of("/card/detail"),

@@ -4,6 +4,7 @@
 
 pub use super::criteria::Criterion;
 use super::criteria::{Kind, Node};
+use super::template::Template;
 use super::valueset::{ValueSetIds, ValueSetRef};
 use crate::cds::{Coding, Hook, Indicator, SelectionBehavior};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -179,11 +180,11 @@ pub fn parse_span(text: &str) -> Option<time::Duration> {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CardTemplate {
     /// Summary template.
-    pub summary: String,
+    pub summary: Template,
     /// How urgent the card is.
     pub indicator: Indicator,
     /// Markdown template.
-    pub detail: String,
+    pub detail: Template,
     /// Source.
     pub source: SourceTemplate,
     /// Links.
