@@ -15,8 +15,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-const RULE_SCHEMA: &str = include_str!("../../cds-rules/schema/rule.schema.json");
-const SERVICE_SCHEMA: &str = include_str!("../../cds-rules/schema/service.schema.json");
+pub(crate) const RULE_SCHEMA: &str = include_str!("../../cds-rules/schema/rule.schema.json");
+pub(crate) const SERVICE_SCHEMA: &str = include_str!("../../cds-rules/schema/service.schema.json");
 pub(crate) const TEST_SCHEMA: &str = include_str!("../../cds-rules/schema/test.schema.json");
 
 /// Folders of a rule directory that hold no rules.
@@ -115,6 +115,7 @@ pub(crate) fn compile_schema(text: &str) -> jsonschema::Validator {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 struct ServiceFile {
     id: String,
@@ -128,6 +129,7 @@ struct ServiceFile {
 
 /// A service's `alertFatigue`: rule defaults and the per-response cap.
 #[derive(Deserialize, Default)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 struct ServiceAlertFatigue {
     suppress_after_override_days: Option<u32>,
@@ -538,6 +540,14 @@ mod tests {
         assert_eq!(set.families[0].max_cards, None);
         assert_eq!(set.rules[0].alert_fatigue.suppression_days(), 0);
         assert!(set.rules[0].alert_fatigue.deduplicates_order_sign());
+    }
+
+    #[test]
+    fn the_service_schema_and_the_service_model_agree() {
+        use crate::rules::schema_sync::{differences, tests::derived};
+        let hand: Value = serde_json::from_str(SERVICE_SCHEMA).unwrap();
+        let problems = differences(&hand, &derived::<ServiceFile>());
+        assert!(problems.is_empty(), "{problems:#?}");
     }
 
     #[test]

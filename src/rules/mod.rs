@@ -9,6 +9,8 @@ mod eval;
 mod index;
 mod load;
 pub mod model;
+#[cfg(test)]
+mod schema_sync;
 mod template;
 pub mod testing;
 mod valueset;

@@ -252,6 +252,18 @@ impl<'de> Deserialize<'de> for Template {
     }
 }
 
+// Written as a string.
+#[cfg(test)]
+impl schemars::JsonSchema for Template {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Template".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        String::json_schema(generator)
+    }
+}
+
 /// Fills a template from a finding. A binding whose criterion did not match
 /// renders as empty text.
 pub fn render(template: &Template, finding: &Finding<'_, '_>, now: time::OffsetDateTime) -> String {

@@ -37,6 +37,7 @@ use time::OffsetDateTime;
 /// One criterion. Value sets are written as canonical URLs (`V = String`)
 /// and resolved at load time (`V = ValueSetRef`).
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub enum Criterion<V = ValueSetRef> {
     /// Every child holds.
