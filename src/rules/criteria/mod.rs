@@ -129,7 +129,7 @@ pub(crate) struct Items<'c> {
 pub(crate) struct Need<'c> {
     /// What to prefetch.
     pub data: DataNeed,
-    /// Codes the query may be narrowed to.
+    /// Codes the query for this data may be narrowed to.
     pub codes: Option<&'c ValueSetRef>,
 }
 
