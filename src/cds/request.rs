@@ -7,6 +7,7 @@ use std::fmt;
 
 /// The hooks hookwise serves. Rule files name them as on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Hook {
     /// Chart opened: review what the patient already has.

@@ -12,6 +12,7 @@ pub struct CdsResponse {
 
 /// Card urgency.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Indicator {
     /// Informational.
@@ -66,6 +67,7 @@ pub struct Source {
 
 /// A FHIR-style coding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct Coding {
     /// Code system URI.
     pub system: String,
@@ -78,6 +80,7 @@ pub struct Coding {
 
 /// How many suggestions the user may pick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum SelectionBehavior {
     /// At most one suggestion.

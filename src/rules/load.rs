@@ -4,7 +4,7 @@
 
 use super::criteria::{Kind, Node};
 use super::model::{ActionTemplate, AlertFatigue, Criterion, Rule};
-use super::template::{check_placeholder, placeholders};
+use super::template::Template;
 use super::valueset::{ValueSet, ValueSetIds};
 use super::yaml::{YamlDoc, serde_path_to_pointer};
 use super::{Family, RuleSet, Service};
@@ -15,8 +15,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-const RULE_SCHEMA: &str = include_str!("../../cds-rules/schema/rule.schema.json");
-const SERVICE_SCHEMA: &str = include_str!("../../cds-rules/schema/service.schema.json");
+pub(crate) const RULE_SCHEMA: &str = include_str!("../../cds-rules/schema/rule.schema.json");
+pub(crate) const SERVICE_SCHEMA: &str = include_str!("../../cds-rules/schema/service.schema.json");
 pub(crate) const TEST_SCHEMA: &str = include_str!("../../cds-rules/schema/test.schema.json");
 
 /// Folders of a rule directory that hold no rules.
@@ -115,6 +115,7 @@ pub(crate) fn compile_schema(text: &str) -> jsonschema::Validator {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 struct ServiceFile {
     id: String,
@@ -128,6 +129,7 @@ struct ServiceFile {
 
 /// A service's `alertFatigue`: rule defaults and the per-response cap.
 #[derive(Deserialize, Default)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 struct ServiceAlertFatigue {
     suppress_after_override_days: Option<u32>,
@@ -182,7 +184,7 @@ pub fn load_dir(dir: &Path) -> Result<RuleSet, Vec<Diagnostic>> {
             continue;
         };
         if let Some(card) = &service.patient_view_card {
-            for placeholder in placeholders(&card.summary) {
+            for placeholder in Template::parse(&card.summary).placeholders() {
                 if !["count", "drugs"].contains(&placeholder) {
                     let line = service_doc.line_of("/patientViewCard/summary");
                     problems.add(
@@ -355,13 +357,12 @@ fn check_rule(path: &Path, doc: &YamlDoc, rule: &Rule, problems: &mut Problems) 
         ("summary", &rule.card.summary),
         ("detail", &rule.card.detail),
     ] {
-        for placeholder in placeholders(text) {
-            if let Some(problem) = check_placeholder(placeholder, &bound) {
-                problems.add(path, doc.line_of(&format!("/card/{field}")), problem);
-            }
+        for problem in text.problems(&bound) {
+            problems.add(path, doc.line_of(&format!("/card/{field}")), problem);
         }
     }
-    if rule.card.detail.contains('<') && rule.card.detail.contains('>') {
+    let detail = rule.card.detail.source();
+    if detail.contains('<') && detail.contains('>') {
         problems.add(
             path,
             doc.line_of("/card/detail"),
@@ -539,6 +540,14 @@ mod tests {
         assert_eq!(set.families[0].max_cards, None);
         assert_eq!(set.rules[0].alert_fatigue.suppression_days(), 0);
         assert!(set.rules[0].alert_fatigue.deduplicates_order_sign());
+    }
+
+    #[test]
+    fn the_service_schema_and_the_service_model_agree() {
+        use crate::rules::schema_sync::{differences, tests::derived};
+        let hand: Value = serde_json::from_str(SERVICE_SCHEMA).unwrap();
+        let problems = differences(&hand, &derived::<ServiceFile>());
+        assert!(problems.is_empty(), "{problems:#?}");
     }
 
     #[test]

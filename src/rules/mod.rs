@@ -9,6 +9,8 @@ mod eval;
 mod index;
 pub(crate) mod load;
 pub mod model;
+#[cfg(test)]
+mod schema_sync;
 mod template;
 mod valueset;
 mod yaml;
@@ -22,9 +24,9 @@ pub use valueset::ValueSet;
 pub(crate) use valueset::ValueSetIds;
 
 use crate::cds::Hook;
-use crate::fhir::{PatientRecord, PrefetchKey};
+use crate::fhir::{DataNeed, PatientRecord, PrefetchKey};
 use model::{Criterion, Rule};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// A rule family: one folder of rules and its `service.yaml`, served as one
 /// CDS [`Service`] per hook its rules serve.
@@ -181,24 +183,22 @@ impl RuleSet {
 
     /// The prefetch keys that `rules` need, derived from their criteria.
     pub fn prefetch_keys<'s>(&'s self, rules: impl Iterator<Item = &'s Rule>) -> Vec<PrefetchKey> {
-        let mut needs = BTreeSet::new();
-        let mut observation_codes = BTreeSet::new();
+        // Each need with the codes its query may be narrowed to.
+        let mut needs: BTreeMap<DataNeed, BTreeSet<String>> = BTreeMap::new();
         for rule in rules {
             for criterion in rule.criteria() {
                 criterion.walk(&mut |c| {
                     let Some(need) = data_need(c) else { return };
-                    needs.insert(need.data);
-                    if let Some(codes) = need.codes {
-                        observation_codes
-                            .extend(self.value_sets.as_slice()[codes.id].search_tokens());
+                    let codes = needs.entry(need.data).or_default();
+                    if let Some(vs) = need.codes {
+                        codes.extend(self.value_sets.as_slice()[vs.id].search_tokens());
                     }
                 });
             }
         }
-        let codes: Vec<String> = observation_codes.into_iter().collect();
         needs
             .into_iter()
-            .map(|n| PrefetchKey::for_need(n, &codes))
+            .map(|(need, codes)| PrefetchKey::for_need(need, &Vec::from_iter(codes)))
             .collect()
     }
 }

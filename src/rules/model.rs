@@ -4,6 +4,7 @@
 
 pub use super::criteria::Criterion;
 use super::criteria::{Kind, Node};
+use super::template::Template;
 use super::valueset::{ValueSetIds, ValueSetRef};
 use crate::cds::{Coding, Hook, Indicator, SelectionBehavior};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -11,6 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 /// A rule as written in its YAML file, with value sets as canonical URLs
 /// (`V = String`), or as loaded, with them resolved (`V = ValueSetRef`).
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Rule<V = ValueSetRef> {
     /// Unique id.
@@ -46,6 +48,7 @@ pub struct Rule<V = ValueSetRef> {
 
 /// What kind of care a rule reviews, as the catalogue groups rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Category {
     /// Imaging orders.
@@ -85,6 +88,7 @@ impl Category {
 /// Alert-fatigue controls of one rule, as written in a rule file or as a
 /// service's defaults. Unset means "the default".
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AlertFatigue {
     /// Days a card stays hidden for a patient after a clinician overrode it
@@ -122,6 +126,7 @@ impl AlertFatigue {
 
 /// A guideline citation.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Citation {
     /// Issuing society or body.
@@ -136,6 +141,7 @@ pub struct Citation {
 
 /// A named exclusion.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Exclusion<V = ValueSetRef> {
     /// Exclusion id, reported by `hookwise test`.
@@ -159,6 +165,18 @@ impl<'de> Deserialize<'de> for Span {
     }
 }
 
+// Written as a string such as `3mo`.
+#[cfg(test)]
+impl schemars::JsonSchema for Span {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Span".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        String::json_schema(generator)
+    }
+}
+
 /// Parses `42d`, `6w`, `3mo` (30 days) or `2y` (365 days).
 pub fn parse_span(text: &str) -> Option<time::Duration> {
     let split = text.find(|c: char| !c.is_ascii_digit())?;
@@ -176,14 +194,15 @@ pub fn parse_span(text: &str) -> Option<time::Duration> {
 
 /// The card a rule produces.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CardTemplate {
     /// Summary template.
-    pub summary: String,
+    pub summary: Template,
     /// How urgent the card is.
     pub indicator: Indicator,
     /// Markdown template.
-    pub detail: String,
+    pub detail: Template,
     /// Source.
     pub source: SourceTemplate,
     /// Links.
@@ -199,6 +218,7 @@ pub struct CardTemplate {
 
 /// Card source.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SourceTemplate {
     /// Label.
@@ -211,6 +231,7 @@ pub struct SourceTemplate {
 
 /// A link.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LinkTemplate {
     /// Label.
@@ -221,6 +242,7 @@ pub struct LinkTemplate {
 
 /// The one card that gathers a service's findings on patient-view.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CombinedCardTemplate {
     /// Summary; may use `{{count}}` and `{{drugs}}`.
@@ -235,6 +257,7 @@ pub struct CombinedCardTemplate {
 
 /// A suggestion.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SuggestionTemplate {
     /// Label.
@@ -247,6 +270,7 @@ pub struct SuggestionTemplate {
 
 /// An action.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub enum ActionTemplate {
     /// Delete the draft order(s) bound to this name.
@@ -261,6 +285,7 @@ pub enum ActionTemplate {
 
 /// An alternative order to create.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateTemplate {
     /// What kind of order.
@@ -273,6 +298,7 @@ pub struct CreateTemplate {
 
 /// The resource types a suggestion may create.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub enum CreateType {
     /// A test, imaging or procedure order.
     ServiceRequest,

@@ -1,5 +1,6 @@
 //! Value sets: FHIR `ValueSet` files, by canonical URL, compiled at load time
-//! into hash sets so that matching a coding is one lookup.
+//! into hash sets so that matching a coding is one lookup, and the ids by
+//! which loaded rules refer to them.
 
 use crate::fhir::Code;
 use serde_json::Value;

@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 /// Inclusive age bounds.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AgeBounds {
     /// Lowest age that matches.

@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 /// Condition status filter.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ConditionStatus {
     /// Active, recurrence or relapse.
@@ -22,6 +23,7 @@ pub enum ConditionStatus {
 
 /// Conditions from a value set.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConditionCriterion<V = ValueSetRef> {
     /// Codes: a canonical URL as written, resolved at load.

@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 /// Draft orders from a value set.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DraftOrderCriterion<V = ValueSetRef> {
     /// Codes: a canonical URL as written, resolved at load.
@@ -24,6 +25,7 @@ pub struct DraftOrderCriterion<V = ValueSetRef> {
 
 /// The resource types a draft order can have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub enum OrderType {
     /// A test, imaging or procedure order.
     ServiceRequest,

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 /// Encounter scope.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum EncounterScope {
     /// The encounter in context.
@@ -21,6 +22,7 @@ pub enum EncounterScope {
 
 /// Encounter class.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EncounterCriterion {
     /// Accepted class codes.

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 /// Active medications from a value set.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MedicationCriterion<V = ValueSetRef> {
     /// Codes: a canonical URL as written, resolved at load.

@@ -37,6 +37,7 @@ use time::OffsetDateTime;
 /// One criterion. Value sets are written as canonical URLs (`V = String`)
 /// and resolved at load time (`V = ValueSetRef`).
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub enum Criterion<V = ValueSetRef> {
     /// Every child holds.
@@ -128,7 +129,7 @@ pub(crate) struct Items<'c> {
 pub(crate) struct Need<'c> {
     /// What to prefetch.
     pub data: DataNeed,
-    /// Codes the query may be narrowed to.
+    /// Codes the query for this data may be narrowed to.
     pub codes: Option<&'c ValueSetRef>,
 }
 

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 /// Observations from a value set.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ObservationCriterion<V = ValueSetRef> {
     /// Codes: a canonical URL as written, resolved at load.
@@ -27,6 +28,7 @@ pub struct ObservationCriterion<V = ValueSetRef> {
 
 /// A numeric comparison.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ValueTest {
     /// How the value compares with the threshold.
@@ -39,6 +41,7 @@ pub struct ValueTest {
 
 /// How an observed value compares with a threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub enum Comparator {
     /// `<`.
     #[serde(rename = "<")]

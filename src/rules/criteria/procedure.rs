@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 /// Performed procedures from a value set.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProcedureCriterion<V = ValueSetRef> {
     /// Codes: a canonical URL as written, resolved at load.

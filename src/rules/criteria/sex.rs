@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 
 /// Patient.gender, as FHIR codes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Sex {
     /// `male`.
