@@ -543,6 +543,40 @@ mod tests {
     }
 
     #[test]
+    fn contradictions_and_unreachable_hooks_are_reported_at_their_criteria() {
+        let when = "when:\n  all:\n    - age: { min: 70 }\n    - age: { max: 60 }\n\
+                    \x20   - sex: male\n    - sex: female\n    - not:\n        any:\n\
+                    \x20         - age: { min: 9, max: 1 }\n\
+                    \x20   - draftOrder: { valueSet: https://example.org/vs/psa, as: order }\n";
+        let text = rule("contradictory", "")
+            .replace(
+                "hooks: [order-select]",
+                "hooks: [patient-view, order-select]",
+            )
+            .replace(
+                "when:\n  draftOrder: { valueSet: https://example.org/vs/psa, as: order }\n",
+                when,
+            );
+        let problems = load("", &[("a.yaml", text)]).unwrap_err();
+        let got: Vec<(usize, &str)> = problems
+            .iter()
+            .map(|p| (p.line, p.message.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    7,
+                    "unreachable on patient-view: `when` requires a draft order, which patient-view never has"
+                ),
+                (7, "unreachable: `all` requires age ≥ 70 and ≤ 60"),
+                (7, "unreachable: `all` requires two different sexes"),
+                (15, "unreachable: age min 9 is above max 1"),
+            ]
+        );
+    }
+
+    #[test]
     fn the_service_schema_and_the_service_model_agree() {
         use crate::rules::schema_sync::{differences, tests::derived};
         let hand: Value = serde_json::from_str(SERVICE_SCHEMA).unwrap();

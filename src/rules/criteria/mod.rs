@@ -4,8 +4,8 @@
 //! A leaf's file owns everything about it: its serde model, its evaluation,
 //! its words in the catalogue, the data it needs, the coded items it matches
 //! (which give the trigger index, its `as:` binding and its value set) and
-//! its load-time checks, all through [`Leaf`]. The only dispatches over the
-//! criterion kinds are [`Criterion::node`] and `Criterion::resolve`, and
+//! its load-time checks, all through `Leaf`. The only dispatches over the
+//! criterion kinds are `Criterion::node` and `Criterion::resolve`, and
 //! they are exhaustive, so a new leaf cannot compile with a piece missing.
 
 mod age;

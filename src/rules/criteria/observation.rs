@@ -165,3 +165,81 @@ impl Leaf for ObservationCriterion {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cds::Hook;
+    use crate::fhir::{Code, Coded, ObservationFact, PatientRecord};
+    use crate::rules::valueset::ValueSetIds;
+    use serde_json::json;
+    use time::macros::datetime;
+
+    #[test]
+    fn comparators_parse_from_their_symbols_and_compare() {
+        let cases = [
+            ("<", (true, false, false)),
+            ("<=", (true, true, false)),
+            (">", (false, false, true)),
+            (">=", (false, true, true)),
+            ("=", (false, true, false)),
+        ];
+        for (symbol, expected) in cases {
+            let c: Comparator = serde_json::from_value(json!(symbol)).unwrap();
+            assert_eq!(c.as_str(), symbol);
+            let got = (c.holds(1.0, 2.0), c.holds(2.0, 2.0), c.holds(3.0, 2.0));
+            assert_eq!(got, expected, "{symbol}");
+        }
+        assert!(serde_json::from_value::<Comparator>(json!("=>")).is_err());
+    }
+
+    #[test]
+    fn only_the_latest_value_in_the_required_unit_is_compared() {
+        let set = json!({"resourceType": "ValueSet", "url": "egfr",
+            "compose": {"include": [{"system": "s", "concept": [{"code": "e"}]}]}});
+        let mut ids = ValueSetIds::new(vec![ValueSet::from_fhir(&set).unwrap()]);
+        let raw: ObservationCriterion<String> = serde_json::from_value(json!({"valueSet": "egfr",
+            "value": {"comparator": "<", "value": 30, "unit": "mL/min"}}))
+        .unwrap();
+        let criterion = raw.resolve(&mut ids);
+        let sets = ids.into_sets();
+        let observation = |value, unit, day| ObservationFact {
+            coded: Coded {
+                id: None,
+                codes: vec![Code {
+                    system: "s",
+                    code: "e",
+                    display: None,
+                }],
+                text: None,
+            },
+            when: Some(datetime!(2026-01-01 0:00 UTC) + time::Duration::days(day)),
+            value: Some((value, Some(unit))),
+        };
+        let fires = |observations| {
+            let record = PatientRecord {
+                observations,
+                ..PatientRecord::default()
+            };
+            let ev = Evaluator {
+                value_sets: &sets,
+                record: &record,
+                now: datetime!(2026-06-01 0:00 UTC),
+                hook: Hook::PatientView,
+            };
+            !criterion.matches(&ev).is_empty()
+        };
+        assert!(fires(vec![observation(20.0, "mL/min", 1)]));
+        assert!(!fires(vec![
+            observation(20.0, "mL/min", 1),
+            observation(45.0, "mL/min", 2)
+        ]));
+        assert!(
+            fires(vec![
+                observation(20.0, "mL/min", 1),
+                observation(45.0, "%", 2)
+            ]),
+            "a later value in another unit is not the latest"
+        );
+    }
+}
