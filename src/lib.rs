@@ -29,6 +29,8 @@
 //! | 1 | `cds` | CDS Hooks wire types |
 //! | 0 | `json`, `pseudonym`, `metrics` | leaves: the borrowed JSON tree, keyed hashes, metric names |
 
+#![warn(missing_docs)]
+
 pub mod auth;
 pub mod card_log;
 pub mod cds;
