@@ -1,7 +1,7 @@
 //! The card log table: one row per (card, rule, draft order) issued, written
 //! in batches by [`crate::card_log`] and read back when feedback arrives.
 
-use super::{Store, StoreError, from_millis, millis, on_pool};
+use super::{Store, StoreError, from_millis, millis, on_pool, split_words};
 use std::collections::HashSet;
 use time::OffsetDateTime;
 
@@ -92,57 +92,46 @@ impl Store {
                    ORDER BY rule_id, draft_order_hash";
         let rows: Vec<CardLogRow> =
             on_pool!(self, pool => sqlx::query_as(sql).bind(card_uuid).fetch_all(pool).await?);
-        Ok(rows.into_iter().map(row_entry).collect())
+        Ok(rows.into_iter().map(CardLogEntry::from).collect())
     }
 }
 
-/// A `card_log` row as selected by [`Store::card_log_for`].
-type CardLogRow = (
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-    Option<String>,
-    String,
-    String,
-    i64,
-);
+/// A `card_log` row as selected by [`Store::card_log_for`], before the
+/// stored encodings (space-separated suggestions, `''` for no draft order,
+/// Unix milliseconds) are undone.
+#[derive(sqlx::FromRow)]
+struct CardLogRow {
+    card_uuid: String,
+    service: String,
+    family: String,
+    hook: String,
+    hook_instance: String,
+    rule_id: String,
+    rule_version: String,
+    suggestion_uuids: String,
+    patient_hash: String,
+    encounter_hash: Option<String>,
+    draft_order_hash: String,
+    indicator: String,
+    issued_at: i64,
+}
 
-fn row_entry(
-    (
-        card_uuid,
-        service,
-        family,
-        hook,
-        hook_instance,
-        rule_id,
-        rule_version,
-        suggestions,
-        patient_hash,
-        encounter_hash,
-        order,
-        indicator,
-        at,
-    ): CardLogRow,
-) -> CardLogEntry {
-    CardLogEntry {
-        card_uuid,
-        service,
-        family,
-        hook,
-        hook_instance,
-        rule_id,
-        rule_version,
-        suggestion_uuids: suggestions.split_whitespace().map(str::to_string).collect(),
-        patient_hash,
-        encounter_hash,
-        draft_order_hash: Some(order).filter(|o| !o.is_empty()),
-        indicator,
-        issued_at: from_millis(at),
+impl From<CardLogRow> for CardLogEntry {
+    fn from(row: CardLogRow) -> CardLogEntry {
+        CardLogEntry {
+            card_uuid: row.card_uuid,
+            service: row.service,
+            family: row.family,
+            hook: row.hook,
+            hook_instance: row.hook_instance,
+            rule_id: row.rule_id,
+            rule_version: row.rule_version,
+            suggestion_uuids: split_words(&row.suggestion_uuids),
+            patient_hash: row.patient_hash,
+            encounter_hash: row.encounter_hash,
+            draft_order_hash: Some(row.draft_order_hash).filter(|o| !o.is_empty()),
+            indicator: row.indicator,
+            issued_at: from_millis(row.issued_at),
+        }
     }
 }

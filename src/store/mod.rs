@@ -230,6 +230,12 @@ pub(crate) fn from_millis(ms: i64) -> OffsetDateTime {
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
+/// The items of a space-separated list column (suggestion ids), the form
+/// lists are stored in.
+pub(crate) fn split_words(list: &str) -> Vec<String> {
+    list.split_whitespace().map(str::to_string).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
