@@ -66,13 +66,12 @@ fn parse_entry(entry: &Map<String, Value>, problems: &mut Problems) -> Option<Fe
         }
         ok
     });
-    let outcome = required_str(entry, "outcome", problems).and_then(|o| match o {
-        "accepted" => Some(FeedbackOutcome::Accepted),
-        "overridden" => Some(FeedbackOutcome::Overridden),
-        _ => {
+    let outcome = required_str(entry, "outcome", problems).and_then(|o| {
+        let parsed = FeedbackOutcome::parse(o);
+        if parsed.is_none() {
             problems.add(".outcome", "must be \"accepted\" or \"overridden\"");
-            None
         }
+        parsed
     });
     let outcome_at = required_str(entry, "outcomeTimestamp", problems).and_then(|t| {
         let parsed = OffsetDateTime::parse(t, &Rfc3339).ok();

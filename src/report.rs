@@ -15,7 +15,7 @@
 //! service) sums its rules' figures; its patients and distinct cards are
 //! counted once. Free text (`userComment`) appears only when asked for.
 
-use crate::store::{FeedbackRow, LoggedRule, Store, StoreError};
+use crate::store::{FeedbackOutcome, FeedbackRow, LoggedRule, Store, StoreError};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -211,7 +211,7 @@ fn outcome_of<'f>(
     feedback: &[&'f FeedbackRow],
 ) -> Outcome<'f> {
     let accepted = feedback.iter().any(|f| {
-        f.outcome == "accepted"
+        f.outcome == FeedbackOutcome::Accepted
             && (single_rule
                 || f.accepted.is_empty()
                 || f.accepted.iter().any(|s| row.suggestions.contains(s)))
@@ -221,7 +221,7 @@ fn outcome_of<'f>(
     }
     let overrides: Vec<&&FeedbackRow> = feedback
         .iter()
-        .filter(|f| f.outcome == "overridden")
+        .filter(|f| f.outcome == FeedbackOutcome::Overridden)
         .collect();
     if overrides.is_empty() {
         return Outcome::NoResponse;
@@ -604,14 +604,14 @@ mod tests {
 
     fn fb(
         card: &str,
-        outcome: &str,
+        outcome: FeedbackOutcome,
         at: i64,
         accepted: &[&str],
         reason: Option<&str>,
     ) -> FeedbackRow {
         FeedbackRow {
             card: card.into(),
-            outcome: outcome.into(),
+            outcome,
             at,
             accepted: accepted.iter().map(|s| s.to_string()).collect(),
             reason: reason.map(|r| ("sys".into(), r.into(), None)),
@@ -629,10 +629,10 @@ mod tests {
             logged("r1", "rx-c", "p3", &["sc"]),
         ];
         let feedback = [
-            fb("c1", "accepted", 1, &["s1"], None),
-            fb("c2", "overridden", 1, &[], Some("old")),
-            fb("c2", "overridden", 2, &[], Some("new")),
-            fb("r1", "accepted", 1, &["sc"], None),
+            fb("c1", FeedbackOutcome::Accepted, 1, &["s1"], None),
+            fb("c2", FeedbackOutcome::Overridden, 1, &[], Some("old")),
+            fb("c2", FeedbackOutcome::Overridden, 2, &[], Some("new")),
+            fb("r1", FeedbackOutcome::Accepted, 1, &["sc"], None),
         ];
         let report = compute(&rows, &feedback);
         let a = &report.rules[0].counts;

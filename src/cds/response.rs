@@ -1,6 +1,6 @@
 //! Response, card, discovery and error bodies.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The body of a successful service call. `cards` is always present.
@@ -10,8 +10,9 @@ pub struct CdsResponse {
     pub cards: Vec<Card>,
 }
 
-/// Card urgency.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+/// Card urgency. Deserialize reads the names Serialize writes (the store
+/// keeps them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Indicator {
     /// Informational.

@@ -2,6 +2,7 @@
 //! in batches by [`crate::card_log`] and read back when feedback arrives.
 
 use super::{Store, StoreError, from_millis, millis, on_pool, split_words};
+use crate::cds::{Hook, Indicator};
 use std::collections::HashSet;
 use time::OffsetDateTime;
 
@@ -14,8 +15,8 @@ pub struct CardLogEntry {
     pub service: String,
     /// The rule family.
     pub family: String,
-    /// Hook name.
-    pub hook: String,
+    /// The hook.
+    pub hook: Hook,
     /// The request's hookInstance.
     pub hook_instance: String,
     /// Rule id.
@@ -31,7 +32,7 @@ pub struct CardLogEntry {
     /// Keyed hash of the draft order's `Type/id` (order hooks).
     pub draft_order_hash: Option<String>,
     /// The card's indicator.
-    pub indicator: String,
+    pub indicator: Indicator,
     /// When the card was issued.
     pub issued_at: OffsetDateTime,
 }
@@ -54,12 +55,12 @@ impl Store {
                     .bind(&row.rule_version)
                     .bind(&row.service)
                     .bind(&row.family)
-                    .bind(&row.hook)
+                    .bind(row.hook)
                     .bind(&row.hook_instance)
                     .bind(row.suggestion_uuids.join(" "))
                     .bind(&row.patient_hash)
                     .bind(row.encounter_hash.as_deref())
-                    .bind(&row.indicator)
+                    .bind(row.indicator)
                     .bind(millis(row.issued_at))
                     .execute(&mut *tx)
                     .await?;
@@ -104,7 +105,7 @@ struct CardLogRow {
     card_uuid: String,
     service: String,
     family: String,
-    hook: String,
+    hook: Hook,
     hook_instance: String,
     rule_id: String,
     rule_version: String,
@@ -112,7 +113,7 @@ struct CardLogRow {
     patient_hash: String,
     encounter_hash: Option<String>,
     draft_order_hash: String,
-    indicator: String,
+    indicator: Indicator,
     issued_at: i64,
 }
 

@@ -21,6 +21,7 @@
 //! once and kept in the store ([`Store::hash_key`]).
 
 mod card_log;
+mod column;
 mod feedback;
 mod history;
 mod jti;

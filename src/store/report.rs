@@ -1,7 +1,7 @@
 //! The report's reads: card log rows and the feedback on them in a window,
 //! as [`crate::report`] computes its figures from them.
 
-use super::{Store, StoreError, millis, on_pool, split_words};
+use super::{FeedbackOutcome, Store, StoreError, millis, on_pool, split_words};
 use time::OffsetDateTime;
 
 /// A card log row as the report reads it.
@@ -26,8 +26,8 @@ pub struct LoggedRule {
 pub struct FeedbackRow {
     /// Card uuid.
     pub card: String,
-    /// `accepted` or `overridden`.
-    pub outcome: String,
+    /// Accepted or overridden.
+    pub outcome: FeedbackOutcome,
     /// Outcome time (Unix ms), to pick the latest reason.
     pub at: i64,
     /// Accepted suggestion ids.
@@ -119,7 +119,7 @@ impl From<LoggedRuleRow> for LoggedRule {
 #[derive(sqlx::FromRow)]
 struct ReportFeedbackRow {
     card_uuid: String,
-    outcome: String,
+    outcome: FeedbackOutcome,
     outcome_at: i64,
     accepted_suggestions: String,
     override_system: Option<String>,

@@ -4,7 +4,7 @@
 //! integration tests link the library as built for production; a cargo
 //! feature for them would build the crate twice in every test run.
 
-use super::{Pool, Store, StoreError, from_millis, on_pool, split_words};
+use super::{FeedbackOutcome, Pool, Store, StoreError, from_millis, on_pool, split_words};
 use crate::engine::History;
 use std::fmt;
 use time::OffsetDateTime;
@@ -76,8 +76,8 @@ pub struct StoreCounts {
 pub struct StoredFeedback {
     /// Service it was posted to.
     pub service: String,
-    /// `accepted` or `overridden`.
-    pub outcome: String,
+    /// Accepted or overridden.
+    pub outcome: FeedbackOutcome,
     /// When the clinician acted.
     pub outcome_at: OffsetDateTime,
     /// Accepted suggestion ids.
@@ -94,7 +94,7 @@ pub struct StoredFeedback {
 #[derive(sqlx::FromRow)]
 struct StoredFeedbackRow {
     service: String,
-    outcome: String,
+    outcome: FeedbackOutcome,
     outcome_at: i64,
     accepted_suggestions: String,
     override_system: Option<String>,
