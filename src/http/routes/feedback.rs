@@ -44,11 +44,11 @@ pub async fn receive(
     policy.limits.check_depth(&body)?;
     let parsed: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request("", format!("invalid JSON: {e}")))?;
-    let batch =
-        parse_batch(&parsed).map_err(|(path, message)| ApiError::bad_request(&path, message))?;
+    let batch = parse_batch(&parsed).map_err(|e| ApiError::bad_request(&e.path, e.message))?;
     let Some(Extension(hub)) = hub else {
         return Err(ApiError::unavailable("this server has no feedback store"));
     };
+    let rejected = batch.rejected();
     let entries: Vec<_> = batch.entries.into_iter().map(|(_, entry)| entry).collect();
     let receipt = store(&hub, state.engine.history.as_ref(), &id, &entries)
         .await
@@ -67,9 +67,10 @@ pub async fn receive(
     if batch.problems.is_empty() {
         return Ok(Json(receipt).into_response());
     }
-    let total = entries.len() + rejected_entries(&batch.problems);
+    let total = entries.len() + rejected;
+    let problems = batch.problems.into_iter().map(|p| (p.path, p.message));
     Err(ApiError::bad_entries(
-        batch.problems,
+        problems.collect(),
         stored_note(&receipt, entries.len(), total),
     ))
 }
@@ -155,15 +156,6 @@ fn count_outcome(rows: &[CardLogEntry], entry: &Feedback) {
     for rule in rules {
         crate::metrics::feedback_outcome(rule, outcome, reason);
     }
-}
-
-/// How many entries the problems belong to (`feedback[i]...` prefixes).
-fn rejected_entries(problems: &[(String, String)]) -> usize {
-    problems
-        .iter()
-        .filter_map(|(path, _)| path.split(']').next())
-        .collect::<HashSet<_>>()
-        .len()
 }
 
 fn stored_note(receipt: &Receipt, valid: usize, total: usize) -> String {
