@@ -4,7 +4,9 @@
 //! integration tests link the library as built for production; a cargo
 //! feature for them would build the crate twice in every test run.
 
-use super::{FeedbackOutcome, Pool, Store, StoreError, from_millis, on_pool, split_words};
+use super::{
+    CardLogEntry, FeedbackOutcome, Pool, Store, StoreError, from_millis, on_pool, split_words,
+};
 use crate::engine::History;
 use std::fmt;
 use time::OffsetDateTime;
@@ -44,6 +46,12 @@ impl Store {
             overridden,
             shown_at_order_select,
         })
+    }
+
+    /// The card log rows of one card, by rule and draft order.
+    pub async fn card_log_for(&self, card_uuid: &str) -> Result<Vec<CardLogEntry>, StoreError> {
+        let mut logs = self.card_logs_for(&[card_uuid]).await?;
+        Ok(logs.remove(card_uuid).unwrap_or_default())
     }
 
     /// The feedback stored for a card, oldest outcome first.

@@ -106,17 +106,25 @@ async fn store(
         .store
         .record_feedback(service, entries, &known, OffsetDateTime::now_utc())
         .await?;
-    let counted = entries.iter().zip(stored_now).filter(|(_, new)| *new);
-    for (entry, _) in counted {
-        let rows = hub
-            .store
-            .card_log_for(&entry.card)
-            .await
-            .unwrap_or_default();
-        count_outcome(&rows, entry);
+    let counted: Vec<&Feedback> = entries
+        .iter()
+        .zip(stored_now)
+        .filter_map(|(entry, new)| new.then_some(entry))
+        .collect();
+    let counted_cards: Vec<&str> = counted.iter().map(|e| e.card.as_str()).collect();
+    // The feedback is stored already: a failed read does not fail the
+    // request; its entries are counted as for unknown cards.
+    let logs = hub
+        .store
+        .card_logs_for(&counted_cards)
+        .await
+        .unwrap_or_default();
+    for entry in counted {
+        let rows = logs.get(&entry.card).map_or(&[][..], Vec::as_slice);
+        count_outcome(rows, entry);
         if let Some(history) = history {
             // Alert fatigue must see this override on the patient's next call.
-            for row in &rows {
+            for row in rows {
                 history.forget(&row.patient_hash).await;
             }
         }
