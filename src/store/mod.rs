@@ -14,6 +14,8 @@
 //!   `auth.replay_store = "database"`;
 //! - **writes** (`write.rs`): every write is one `WriteTx`, committed before
 //!   it returns, rolled back (or its connection closed) on any error.
+//! - the **named columns** (`column.rs`): hooks, indicators and feedback
+//!   outcomes bound and read typed, stored by their wire names.
 //!
 //! Patients, encounters and draft orders are stored only as keyed hashes
 //! ([`crate::pseudonym::Pseudonymizer`]); the key must be stable across
