@@ -88,7 +88,7 @@ pub fn entries_for(
                     card_uuid: card.card_uuid.clone(),
                     service: cards.service.clone(),
                     family: cards.family.clone(),
-                    hook: cards.hook.as_str().to_string(),
+                    hook: cards.hook,
                     hook_instance: issued.hook_instance.clone(),
                     rule_id: rule.rule_id.clone(),
                     rule_version: rule.rule_version.clone(),
@@ -96,21 +96,13 @@ pub fn entries_for(
                     patient_hash: patient_hash.clone(),
                     encounter_hash: encounter_hash.clone(),
                     draft_order_hash,
-                    indicator: indicator_name(card.indicator).to_string(),
+                    indicator: card.indicator,
                     issued_at: at,
                 });
             }
         }
     }
     rows
-}
-
-fn indicator_name(indicator: crate::cds::Indicator) -> &'static str {
-    match indicator {
-        crate::cds::Indicator::Info => "info",
-        crate::cds::Indicator::Warning => "warning",
-        crate::cds::Indicator::Critical => "critical",
-    }
 }
 
 /// One call's rows, as queued.
@@ -440,7 +432,7 @@ mod tests {
                 row.encounter_hash.as_deref(),
                 Some(hasher.hash("Encounter/enc-1").as_str())
             );
-            assert_eq!(row.indicator, "warning");
+            assert_eq!(row.indicator, Indicator::Warning);
             assert!(
                 !format!("{row:?}").contains("patient-1") && !format!("{row:?}").contains("m1\"")
             );

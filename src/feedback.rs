@@ -7,32 +7,54 @@
 use crate::cds::Coding;
 use crate::store::{Feedback, FeedbackOutcome, OverrideReason};
 use serde_json::{Map, Value};
+use std::collections::HashSet;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+/// A problem with one field of a feedback batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// The index in the batch of the entry the field belongs to; `None` for
+    /// the batch itself.
+    pub entry: Option<usize>,
+    /// The field's JSON path (`feedback[2].outcome`).
+    pub path: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
 /// A batch after validation: the good entries (with their index in the
-/// batch) and a problem per bad field, as (JSON path, message).
+/// batch) and a problem per bad field.
 #[derive(Debug, Default)]
 pub struct ParsedBatch {
     /// Valid entries.
     pub entries: Vec<(usize, Feedback)>,
     /// Problems of the invalid entries.
-    pub problems: Vec<(String, String)>,
+    pub problems: Vec<FieldError>,
+}
+
+impl ParsedBatch {
+    /// How many entries were rejected: those with a problem.
+    pub fn rejected(&self) -> usize {
+        let entries: HashSet<Option<usize>> = self.problems.iter().map(|p| p.entry).collect();
+        entries.len()
+    }
 }
 
 /// Validates `{"feedback": [...]}`. The `Err` is a problem with the batch
-/// itself (path, message); entry problems are in [`ParsedBatch::problems`].
-pub fn parse_batch(body: &Value) -> Result<ParsedBatch, (String, String)> {
+/// itself; entry problems are in [`ParsedBatch::problems`].
+pub fn parse_batch(body: &Value) -> Result<ParsedBatch, FieldError> {
     let Some(list) = body.get("feedback").and_then(Value::as_array) else {
-        return Err((
-            "feedback".into(),
-            "must be an array of feedback entries".into(),
-        ));
+        return Err(FieldError {
+            entry: None,
+            path: "feedback".into(),
+            message: "must be an array of feedback entries".into(),
+        });
     };
     let mut batch = ParsedBatch::default();
     for (i, entry) in list.iter().enumerate() {
         let mut problems = Problems {
-            base: format!("feedback[{i}]"),
+            entry: i,
             list: Vec::new(),
         };
         match entry.as_object().map(|e| parse_entry(e, &mut problems)) {
@@ -45,16 +67,19 @@ pub fn parse_batch(body: &Value) -> Result<ParsedBatch, (String, String)> {
     Ok(batch)
 }
 
-/// Problems of one entry, with paths under its `base`.
+/// Problems of one entry, with paths under `feedback[entry]`.
 struct Problems {
-    base: String,
-    list: Vec<(String, String)>,
+    entry: usize,
+    list: Vec<FieldError>,
 }
 
 impl Problems {
     fn add(&mut self, field: &str, message: impl Into<String>) {
-        self.list
-            .push((format!("{}{field}", self.base), message.into()));
+        self.list.push(FieldError {
+            entry: Some(self.entry),
+            path: format!("feedback[{}]{field}", self.entry),
+            message: message.into(),
+        });
     }
 }
 
@@ -66,13 +91,12 @@ fn parse_entry(entry: &Map<String, Value>, problems: &mut Problems) -> Option<Fe
         }
         ok
     });
-    let outcome = required_str(entry, "outcome", problems).and_then(|o| match o {
-        "accepted" => Some(FeedbackOutcome::Accepted),
-        "overridden" => Some(FeedbackOutcome::Overridden),
-        _ => {
+    let outcome = required_str(entry, "outcome", problems).and_then(|o| {
+        let parsed = FeedbackOutcome::parse(o);
+        if parsed.is_none() {
             problems.add(".outcome", "must be \"accepted\" or \"overridden\"");
-            None
         }
+        parsed
     });
     let outcome_at = required_str(entry, "outcomeTimestamp", problems).and_then(|t| {
         let parsed = OffsetDateTime::parse(t, &Rfc3339).ok();
@@ -243,7 +267,7 @@ mod tests {
             .unwrap()
             .problems
             .into_iter()
-            .map(|(p, _)| p)
+            .map(|p| p.path)
             .collect()
     }
 
@@ -297,6 +321,32 @@ mod tests {
             ]
         );
         assert!(parse_batch(&json!({"feedback": {}})).is_err());
+    }
+
+    #[test]
+    fn problems_name_their_entry_and_rejected_counts_entries_not_fields() {
+        let batch = parse_batch(&json!({"feedback": [
+            {"card": 7, "outcome": "maybe", "outcomeTimestamp": "2026-01-01T10:00:00Z"},
+            {"card": CARD, "outcome": "overridden", "outcomeTimestamp": "2026-01-01T10:00:00Z"},
+            {"card": CARD, "outcome": "accepted", "outcomeTimestamp": "2026-01-01T10:00:00Z"},
+            3, 4, 5, 6, 7, 8, 9, 10, 11
+        ]}))
+        .unwrap();
+        let entries: Vec<Option<usize>> = batch.problems.iter().map(|p| p.entry).collect();
+        assert_eq!(
+            entries,
+            [0, 0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11].map(Some),
+            "entry 1 is valid"
+        );
+        assert_eq!(batch.problems[11].path, "feedback[11]");
+        assert_eq!(batch.rejected(), 11);
+        assert_eq!(batch.entries.len(), 1);
+        let whole = parse_batch(&json!({"feedback": {}})).unwrap_err();
+        assert_eq!(
+            (whole.entry, whole.path.as_str()),
+            (None, "feedback"),
+            "{whole:?}"
+        );
     }
 
     #[test]

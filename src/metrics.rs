@@ -222,16 +222,11 @@ pub fn fhir_cache_lookup(hit: bool) {
     add(&FHIR_CACHE, [if hit { "hit" } else { "miss" }, "", ""], 1);
 }
 
-/// Counts one feedback entry: `outcome` is `accepted` or `overridden`
-/// (anything else is [`UNKNOWN`]), `reason_code` the override reason's code
-/// when one was given. Rule ids and reason codes that no loaded rule
-/// declares are counted as [`UNKNOWN`].
-pub fn feedback_outcome(rule_id: &str, outcome: &str, reason_code: Option<&str>) {
-    let outcome = match outcome {
-        "accepted" => "accepted",
-        "overridden" => "overridden",
-        _ => UNKNOWN,
-    };
+/// Counts one feedback entry: `outcome` is the outcome's name
+/// (`FeedbackOutcome::as_str`, a fixed set), `reason_code` the override
+/// reason's code when one was given. Rule ids and reason codes that no
+/// loaded rule declares are counted as [`UNKNOWN`].
+pub fn feedback_outcome(rule_id: &str, outcome: &'static str, reason_code: Option<&str>) {
     let reason = reason_code.map_or("none", |code| known(|k| &k.reasons, code));
     add(&FEEDBACK, [rule_label(rule_id), outcome, reason], 1);
 }
@@ -592,13 +587,21 @@ mod tests {
     }
 
     #[test]
-    fn unknown_rules_reasons_and_outcomes_share_one_label() {
+    fn unknown_rules_and_reasons_share_one_label() {
         bundled_rules();
         let name = "hookwise_feedback_total";
-        let unknown = [("rule", UNKNOWN), ("outcome", UNKNOWN), ("reason", UNKNOWN)];
+        let unknown = [
+            ("rule", UNKNOWN),
+            ("outcome", "overridden"),
+            ("reason", UNKNOWN),
+        ];
         let counted = delta(name, &unknown, || {
-            feedback_outcome("Patient/p-123", "maybe", Some("free text from a client"));
-            feedback_outcome("no-such-rule", "ignored", Some("also-unknown"));
+            feedback_outcome(
+                "Patient/p-123",
+                "overridden",
+                Some("free text from a client"),
+            );
+            feedback_outcome("no-such-rule", "overridden", Some("also-unknown"));
         });
         assert_eq!(counted, 2.0);
         let text = render();

@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use common::binary::start_binary;
 use common::db::{TestDb, spawn_on};
 use common::*;
+use hookwise::cds::{Hook, Indicator};
 use hookwise::engine::ShownOrder;
 use hookwise::pseudonym::Pseudonymizer;
 use hookwise::store::{OverriddenPatients, Store};
@@ -226,8 +227,8 @@ async fn combined_cards_are_logged_per_rule(db: TestDb) {
     );
     assert!(by_rule.iter().all(|(_, s)| s.len() == 1));
     assert!(rows.iter().all(|r| r.draft_order_hash.is_none()
-        && r.hook == "patient-view"
-        && r.indicator == "warning"));
+        && r.hook == Hook::PatientView
+        && r.indicator == Indicator::Warning));
 
     // A retried call (same hookInstance, same card uuid) is logged once.
     let again = review_card(&app, rows[0].hook_instance.as_str(), "p7").await;

@@ -10,7 +10,8 @@ pub struct CdsResponse {
     pub cards: Vec<Card>,
 }
 
-/// Card urgency.
+/// Card urgency. Deserialize reads the names Serialize writes (rule files
+/// and the store use them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]

@@ -24,6 +24,16 @@ pub enum FeedbackOutcome {
 }
 
 impl FeedbackOutcome {
+    /// Every outcome.
+    pub const ALL: [FeedbackOutcome; 2] = [FeedbackOutcome::Accepted, FeedbackOutcome::Overridden];
+
+    /// Parses a wire or storage name.
+    pub fn parse(name: &str) -> Option<FeedbackOutcome> {
+        FeedbackOutcome::ALL
+            .into_iter()
+            .find(|o| o.as_str() == name)
+    }
+
     /// The wire and storage name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -131,7 +141,7 @@ impl Store {
                     .bind(idempotency_key(entry))
                     .bind(service)
                     .bind(&entry.card)
-                    .bind(entry.outcome.as_str())
+                    .bind(entry.outcome)
                     .bind(millis(entry.outcome_at))
                     .bind(entry.accepted_suggestions.join(" "))
                     .bind(coding.map(|c| c.system.as_str()))

@@ -21,28 +21,17 @@ impl Store {
         patient_hash: &str,
         since: OffsetDateTime,
     ) -> Result<Vec<OverriddenRule>, StoreError> {
-        let overridden_sql = "SELECT DISTINCT c.rule_id, f.override_system, f.override_code, f.override_display, f.outcome_at \
+        let overridden_sql = "SELECT DISTINCT c.rule_id AS rule_id, f.override_system AS override_system, \
+             f.override_code AS override_code, f.override_display AS override_display, f.outcome_at AS outcome_at \
              FROM feedback f JOIN card_log c ON c.card_uuid = f.card_uuid \
              WHERE c.patient_hash = $1 AND f.outcome = 'overridden' AND f.override_code IS NOT NULL \
              AND f.outcome_at >= $2 ORDER BY f.outcome_at DESC, c.rule_id";
-        type Row = (String, String, String, Option<String>, i64);
-        let rows: Vec<Row> = on_pool!(self, pool => sqlx::query_as(overridden_sql)
+        let rows: Vec<OverrideRow> = on_pool!(self, pool => sqlx::query_as(overridden_sql)
             .bind(patient_hash)
             .bind(millis(since))
             .fetch_all(pool)
             .await?);
-        Ok(rows
-            .into_iter()
-            .map(|(rule_id, system, code, display, at)| OverriddenRule {
-                rule_id,
-                reason: Coding {
-                    system,
-                    code,
-                    display,
-                },
-                at: from_millis(at),
-            })
-            .collect())
+        Ok(rows.into_iter().map(OverriddenRule::from).collect())
     }
 
     /// The (rule, draft order) pairs shown at `order-select` in
@@ -67,6 +56,31 @@ impl Store {
                 draft_order_hash,
             })
             .collect())
+    }
+}
+
+/// A row of [`Store::overrides`]: a rule and the coded reason it was
+/// overridden with, at a time in Unix milliseconds.
+#[derive(sqlx::FromRow)]
+struct OverrideRow {
+    rule_id: String,
+    override_system: String,
+    override_code: String,
+    override_display: Option<String>,
+    outcome_at: i64,
+}
+
+impl From<OverrideRow> for OverriddenRule {
+    fn from(row: OverrideRow) -> OverriddenRule {
+        OverriddenRule {
+            rule_id: row.rule_id,
+            reason: Coding {
+                system: row.override_system,
+                code: row.override_code,
+                display: row.override_display,
+            },
+            at: from_millis(row.outcome_at),
+        }
     }
 }
 

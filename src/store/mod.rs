@@ -14,6 +14,8 @@
 //!   `auth.replay_store = "database"`;
 //! - **writes** (`write.rs`): every write is one `WriteTx`, committed before
 //!   it returns, rolled back (or its connection closed) on any error.
+//! - the **named columns** (`column.rs`): hooks, indicators and feedback
+//!   outcomes bound and read typed, stored by their wire names.
 //!
 //! Patients, encounters and draft orders are stored only as keyed hashes
 //! ([`crate::pseudonym::Pseudonymizer`]); the key must be stable across
@@ -21,6 +23,7 @@
 //! once and kept in the store ([`Store::hash_key`]).
 
 mod card_log;
+mod column;
 mod feedback;
 mod history;
 mod jti;
@@ -228,6 +231,12 @@ pub(crate) fn millis(time: OffsetDateTime) -> i64 {
 pub(crate) fn from_millis(ms: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// The items of a space-separated list column (suggestion ids), the form
+/// lists are stored in.
+pub(crate) fn split_words(list: &str) -> Vec<String> {
+    list.split_whitespace().map(str::to_string).collect()
 }
 
 #[cfg(test)]

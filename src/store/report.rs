@@ -1,7 +1,7 @@
 //! The report's reads: card log rows and the feedback on them in a window,
 //! as [`crate::report`] computes its figures from them.
 
-use super::{Store, StoreError, millis, on_pool};
+use super::{FeedbackOutcome, Store, StoreError, millis, on_pool, split_words};
 use time::OffsetDateTime;
 
 /// A card log row as the report reads it.
@@ -26,8 +26,8 @@ pub struct LoggedRule {
 pub struct FeedbackRow {
     /// Card uuid.
     pub card: String,
-    /// `accepted` or `overridden`.
-    pub outcome: String,
+    /// Accepted or overridden.
+    pub outcome: FeedbackOutcome,
     /// Outcome time (Unix ms), to pick the latest reason.
     pub at: i64,
     /// Accepted suggestion ids.
@@ -48,22 +48,9 @@ impl Store {
         let (from, to) = window(from, to);
         let sql = "SELECT DISTINCT card_uuid, rule_id, rule_version, family, patient_hash, suggestion_uuids \
                    FROM card_log WHERE issued_at >= $1 AND issued_at < $2";
-        type Row = (String, String, String, String, String, String);
-        let rows: Vec<Row> =
+        let rows: Vec<LoggedRuleRow> =
             on_pool!(self, pool => sqlx::query_as(sql).bind(from).bind(to).fetch_all(pool).await?);
-        Ok(rows
-            .into_iter()
-            .map(
-                |(card, rule, version, family, patient, suggestions)| LoggedRule {
-                    card,
-                    rule,
-                    version,
-                    family,
-                    patient,
-                    suggestions: suggestions.split_whitespace().map(str::to_string).collect(),
-                },
-            )
-            .collect())
+        Ok(rows.into_iter().map(LoggedRule::from).collect())
     }
 
     /// The feedback on cards issued in `[from, to)`; comments only when asked for.
@@ -81,34 +68,12 @@ impl Store {
              (SELECT card_uuid FROM card_log WHERE issued_at >= $1 AND issued_at < $2)"
         } else {
             "SELECT card_uuid, outcome, outcome_at, accepted_suggestions, override_system, override_code, \
-             override_display, NULL FROM feedback WHERE card_uuid IN \
+             override_display, NULL AS user_comment FROM feedback WHERE card_uuid IN \
              (SELECT card_uuid FROM card_log WHERE issued_at >= $1 AND issued_at < $2)"
         };
-        type Row = (
-            String,
-            String,
-            i64,
-            String,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-        );
-        let rows: Vec<Row> =
+        let rows: Vec<ReportFeedbackRow> =
             on_pool!(self, pool => sqlx::query_as(sql).bind(from).bind(to).fetch_all(pool).await?);
-        Ok(rows
-            .into_iter()
-            .map(
-                |(card, outcome, at, accepted, system, code, display, comment)| FeedbackRow {
-                    card,
-                    outcome,
-                    at,
-                    accepted: accepted.split_whitespace().map(str::to_string).collect(),
-                    reason: system.zip(code).map(|(s, c)| (s, c, display)),
-                    comment,
-                },
-            )
-            .collect())
+        Ok(rows.into_iter().map(FeedbackRow::from).collect())
     }
 
     /// Feedback received in `[from, to)` for cards not in the card log.
@@ -123,6 +88,57 @@ impl Store {
         let (unknown,): (i64,) =
             on_pool!(self, pool => sqlx::query_as(sql).bind(from).bind(to).fetch_one(pool).await?);
         Ok(unknown as u64)
+    }
+}
+
+/// A `card_log` row as [`Store::logged_rules`] selects it.
+#[derive(sqlx::FromRow)]
+struct LoggedRuleRow {
+    card_uuid: String,
+    rule_id: String,
+    rule_version: String,
+    family: String,
+    patient_hash: String,
+    suggestion_uuids: String,
+}
+
+impl From<LoggedRuleRow> for LoggedRule {
+    fn from(row: LoggedRuleRow) -> LoggedRule {
+        LoggedRule {
+            card: row.card_uuid,
+            rule: row.rule_id,
+            version: row.rule_version,
+            family: row.family,
+            patient: row.patient_hash,
+            suggestions: split_words(&row.suggestion_uuids),
+        }
+    }
+}
+
+/// A `feedback` row as [`Store::feedback_rows`] selects it.
+#[derive(sqlx::FromRow)]
+struct ReportFeedbackRow {
+    card_uuid: String,
+    outcome: FeedbackOutcome,
+    outcome_at: i64,
+    accepted_suggestions: String,
+    override_system: Option<String>,
+    override_code: Option<String>,
+    override_display: Option<String>,
+    user_comment: Option<String>,
+}
+
+impl From<ReportFeedbackRow> for FeedbackRow {
+    fn from(row: ReportFeedbackRow) -> FeedbackRow {
+        let coded = row.override_system.zip(row.override_code);
+        FeedbackRow {
+            card: row.card_uuid,
+            outcome: row.outcome,
+            at: row.outcome_at,
+            accepted: split_words(&row.accepted_suggestions),
+            reason: coded.map(|(system, code)| (system, code, row.override_display)),
+            comment: row.user_comment,
+        }
     }
 }
 

@@ -4,7 +4,9 @@
 //! integration tests link the library as built for production; a cargo
 //! feature for them would build the crate twice in every test run.
 
-use super::{Pool, Store, StoreError, from_millis, on_pool};
+use super::{
+    CardLogEntry, FeedbackOutcome, Pool, Store, StoreError, from_millis, on_pool, split_words,
+};
 use crate::engine::History;
 use std::fmt;
 use time::OffsetDateTime;
@@ -20,15 +22,10 @@ impl Store {
 
     /// Counts of what the store holds: card log rows and feedback rows.
     pub async fn counts(&self) -> Result<StoreCounts, StoreError> {
-        let sql = "SELECT (SELECT COUNT(*) FROM card_log), (SELECT COUNT(*) FROM feedback), \
-                   (SELECT COUNT(*) FROM feedback WHERE unknown_card)";
-        let (card_log, feedback, unknown): (i64, i64, i64) =
-            on_pool!(self, pool => sqlx::query_as(sql).fetch_one(pool).await?);
-        Ok(StoreCounts {
-            card_log_rows: card_log as u64,
-            feedback: feedback as u64,
-            unknown_card_feedback: unknown as u64,
-        })
+        let sql = "SELECT (SELECT COUNT(*) FROM card_log) AS card_log_rows, \
+                   (SELECT COUNT(*) FROM feedback) AS feedback, \
+                   (SELECT COUNT(*) FROM feedback WHERE unknown_card) AS unknown_card_feedback";
+        Ok(on_pool!(self, pool => sqlx::query_as(sql).fetch_one(pool).await?))
     }
 
     /// The history of `patient_hash` and `encounter_hash` (both keyed hashes,
@@ -51,47 +48,34 @@ impl Store {
         })
     }
 
+    /// The card log rows of one card, by rule and draft order.
+    pub async fn card_log_for(&self, card_uuid: &str) -> Result<Vec<CardLogEntry>, StoreError> {
+        let mut logs = self.card_logs_for(&[card_uuid]).await?;
+        Ok(logs.remove(card_uuid).unwrap_or_default())
+    }
+
     /// The feedback stored for a card, oldest outcome first.
     pub async fn feedback_for_card(&self, card: &str) -> Result<Vec<StoredFeedback>, StoreError> {
         let sql = "SELECT service, outcome, outcome_at, accepted_suggestions, override_system, override_code, \
                    user_comment, unknown_card FROM feedback WHERE card_uuid = $1 ORDER BY outcome_at, id";
-        type Row = (
-            String,
-            String,
-            i64,
-            String,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            bool,
-        );
-        let rows: Vec<Row> =
+        let rows: Vec<StoredFeedbackRow> =
             on_pool!(self, pool => sqlx::query_as(sql).bind(card).fetch_all(pool).await?);
-        Ok(rows
-            .into_iter()
-            .map(
-                |(service, outcome, at, accepted, system, code, comment, unknown)| StoredFeedback {
-                    service,
-                    outcome,
-                    outcome_at: from_millis(at),
-                    accepted_suggestions: accepted.split_whitespace().map(str::to_string).collect(),
-                    override_reason: system.zip(code),
-                    user_comment: comment,
-                    unknown_card: unknown,
-                },
-            )
-            .collect())
+        Ok(rows.into_iter().map(StoredFeedback::from).collect())
     }
 }
 
-/// What the store holds, for tests and operators.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the store holds, for tests and operators. The counts are read as
+/// the `BIGINT` both backends count in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
 pub struct StoreCounts {
     /// Rows in the card log (one per card, rule and draft order).
+    #[sqlx(try_from = "i64")]
     pub card_log_rows: u64,
     /// Distinct feedback events.
+    #[sqlx(try_from = "i64")]
     pub feedback: u64,
     /// Of which for cards not in the log.
+    #[sqlx(try_from = "i64")]
     pub unknown_card_feedback: u64,
 }
 
@@ -100,8 +84,8 @@ pub struct StoreCounts {
 pub struct StoredFeedback {
     /// Service it was posted to.
     pub service: String,
-    /// `accepted` or `overridden`.
-    pub outcome: String,
+    /// Accepted or overridden.
+    pub outcome: FeedbackOutcome,
     /// When the clinician acted.
     pub outcome_at: OffsetDateTime,
     /// Accepted suggestion ids.
@@ -112,6 +96,33 @@ pub struct StoredFeedback {
     pub user_comment: Option<String>,
     /// Whether the card was unknown when the feedback arrived.
     pub unknown_card: bool,
+}
+
+/// A `feedback` row as [`Store::feedback_for_card`] selects it.
+#[derive(sqlx::FromRow)]
+struct StoredFeedbackRow {
+    service: String,
+    outcome: FeedbackOutcome,
+    outcome_at: i64,
+    accepted_suggestions: String,
+    override_system: Option<String>,
+    override_code: Option<String>,
+    user_comment: Option<String>,
+    unknown_card: bool,
+}
+
+impl From<StoredFeedbackRow> for StoredFeedback {
+    fn from(row: StoredFeedbackRow) -> StoredFeedback {
+        StoredFeedback {
+            service: row.service,
+            outcome: row.outcome,
+            outcome_at: from_millis(row.outcome_at),
+            accepted_suggestions: split_words(&row.accepted_suggestions),
+            override_reason: row.override_system.zip(row.override_code),
+            user_comment: row.user_comment,
+            unknown_card: row.unknown_card,
+        }
+    }
 }
 
 impl fmt::Debug for StoredFeedback {

@@ -44,11 +44,11 @@ pub async fn receive(
     policy.limits.check_depth(&body)?;
     let parsed: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request("", format!("invalid JSON: {e}")))?;
-    let batch =
-        parse_batch(&parsed).map_err(|(path, message)| ApiError::bad_request(&path, message))?;
+    let batch = parse_batch(&parsed).map_err(|e| ApiError::bad_request(&e.path, e.message))?;
     let Some(Extension(hub)) = hub else {
         return Err(ApiError::unavailable("this server has no feedback store"));
     };
+    let rejected = batch.rejected();
     let entries: Vec<_> = batch.entries.into_iter().map(|(_, entry)| entry).collect();
     let receipt = store(&hub, state.engine.history.as_ref(), &id, &entries)
         .await
@@ -67,9 +67,10 @@ pub async fn receive(
     if batch.problems.is_empty() {
         return Ok(Json(receipt).into_response());
     }
-    let total = entries.len() + rejected_entries(&batch.problems);
+    let total = entries.len() + rejected;
+    let problems = batch.problems.into_iter().map(|p| (p.path, p.message));
     Err(ApiError::bad_entries(
-        batch.problems,
+        problems.collect(),
         stored_note(&receipt, entries.len(), total),
     ))
 }
@@ -105,17 +106,25 @@ async fn store(
         .store
         .record_feedback(service, entries, &known, OffsetDateTime::now_utc())
         .await?;
-    let counted = entries.iter().zip(stored_now).filter(|(_, new)| *new);
-    for (entry, _) in counted {
-        let rows = hub
-            .store
-            .card_log_for(&entry.card)
-            .await
-            .unwrap_or_default();
-        count_outcome(&rows, entry);
+    let counted: Vec<&Feedback> = entries
+        .iter()
+        .zip(stored_now)
+        .filter_map(|(entry, new)| new.then_some(entry))
+        .collect();
+    let counted_cards: Vec<&str> = counted.iter().map(|e| e.card.as_str()).collect();
+    // The feedback is stored already: a failed read does not fail the
+    // request; its entries are counted as for unknown cards.
+    let logs = hub
+        .store
+        .card_logs_for(&counted_cards)
+        .await
+        .unwrap_or_default();
+    for entry in counted {
+        let rows = logs.get(&entry.card).map_or(&[][..], Vec::as_slice);
+        count_outcome(rows, entry);
         if let Some(history) = history {
             // Alert fatigue must see this override on the patient's next call.
-            for row in &rows {
+            for row in rows {
                 history.forget(&row.patient_hash).await;
             }
         }
@@ -155,15 +164,6 @@ fn count_outcome(rows: &[CardLogEntry], entry: &Feedback) {
     for rule in rules {
         crate::metrics::feedback_outcome(rule, outcome, reason);
     }
-}
-
-/// How many entries the problems belong to (`feedback[i]...` prefixes).
-fn rejected_entries(problems: &[(String, String)]) -> usize {
-    problems
-        .iter()
-        .filter_map(|(path, _)| path.split(']').next())
-        .collect::<HashSet<_>>()
-        .len()
 }
 
 fn stored_note(receipt: &Receipt, valid: usize, total: usize) -> String {
