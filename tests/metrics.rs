@@ -5,8 +5,12 @@
 //!
 //! Every server in this binary shares one recorder, so each test compares
 //! values before and after its calls, and the tests run one at a time.
-//! This binary installs the log subscriber (for the overrun warning).
+//! That is why this is a binary of its own, not a module of `tests/api`:
+//! the servers of the tests there would move the counters between two
+//! scrapes. It also installs the log subscriber (for the overrun warning).
 
+// The harness of tests/api, of which this binary uses a part.
+#[allow(dead_code)]
 mod common;
 
 use axum::http::StatusCode;

@@ -1,6 +1,6 @@
-//! Shared test harness: a hookwise server on port 0 with the bundled rules,
+//! The integration tests' harness, shared by the `tests/api` binary and the
+//! binaries beside it: a hookwise server on port 0 with the bundled rules,
 //! and a fake EHR FHIR server.
-#![allow(dead_code)]
 
 pub mod auth;
 pub mod binary;

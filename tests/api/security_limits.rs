@@ -1,7 +1,7 @@
 //! Secure-by-default start-up, CORS and preflight, request limits, and the
 //! FHIR token never leaving the fhirServer.
 
-mod common;
+use crate::common;
 
 use axum::http::StatusCode;
 use common::auth::*;

@@ -1,7 +1,7 @@
 //! Runs every rule test case in `cds-rules/tests/` (the same cases as
 //! `hookwise test`), and checks that `hookwise check` accepts the bundled rules.
 
-mod common;
+use crate::common;
 
 use hookwise::rules::load_dir;
 use hookwise::rules::testing::load_tests;

@@ -1,6 +1,6 @@
 //! The CDS Hooks HTTP interface, driven over a real socket.
 
-mod common;
+use crate::common;
 
 use axum::http::StatusCode;
 use common::*;

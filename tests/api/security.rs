@@ -1,7 +1,7 @@
 //! CDS client JWT authentication, over a real socket with keys made here.
 //! Every rejection must be an empty 401.
 
-mod common;
+use crate::common;
 
 use axum::http::StatusCode;
 use common::auth::*;
