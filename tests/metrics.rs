@@ -233,15 +233,7 @@ async fn a_412_is_counted() {
 #[tokio::test]
 async fn a_deadline_overrun_while_fetching_is_counted() {
     let _serial = serial().await;
-    let fhir = fake_fhir(Duration::from_secs(5), |_, _| {
-        (StatusCode::OK, json!({"resourceType": "Bundle"}))
-    })
-    .await;
-    let mut settings = test_settings();
-    settings.deadline_ms = 300;
-    let app = spawn_app_with(settings).await;
-    let mut request = psa_request(None);
-    request["fhirServer"] = json!(fhir.base());
+    let (app, request) = slow_fhir_call().await;
     let before = scrape(&app).await;
     let (status, body) = app.call("choosing-wisely", &request).await;
     assert_eq!((status, body), (StatusCode::OK, json!({"cards": []})));

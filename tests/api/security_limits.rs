@@ -118,20 +118,6 @@ async fn bad_client_entries_refuse_to_start() {
     assert!(start_error(settings).await.contains("CORS origin"));
 }
 
-async fn preflight(app: &TestApp, path: &str, origin: &str) -> reqwest::Response {
-    app.client
-        .request(reqwest::Method::OPTIONS, app.url(path))
-        .header("Origin", origin)
-        .header("Access-Control-Request-Method", "POST")
-        .header(
-            "Access-Control-Request-Headers",
-            "authorization,content-type",
-        )
-        .send()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn preflight_works_on_every_path_without_a_token_for_allowed_origins() {
     let key = TestKey::es384("k");
