@@ -16,6 +16,7 @@ mod alert_fatigue;
 mod cli;
 mod feedback;
 mod fhir_cache;
+mod harness;
 mod http_api;
 mod population;
 mod replay;
