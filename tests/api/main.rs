@@ -2,7 +2,7 @@
 //! harness in `tests/common`, so `cargo test` links the crate into one test
 //! program instead of one per file.
 //!
-//! Three tests keep their own binaries, since they need a process to
+//! Three files keep their own binaries, since they need a process to
 //! themselves: `tests/logging.rs` and `tests/logging_fhir_errors.rs` install
 //! the global log subscriber and read everything it writes, and
 //! `tests/metrics.rs` compares the process-global metrics recorder before
