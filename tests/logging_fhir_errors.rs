@@ -1,6 +1,8 @@
 //! A failed FHIR read of `Patient/{id}` must not put the patient id in the
 //! logs. Its own binary, since it installs the global log subscriber.
 
+// The harness of tests/api, of which this binary uses a part.
+#[allow(dead_code)]
 mod common;
 
 use axum::http::StatusCode;

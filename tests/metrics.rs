@@ -5,8 +5,12 @@
 //!
 //! Every server in this binary shares one recorder, so each test compares
 //! values before and after its calls, and the tests run one at a time.
-//! This binary installs the log subscriber (for the overrun warning).
+//! That is why this is a binary of its own, not a module of `tests/api`:
+//! the servers of the tests there would move the counters between two
+//! scrapes. It also installs the log subscriber (for the overrun warning).
 
+// The harness of tests/api, of which this binary uses a part.
+#[allow(dead_code)]
 mod common;
 
 use axum::http::StatusCode;
@@ -229,15 +233,7 @@ async fn a_412_is_counted() {
 #[tokio::test]
 async fn a_deadline_overrun_while_fetching_is_counted() {
     let _serial = serial().await;
-    let fhir = fake_fhir(Duration::from_secs(5), |_, _| {
-        (StatusCode::OK, json!({"resourceType": "Bundle"}))
-    })
-    .await;
-    let mut settings = test_settings();
-    settings.deadline_ms = 300;
-    let app = spawn_app_with(settings).await;
-    let mut request = psa_request(None);
-    request["fhirServer"] = json!(fhir.base());
+    let (app, request) = slow_fhir_call().await;
     let before = scrape(&app).await;
     let (status, body) = app.call("choosing-wisely", &request).await;
     assert_eq!((status, body), (StatusCode::OK, json!({"cards": []})));

@@ -10,9 +10,11 @@
 //! cluster (`pg_ctl stop -m immediate`) and removes the dir once the test
 //! process has exited: statics are never dropped, and this also covers a
 //! panic or abort. Without the binaries the PostgreSQL variants print that
-//! they were skipped and pass.
+//! they were skipped and pass, except under CI ([`postgres_required`]),
+//! where a cluster that cannot start fails them.
 
 use sqlx::Connection;
+use std::ffi::OsStr;
 use std::io::Write as _;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -48,9 +50,21 @@ impl TestDb {
     }
 
     /// A fresh database in the test binary's PostgreSQL cluster, or `None`
-    /// (with a note on stderr) when PostgreSQL is not installed.
+    /// (with a note on stderr) when the cluster cannot start, e.g. without
+    /// PostgreSQL installed; under CI that panics instead.
     pub async fn postgres() -> Option<TestDb> {
-        let port = cluster()?;
+        let port = match cluster() {
+            Ok(port) => *port,
+            Err(why) if postgres_required(std::env::var_os("CI").as_deref()) => {
+                panic!(
+                    "PostgreSQL is required under CI (the CI environment variable is set): {why}"
+                )
+            }
+            Err(why) => {
+                say_skipped(why);
+                return None;
+            }
+        };
         let name = format!("t_{}", uuid::Uuid::new_v4().simple());
         let admin = format!("postgres://hookwise@127.0.0.1:{port}/postgres");
         // The name is generated here (t_ and hex digits): safe to splice.
@@ -96,16 +110,17 @@ macro_rules! on_both_backends {
     };
 }
 
-/// The cluster's port, starting it on first call; `None` without PostgreSQL.
-fn cluster() -> Option<u16> {
-    static PORT: OnceLock<Option<u16>> = OnceLock::new();
-    *PORT.get_or_init(|| match start_cluster() {
-        Ok(port) => Some(port),
-        Err(why) => {
-            say_skipped(&why);
-            None
-        }
-    })
+/// Whether the PostgreSQL variants must run rather than be skipped, from
+/// the value of the `CI` environment variable: set to anything but empty,
+/// `0` or `false` (CI services set `true`, `.ci/run` sets `1`).
+pub fn postgres_required(ci: Option<&OsStr>) -> bool {
+    ci.is_some_and(|ci| !["", "0", "false"].contains(&&*ci.to_string_lossy()))
+}
+
+/// The cluster's port, starting it on first call; why it could not start.
+fn cluster() -> &'static Result<u16, String> {
+    static PORT: OnceLock<Result<u16, String>> = OnceLock::new();
+    PORT.get_or_init(start_cluster)
 }
 
 /// Tells once per binary, past the test harness's output capture.

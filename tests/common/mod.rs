@@ -1,6 +1,6 @@
-//! Shared test harness: a hookwise server on port 0 with the bundled rules,
+//! The integration tests' harness, shared by the `tests/api` binary and the
+//! binaries beside it: a hookwise server on port 0 with the bundled rules,
 //! and a fake EHR FHIR server.
-#![allow(dead_code)]
 
 pub mod auth;
 pub mod binary;
@@ -205,6 +205,37 @@ pub fn order_request(hook: &str, drafts: Vec<Value>, prefetch: Option<Value>) ->
         request["prefetch"] = prefetch;
     }
     request
+}
+
+/// Sends a CORS preflight from `origin` for a POST to `path` with the
+/// `authorization` and `content-type` headers.
+pub async fn preflight(app: &TestApp, path: &str, origin: &str) -> reqwest::Response {
+    app.client
+        .request(reqwest::Method::OPTIONS, format!("{}{path}", app.base))
+        .header("Origin", origin)
+        .header("Access-Control-Request-Method", "POST")
+        .header(
+            "Access-Control-Request-Headers",
+            "authorization,content-type",
+        )
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A hookwise with a 300 ms deadline, and an order-select call for a PSA
+/// test with nothing prefetched, whose FHIR server answers after 5 s.
+pub async fn slow_fhir_call() -> (TestApp, Value) {
+    let fhir = fake_fhir(Duration::from_secs(5), |_, _| {
+        (StatusCode::OK, json!({"resourceType": "Bundle"}))
+    })
+    .await;
+    let mut settings = test_settings();
+    settings.deadline_ms = 300;
+    let app = spawn_app_with(settings).await;
+    let mut request = order_request("order-select", vec![psa_order("sr-1")], None);
+    request["fhirServer"] = json!(fhir.base());
+    (app, request)
 }
 
 /// Asserts that no value anywhere is `null`, `""`, `[]` or `{}`, except `cards: []`.

@@ -1,6 +1,6 @@
 //! The `hookwise` command line: check, test, eval and rules.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -3,7 +3,7 @@
 //! regeneration must fail the build, or rules would silently match other codes
 //! than the reviewed table says.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

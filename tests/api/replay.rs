@@ -4,7 +4,8 @@
 //! database refuse a token another replica has seen, on SQLite and
 //! PostgreSQL alike.
 
-mod common;
+use crate::common;
+use crate::on_both_backends;
 
 use axum::http::StatusCode;
 use common::auth::*;

@@ -5,7 +5,8 @@
 //! Held-back cards are counted in the request log (`held`) and metrics.
 //! Everything that reads history runs on SQLite and on PostgreSQL.
 
-mod common;
+use crate::common;
+use crate::on_both_backends;
 
 use axum::http::StatusCode;
 use common::db::{TestDb, spawn_on};

@@ -1,6 +1,6 @@
 //! The CDS Hooks HTTP interface, driven over a real socket.
 
-mod common;
+use crate::common;
 
 use axum::http::StatusCode;
 use common::*;
@@ -546,15 +546,7 @@ async fn data_that_cannot_be_had_is_a_412() {
 
 #[tokio::test]
 async fn a_slow_fhir_server_ends_in_no_cards_within_the_deadline() {
-    let fhir = fake_fhir(Duration::from_secs(5), |_, _| {
-        (StatusCode::OK, json!({"resourceType": "Bundle"}))
-    })
-    .await;
-    let mut settings = test_settings();
-    settings.deadline_ms = 300;
-    let app = spawn_app_with(settings).await;
-    let mut request = order_request("order-select", vec![psa_order("sr-1")], None);
-    request["fhirServer"] = json!(fhir.base());
+    let (app, request) = slow_fhir_call().await;
     let started = std::time::Instant::now();
     let (status, body) = app.call("choosing-wisely", &request).await;
     assert_eq!((status, body), (StatusCode::OK, json!({"cards": []})));
@@ -713,18 +705,7 @@ async fn every_path_answers_a_preflight() {
         "/cds-services/choosing-wisely-order-select",
         "/cds-services/choosing-wisely-order-select/feedback",
     ] {
-        let response = app
-            .client
-            .request(reqwest::Method::OPTIONS, format!("{}{path}", app.base))
-            .header("Origin", "https://sandbox.cds-hooks.org")
-            .header("Access-Control-Request-Method", "POST")
-            .header(
-                "Access-Control-Request-Headers",
-                "authorization,content-type",
-            )
-            .send()
-            .await
-            .unwrap();
+        let response = preflight(&app, path, "https://sandbox.cds-hooks.org").await;
         assert!(
             response.status().is_success(),
             "{path}: {}",

@@ -12,7 +12,8 @@
 //!   PostgreSQL, through HTTP: 503, then stored again once it is allowed.
 #![cfg(target_os = "linux")]
 
-mod common;
+use crate::common;
+use crate::on_both_backends;
 
 use common::binary::{Process, start_binary};
 use common::db::{TestDb, spawn_on};

@@ -1,7 +1,7 @@
 //! CDS client JWT authentication, over a real socket with keys made here.
 //! Every rejection must be an empty 401.
 
-mod common;
+use crate::common;
 
 use axum::http::StatusCode;
 use common::auth::*;
@@ -52,6 +52,13 @@ fn token_with(app: &TestApp, key: &TestKey, edit: impl FnOnce(&mut Value)) -> St
     let mut claims = claims(EHR, &app.url(CW));
     edit(&mut claims);
     key.sign(&claims, None)
+}
+
+/// POSTs the call to `CW` with `token` and asserts a 200; `what` names
+/// the case.
+async fn assert_ok_call(app: &TestApp, token: &str, what: &str) {
+    let raw = app.post_token(CW, token, &call_body()).await;
+    assert_eq!(raw.status, StatusCode::OK, "{what}: {}", raw.body);
 }
 
 /// base64url without padding, as JWS uses.
@@ -110,14 +117,7 @@ async fn a_valid_rs384_token_from_a_jwks_url_passes() {
     ehr.jwks_url = Some(server.url("/jwks.json"));
     let app = spawn_auth_app(vec![ehr]).await;
     for _ in 0..3 {
-        let raw = app
-            .post_token(
-                CW,
-                &key.sign(&claims(EHR, &app.url(CW)), None),
-                &call_body(),
-            )
-            .await;
-        assert_eq!(raw.status, StatusCode::OK, "{}", raw.body);
+        assert_ok_call(&app, &token_with(&app, &key, |_| {}), "RS384").await;
     }
     assert_eq!(server.hits("/jwks.json"), 1, "the JWKS is cached");
 }
@@ -218,10 +218,7 @@ async fn a_wrong_audience_is_401() {
     let token = token_with(&app, &key, |c| {
         c["aud"] = json!(["https://x.example.org", app.url(CW)])
     });
-    assert_eq!(
-        app.post_token(CW, &token, &call_body()).await.status,
-        StatusCode::OK
-    );
+    assert_ok_call(&app, &token, "a list of audiences").await;
 }
 
 #[tokio::test]
@@ -259,10 +256,7 @@ async fn an_expired_token_is_401() {
         c["iat"] = json!(now() - 300);
         c["exp"] = json!(now() - 30);
     });
-    assert_eq!(
-        app.post_token(CW, &token, &call_body()).await.status,
-        StatusCode::OK
-    );
+    assert_ok_call(&app, &token, "within the clock skew").await;
 }
 
 #[tokio::test]
@@ -293,11 +287,8 @@ async fn iat_in_the_future_or_a_long_lifetime_is_401() {
 #[tokio::test]
 async fn a_replayed_jti_is_401() {
     let (app, key) = es384_app().await;
-    let token = key.sign(&claims(EHR, &app.url(CW)), None);
-    assert_eq!(
-        app.post_token(CW, &token, &call_body()).await.status,
-        StatusCode::OK
-    );
+    let token = token_with(&app, &key, |_| {});
+    assert_ok_call(&app, &token, "first use").await;
     assert_401(
         &app.post_token(CW, &token, &call_body()).await,
         "same token again",
@@ -308,10 +299,7 @@ async fn a_replayed_jti_is_401() {
         c["jti"] = json!(jti);
         c["iat"] = json!(now() - 1);
     });
-    assert_eq!(
-        app.post_token(CW, &first, &call_body()).await.status,
-        StatusCode::OK
-    );
+    assert_ok_call(&app, &first, "first use of the jti").await;
     assert_401(
         &app.post_token(CW, &second, &call_body()).await,
         "another token with the same jti",
@@ -331,12 +319,7 @@ async fn a_signed_token_with_crit_is_401() {
         }
         jsonwebtoken::encode(&header, &claims(EHR, &app.url(CW)), &key.encoding).unwrap()
     };
-    let plain = app.post_token(CW, &sign(None), &call_body()).await;
-    assert_eq!(
-        plain.status,
-        StatusCode::OK,
-        "the same token without crit passes"
-    );
+    assert_ok_call(&app, &sign(None), "the same token without crit").await;
     let mut typed = Header::new(key.alg);
     typed.kid = Some(key.kid.clone());
     typed.crit = Some(vec!["exp".into()]);
@@ -396,11 +379,7 @@ async fn a_jku_off_the_allowlist_is_401_and_never_fetched() {
     // Allowlisted jkus and the configured URL are used.
     for jku in [good.url("/rotated.json"), good.url("/jwks.json")] {
         let token = key.sign(&claims(EHR, &app.url(CW)), Some(&jku));
-        assert_eq!(
-            app.post_token(CW, &token, &call_body()).await.status,
-            StatusCode::OK,
-            "{jku}"
-        );
+        assert_ok_call(&app, &token, &jku).await;
     }
 }
 
@@ -466,14 +445,7 @@ async fn es256_and_rs256_pass_only_where_configured() {
     lenient.algorithms = vec!["ES256".into(), "RS256".into()];
     let app = spawn_auth_app(vec![lenient]).await;
     for key in [&es256, &rs256] {
-        let raw = app
-            .post_token(
-                CW,
-                &key.sign(&claims(EHR, &app.url(CW)), None),
-                &call_body(),
-            )
-            .await;
-        assert_eq!(raw.status, StatusCode::OK, "{}", key.kid);
+        assert_ok_call(&app, &token_with(&app, key, |_| {}), &key.kid).await;
     }
 }
 
@@ -485,10 +457,7 @@ async fn a_tenant_allowlist_requires_a_listed_tenant() {
     ehr.tenants = vec!["hospital-a".into()];
     let app = spawn_auth_app(vec![ehr]).await;
     let ok = token_with(&app, &key, |c| c["tenant"] = json!("hospital-a"));
-    assert_eq!(
-        app.post_token(CW, &ok, &call_body()).await.status,
-        StatusCode::OK
-    );
+    assert_ok_call(&app, &ok, "listed tenant").await;
     let other = token_with(&app, &key, |c| c["tenant"] = json!("hospital-b"));
     assert_401(
         &app.post_token(CW, &other, &call_body()).await,
@@ -513,42 +482,15 @@ async fn an_unknown_kid_refreshes_the_jwks_once_within_the_floor() {
     let mut settings = auth_settings(vec![ehr.clone()]);
     settings.auth.jwks_refresh_floor_secs = 0;
     let app = spawn_app_with(settings).await;
-    assert_eq!(
-        app.post_token(
-            CW,
-            &old.sign(&claims(EHR, &app.url(CW)), None),
-            &call_body()
-        )
-        .await
-        .status,
-        StatusCode::OK
-    );
+    assert_ok_call(&app, &token_with(&app, &old, |_| {}), "old key").await;
     *server.set.lock().unwrap() = jwks(&[&old, &new]);
-    assert_eq!(
-        app.post_token(
-            CW,
-            &new.sign(&claims(EHR, &app.url(CW)), None),
-            &call_body()
-        )
-        .await
-        .status,
-        StatusCode::OK
-    );
+    assert_ok_call(&app, &token_with(&app, &new, |_| {}), "rotated key").await;
     assert_eq!(server.hits("/jwks.json"), 2);
 
     // The default floor (60 s): a flood of unknown kids costs the EHR no more requests.
     let app = spawn_auth_app(vec![ehr]).await;
     let before = server.hits("/jwks.json");
-    assert_eq!(
-        app.post_token(
-            CW,
-            &old.sign(&claims(EHR, &app.url(CW)), None),
-            &call_body()
-        )
-        .await
-        .status,
-        StatusCode::OK
-    );
+    assert_ok_call(&app, &token_with(&app, &old, |_| {}), "old key").await;
     for i in 0..20 {
         let token = old
             .renamed(&format!("bogus-{i}"))
@@ -604,10 +546,7 @@ async fn a_sandbox_shaped_token_is_verified_against_a_pinned_jwks() {
         .get_token(DISCOVERY, &sandbox_token(&ours, &app.url(DISCOVERY)))
         .await;
     assert_eq!(raw.status, StatusCode::OK);
-    let raw = app
-        .post_token(CW, &sandbox_token(&ours, &app.url(CW)), &call_body())
-        .await;
-    assert_eq!(raw.status, StatusCode::OK, "{}", raw.body);
+    assert_ok_call(&app, &sandbox_token(&ours, &app.url(CW)), "sandbox-shaped").await;
     // The sandbox signs feedback with aud = {service-url}/feedback.
     let raw = app
         .post_token(

@@ -4,7 +4,7 @@
 //! is left, writes the card log out and exits 0. (The in-flight body budget
 //! is tested with the other limits, in `security_limits.rs`.)
 
-mod common;
+use crate::common;
 
 use axum::http::StatusCode;
 use common::binary::start_binary;
@@ -127,6 +127,9 @@ async fn a_keep_alive_connection_serves_requests_then_closes_when_idle() {
 
 #[tokio::test]
 async fn a_body_that_stops_coming_gets_408_and_the_connection_closed() {
+    // The only log subscriber of the tests/api binary. It also sees the
+    // requests of the tests running beside this one, so only this request
+    // id's events are read.
     let logs = Buffer::install("info");
     let mut settings = test_settings();
     settings.body_read_timeout_ms = 500;

@@ -1,7 +1,7 @@
 //! Secure-by-default start-up, CORS and preflight, request limits, and the
 //! FHIR token never leaving the fhirServer.
 
-mod common;
+use crate::common;
 
 use axum::http::StatusCode;
 use common::auth::*;
@@ -116,20 +116,6 @@ async fn bad_client_entries_refuse_to_start() {
     let mut settings = test_settings();
     settings.cors.allowed_origins = vec!["sandbox.cds-hooks.org".into()];
     assert!(start_error(settings).await.contains("CORS origin"));
-}
-
-async fn preflight(app: &TestApp, path: &str, origin: &str) -> reqwest::Response {
-    app.client
-        .request(reqwest::Method::OPTIONS, app.url(path))
-        .header("Origin", origin)
-        .header("Access-Control-Request-Method", "POST")
-        .header(
-            "Access-Control-Request-Headers",
-            "authorization,content-type",
-        )
-        .send()
-        .await
-        .unwrap()
 }
 
 #[tokio::test]

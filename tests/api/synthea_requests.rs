@@ -1,6 +1,6 @@
 //! Realistic requests: Synthea patients' records sent as prefetch over HTTP.
 
-mod common;
+use crate::common;
 
 use axum::http::StatusCode;
 use common::*;

@@ -1,36 +1,26 @@
 //! Runs every rule test case in `cds-rules/tests/` (the same cases as
 //! `hookwise test`), and checks that `hookwise check` accepts the bundled rules.
 
-mod common;
+use crate::common;
 
 use hookwise::engine::cases::load_tests;
-use hookwise::rules::load_dir;
+use hookwise::rules::{Diagnostic, load_dir};
+
+/// Loading problems, one a line.
+fn lines(problems: &[Diagnostic]) -> String {
+    problems
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
 
 #[test]
 fn bundled_rule_cases_pass() {
     let dir = common::root().join("cds-rules");
-    let rules = load_dir(&dir).unwrap_or_else(|problems| {
-        panic!(
-            "{}",
-            problems
-                .iter()
-                .map(|p| p.to_string())
-                .collect::<Vec<_>>()
-                .join("\n")
-        )
-    });
-    let suite = load_tests(&rules, &dir, &common::root().join("fhir-fixtures")).unwrap_or_else(
-        |problems| {
-            panic!(
-                "{}",
-                problems
-                    .iter()
-                    .map(|p| p.to_string())
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            )
-        },
-    );
+    let rules = load_dir(&dir).unwrap_or_else(|problems| panic!("{}", lines(&problems)));
+    let suite = load_tests(&rules, &dir, &common::root().join("fhir-fixtures"))
+        .unwrap_or_else(|problems| panic!("{}", lines(&problems)));
     assert!(
         suite.len() >= 3,
         "expected rule test cases, found {}",

@@ -6,7 +6,7 @@
 //! After a deliberate change, regenerate the expectations with
 //! `HOOKWISE_BLESS=1 cargo test --test population` and review the diff.
 
-mod common;
+use crate::common;
 
 use hookwise::cds::Hook;
 use hookwise::engine::{Input, Screen, evaluate};

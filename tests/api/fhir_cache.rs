@@ -3,7 +3,7 @@
 //! order-sign for the same patient and token, and never for another token,
 //! another patient or another server; failures are not kept; TTL 0 disables.
 
-mod common;
+use crate::common;
 
 use axum::http::StatusCode;
 use common::*;

@@ -2,7 +2,8 @@
 //! endpoint, idempotency, restarts and the history query. Every scenario
 //! runs on SQLite and on PostgreSQL (`on_sqlite::*`, `on_postgres::*`).
 
-mod common;
+use crate::common;
+use crate::on_both_backends;
 
 use axum::http::StatusCode;
 use common::binary::start_binary;
