@@ -43,10 +43,11 @@ pub struct BodyReader {
 }
 
 impl BodyReader {
-    /// A reader of bodies of at most `max_body_bytes`, holding at most
-    /// `limits.max_inflight_body_bytes` of them at once (never less than
-    /// one largest body).
-    pub fn new(limits: &Limits, max_body_bytes: usize) -> BodyReader {
+    /// A reader of bodies of at most `limits.max_body_bytes`, holding at
+    /// most `limits.max_inflight_body_bytes` of them at once (never less
+    /// than one largest body).
+    pub fn new(limits: &Limits) -> BodyReader {
+        let max_body_bytes = limits.max_body_bytes;
         let budget_kib = kib(limits.max_inflight_body_bytes).max(kib(max_body_bytes));
         BodyReader {
             budget_kib: Arc::new(Semaphore::new(budget_kib as usize)),

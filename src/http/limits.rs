@@ -20,6 +20,8 @@ use tokio::sync::Semaphore;
 /// The configurable limits of one call.
 #[derive(Debug, Clone)]
 pub struct Limits {
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
     /// Deepest JSON nesting accepted.
     pub max_json_depth: usize,
     /// Most `prefetch` keys.
@@ -40,6 +42,7 @@ impl Default for Limits {
     fn default() -> Self {
         let settings = crate::config::Settings::default();
         Limits {
+            max_body_bytes: settings.max_body_bytes,
             max_json_depth: settings.max_json_depth,
             max_prefetch_keys: settings.max_prefetch_keys,
             max_draft_orders: settings.max_draft_orders,

@@ -17,16 +17,19 @@ pub mod metrics;
 pub mod routes;
 pub mod security;
 pub mod serve;
+mod state;
 
 pub use self::metrics::MetricsAccess;
 pub use error::ApiError;
 pub use limits::Limits;
 
 pub use security::AuthPolicy;
+pub use state::{AppState, NoRandomKey, Policy};
 
+use crate::card_log::IssuedCards;
 use crate::cds::{CdsRequest, Discovery, Hook, ServiceDescriptor, parse_request};
 use crate::engine::{CallError, Engine};
-use crate::pseudonym::Pseudonymizer;
+use crate::rules::Service;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
@@ -37,58 +40,18 @@ use axum::{Extension, Json, Router};
 use body::BodyReader;
 use limits::Gate;
 use logging::Outcome;
+use metrics::CallHook;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 use time::OffsetDateTime;
+use tokio::time::Instant;
 use tracing::Span;
 
-/// Shared state of the HTTP layer.
-pub struct AppState {
-    /// The request path's engine.
-    pub engine: Engine,
-    /// Largest accepted request body.
-    pub max_body_bytes: usize,
-}
-
-/// What surrounds the handlers: who may call, from which origins, within
-/// which limits, and how patient ids are hashed in logs.
-pub struct Policy {
-    /// JWT authentication; `None` serves anyone (loopback or explicitly allowed).
-    pub auth: Option<AuthPolicy>,
-    /// Allowed CORS origins (`*` for any); none by default.
-    pub cors_origins: Vec<String>,
-    /// Per-call limits.
-    pub limits: Limits,
-    /// Keyed hashing of patient ids for logs.
-    pub patients: Pseudonymizer,
-    /// Who may read `/metrics`.
-    pub metrics: MetricsAccess,
-}
-
-impl Policy {
-    /// No authentication, no CORS origins, default limits, a random hash key.
-    pub fn open() -> Policy {
-        Policy {
-            auth: None,
-            cors_origins: Vec::new(),
-            limits: Limits::default(),
-            patients: Pseudonymizer::random().unwrap_or_else(|| Pseudonymizer::new(b"hookwise")),
-            metrics: MetricsAccess::Open,
-        }
-    }
-}
-
-/// Builds the router with an open [`Policy`] (no authentication): for
-/// benchmarks and embedding. [`crate::server`] uses [`router_with`].
-pub fn router(state: Arc<AppState>) -> Router {
-    router_with(state, Arc::new(Policy::open()))
-}
-
-/// Builds the router under `policy`.
-pub fn router_with(state: Arc<AppState>, policy: Arc<Policy>) -> Router {
-    let limit = state.max_body_bytes;
+/// Builds the router over `state`.
+pub fn router(state: AppState) -> Router {
+    let policy = &state.policy;
     let gate = Arc::new(Gate::new(&policy.limits));
-    let reader = Arc::new(BodyReader::new(&policy.limits, limit));
+    let reader = Arc::new(BodyReader::new(&policy.limits));
     crate::metrics::register(&state.engine.rules.label_values());
     Router::new()
         .route("/cds-services", get(discovery))
@@ -101,13 +64,13 @@ pub fn router_with(state: Arc<AppState>, policy: Arc<Policy>) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         // The body reader enforces the limit; this keeps axum's extractors
         // from applying their own (2 MB) below it.
-        .layer(DefaultBodyLimit::max(limit))
+        .layer(DefaultBodyLimit::max(policy.limits.max_body_bytes))
         .layer(middleware::from_fn_with_state(reader, body::read_body))
         .layer(middleware::from_fn_with_state(
             policy.clone(),
             security::authenticate,
         ))
-        .merge(metrics::routes(policy.metrics.clone()))
+        .merge(metrics::routes())
         .layer(middleware::from_fn_with_state(
             gate,
             limits::limit_concurrency,
@@ -115,13 +78,12 @@ pub fn router_with(state: Arc<AppState>, policy: Arc<Policy>) -> Router {
         .layer(security::cors(&policy.cors_origins))
         .layer(middleware::from_fn(metrics::track))
         .layer(middleware::from_fn(logging::log_request))
-        .layer(Extension(policy))
         .with_state(state)
 }
 
 /// `GET /cds-services`: one entry per (service, hook).
-async fn discovery(State(state): State<Arc<AppState>>) -> Json<Discovery> {
-    Json(discovery_document(&state.engine))
+async fn discovery(State(engine): State<Arc<Engine>>) -> Json<Discovery> {
+    Json(discovery_document(&engine))
 }
 
 /// The discovery document: one entry per service (one rule family at one
@@ -177,23 +139,41 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ServiceId {
 /// the depth limit), the other limits, then the engine. The span gets the
 /// service, hook, hashed patient id and card count.
 async fn call_service(
-    State(state): State<Arc<AppState>>,
-    Extension(policy): Extension<Arc<Policy>>,
+    State(engine): State<Arc<Engine>>,
+    State(policy): State<Arc<Policy>>,
     Extension(started): Extension<metrics::RequestStarted>,
     ServiceId(id): ServiceId,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body?;
-    let Some(service) = state.engine.rules.service(&id) else {
-        return Err(CallError::unknown_service(&state.engine.rules, &id).into());
+    let Some(service) = engine.rules.service(&id) else {
+        return Err(CallError::unknown_service(&engine.rules, &id).into());
     };
     Span::current().record("service", id.as_str());
     let request = parse_request(&body, policy.limits.max_json_depth).map_err(CallError::from)?;
     record_call(&policy, &request);
-    policy.limits.check_counts(&request)?;
-    let call = state
-        .engine
-        .call(&id, &request, OffsetDateTime::now_utc(), started.0)
+    let hook = CallHook(Hook::parse(&request.hook).map_or(crate::metrics::UNKNOWN, Hook::as_str));
+    let mut response = match answer(&engine, &policy, service, id, &request, started.0).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    };
+    // Errors past this point are labelled with the hook too.
+    response.extensions_mut().insert(hook);
+    Ok(response)
+}
+
+/// The call's answer, once its request is parsed.
+async fn answer(
+    engine: &Engine,
+    policy: &Policy,
+    service: &Service,
+    id: String,
+    request: &CdsRequest<'_>,
+    started: Instant,
+) -> Result<Response, ApiError> {
+    policy.limits.check_counts(request)?;
+    let call = engine
+        .call(&id, request, OffsetDateTime::now_utc(), started)
         .await?;
     Span::current().record("cards", call.response.cards.len());
     if !call.held.is_empty() {
@@ -207,15 +187,13 @@ async fn call_service(
     let mut response = Json(call.response).into_response();
     response.extensions_mut().insert(Outcome(outcome));
     if let Some(issued) = call.issued {
-        // For the card log layer (crate::feedback), which hashes and queues them.
-        response
-            .extensions_mut()
-            .insert(crate::card_log::IssuedCards {
-                family: state.engine.rules.family_of(service).id.clone(),
-                service: id,
-                hook: call.hook,
-                issued,
-            });
+        // For the card log layer (crate::card_log), which hashes and queues them.
+        response.extensions_mut().insert(IssuedCards {
+            family: engine.rules.family_of(service).id.clone(),
+            service: id,
+            hook: call.hook,
+            issued,
+        });
     }
     Ok(response)
 }
@@ -228,7 +206,6 @@ fn record_call(policy: &Policy, request: &CdsRequest<'_>) {
         "hook",
         Hook::parse(&request.hook).map_or("unsupported", Hook::as_str),
     );
-    metrics::note_hook(&request.hook);
     if let Some(patient) = request.context_str("patientId") {
         span.record("patient", policy.patients.hash(patient).as_str());
     }

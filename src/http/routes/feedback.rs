@@ -6,16 +6,16 @@
 //! an information issue saying how many of the batch's entries were stored.
 //! Free text (`userComment`) is stored, never logged.
 
-use crate::card_log::Hub;
-use crate::engine::{CallError, HistoryReader};
+use crate::card_log::CardRecorder;
+use crate::engine::{CallError, Engine, HistoryReader};
 use crate::feedback::parse_batch;
-use crate::http::{ApiError, AppState, Policy, ServiceId};
+use crate::http::{ApiError, Policy, ServiceId};
 use crate::store::{CardLogEntry, Feedback, Receipt, StoreError};
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -26,14 +26,14 @@ use tracing::Span;
 /// depth limit or not a batch: 400; store unavailable (or failing to write):
 /// 503 with `Retry-After`, and nothing of the batch acknowledged.
 pub async fn receive(
-    State(state): State<Arc<AppState>>,
-    Extension(policy): Extension<Arc<Policy>>,
-    hub: Option<Extension<Arc<Hub>>>,
+    State(engine): State<Arc<Engine>>,
+    State(policy): State<Arc<Policy>>,
+    State(recorder): State<Option<Arc<CardRecorder>>>,
     ServiceId(id): ServiceId,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body?;
-    let rules = &state.engine.rules;
+    let rules = &engine.rules;
     // A family id was the service id before each hook had its own: an EHR
     // may still send feedback on cards issued then to that URL. Taking it
     // loses nothing (feedback is keyed by card uuid); it is not in discovery.
@@ -46,11 +46,11 @@ pub async fn receive(
         .map_err(|e| ApiError::bad_request("", format!("invalid JSON: {e}")))?;
     let batch =
         parse_batch(&parsed).map_err(|(path, message)| ApiError::bad_request(&path, message))?;
-    let Some(Extension(hub)) = hub else {
+    let Some(recorder) = recorder else {
         return Err(ApiError::unavailable("this server has no feedback store"));
     };
     let entries: Vec<_> = batch.entries.into_iter().map(|(_, entry)| entry).collect();
-    let receipt = store(&hub, state.engine.history.as_ref(), &id, &entries)
+    let receipt = store(&recorder, engine.history.as_ref(), &id, &entries)
         .await
         .map_err(|e| {
             tracing::error!(error = %e, entries = entries.len(), "feedback could not be stored");
@@ -77,7 +77,7 @@ pub async fn receive(
 /// Looks up the cards, then stores. A card not found may still sit in the
 /// card log's queue: flush it and look again before flagging it unknown.
 async fn store(
-    hub: &Hub,
+    recorder: &CardRecorder,
     history: Option<&Arc<dyn HistoryReader>>,
     service: &str,
     entries: &[Feedback],
@@ -91,23 +91,23 @@ async fn store(
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
-    let mut known = hub.store.known_cards(&cards).await?;
+    let mut known = recorder.store.known_cards(&cards).await?;
     if known.len() < cards.len() {
-        hub.card_log.flush().await;
+        recorder.card_log.flush().await;
         let missing: Vec<&str> = cards
             .iter()
             .copied()
             .filter(|c| !known.contains(*c))
             .collect();
-        known.extend(hub.store.known_cards(&missing).await?);
+        known.extend(recorder.store.known_cards(&missing).await?);
     }
-    let (receipt, stored_now) = hub
+    let (receipt, stored_now) = recorder
         .store
         .record_feedback(service, entries, &known, OffsetDateTime::now_utc())
         .await?;
     let counted = entries.iter().zip(stored_now).filter(|(_, new)| *new);
     for (entry, _) in counted {
-        let rows = hub
+        let rows = recorder
             .store
             .card_log_for(&entry.card)
             .await
