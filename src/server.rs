@@ -271,11 +271,7 @@ impl Server {
             engine: Arc::new(engine),
             policy: Arc::new(policy),
             recorder: Some(recorder.clone()),
-        })
-        .layer(axum::middleware::from_fn_with_state(
-            recorder.clone(),
-            crate::card_log::record_cards,
-        ));
+        });
         let transport = Transport {
             header_read_timeout: settings.header_read_timeout(),
             shutdown_timeout: settings.shutdown_timeout(),

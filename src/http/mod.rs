@@ -4,10 +4,12 @@
 //! whose responses are OperationOutcome JSON, and the connections they are
 //! served on ([`serve`]).
 //!
-//! Layers, outermost first: request log span, metrics ([`metrics`]), CORS
-//! (answers every `OPTIONS`), concurrency limit, JWT check, body reader
-//! (timeout, size, in-flight budget), handler. `/metrics` sits outside the
-//! JWT check, behind its own access rule.
+//! [`router`] is the one builder of the app. Its layers, outermost first:
+//! the card log (when the [`AppState`] has a recorder), request log span,
+//! metrics ([`metrics`]), CORS (answers every `OPTIONS`), concurrency
+//! limit, JWT check, body reader (timeout, size, in-flight budget),
+//! handler. `/metrics` sits outside the JWT check, behind its own access
+//! rule.
 
 pub mod body;
 mod error;
@@ -47,8 +49,24 @@ use time::OffsetDateTime;
 use tokio::time::Instant;
 use tracing::Span;
 
-/// Builds the router over `state`.
+/// Builds the app over `state`: the one way to assemble it, for the
+/// server, the tests and the benchmarks alike. With a card recorder in the
+/// state, the cards each call issues are queued for the card log.
 pub fn router(state: AppState) -> Router {
+    let recorder = state.recorder.clone();
+    let app = app(state);
+    match recorder {
+        // Outermost: the cards are queued after the request's log line.
+        Some(recorder) => app.layer(middleware::from_fn_with_state(
+            recorder,
+            crate::card_log::record_cards,
+        )),
+        None => app,
+    }
+}
+
+/// The routes inside their limits, authentication, metrics and request log.
+fn app(state: AppState) -> Router {
     let policy = &state.policy;
     let gate = Arc::new(Gate::new(&policy.limits));
     let reader = Arc::new(BodyReader::new(&policy.limits));
