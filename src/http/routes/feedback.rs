@@ -6,10 +6,11 @@
 //! an information issue saying how many of the batch's entries were stored.
 //! Free text (`userComment`) is stored, never logged.
 
+use super::FeedbackService;
 use crate::card_log::CardRecorder;
-use crate::engine::{CallError, Engine, HistoryReader};
+use crate::engine::{Engine, HistoryReader};
 use crate::feedback::parse_batch;
-use crate::http::{ApiError, Policy, ServiceId};
+use crate::http::{ApiError, Policy};
 use crate::store::{CardLogEntry, Feedback, Receipt, StoreError};
 use axum::Json;
 use axum::body::Bytes;
@@ -20,7 +21,6 @@ use serde_json::Value;
 use std::collections::HashSet;
 use std::sync::Arc;
 use time::OffsetDateTime;
-use tracing::Span;
 
 /// The feedback handler. Unknown service: 404; body deeper than the JSON
 /// depth limit or not a batch: 400; store unavailable (or failing to write):
@@ -29,18 +29,10 @@ pub async fn receive(
     State(engine): State<Arc<Engine>>,
     State(policy): State<Arc<Policy>>,
     State(recorder): State<Option<Arc<CardRecorder>>>,
-    ServiceId(id): ServiceId,
+    FeedbackService(id): FeedbackService,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body?;
-    let rules = &engine.rules;
-    // A family id was the service id before each hook had its own: an EHR
-    // may still send feedback on cards issued then to that URL. Taking it
-    // loses nothing (feedback is keyed by card uuid); it is not in discovery.
-    if rules.service(&id).is_none() && rules.family(&id).is_none() {
-        return Err(CallError::unknown_service(rules, &id).into());
-    }
-    Span::current().record("service", id.as_str());
     policy.limits.check_depth(&body)?;
     let parsed: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request("", format!("invalid JSON: {e}")))?;
