@@ -8,7 +8,7 @@
 //! cannot mint CDS Hooks JWTs, so the endpoint is outside the JWT check and
 //! guarded by its own bearer token instead.
 
-use super::{AppState, Policy};
+use super::{ApiError, AppState, Policy};
 use crate::config::Secret;
 use crate::metrics::{self, UNKNOWN};
 use axum::extract::State;
@@ -83,8 +83,7 @@ async fn serve(State(policy): State<Arc<Policy>>, headers: HeaderMap) -> Respons
         tracing::debug!(
             "metrics scrape refused: missing or wrong metrics token, or metrics closed"
         );
-        let challenge = [(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))];
-        return (StatusCode::UNAUTHORIZED, challenge).into_response();
+        return ApiError::Unauthorized.into_response();
     }
     let content_type = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
     ([(header::CONTENT_TYPE, content_type)], metrics::render()).into_response()

@@ -1,8 +1,8 @@
 //! HTTP: the axum router, its handlers, the [`Policy`] around them
 //! (authentication and CORS in [`security`], limits in [`limits`], request
 //! bodies in [`body`], request logs in [`logging`]), the one error type
-//! whose responses are OperationOutcome JSON, and the connections they are
-//! served on ([`serve`]).
+//! ([`ApiError`], an OperationOutcome or the empty 401), and the
+//! connections they are served on ([`serve`]).
 //!
 //! [`router`] is the one builder of the app. Its layers, outermost first:
 //! the card log (when the [`AppState`] has a recorder), request log span,
@@ -88,9 +88,9 @@ fn app(state: AppState) -> Router {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::not_found("no such endpoint; CDS services are listed at /cds-services")
+    ApiError::NotFound("no such endpoint; CDS services are listed at /cds-services".into())
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::method_not_allowed()
+    ApiError::MethodNotAllowed
 }

@@ -34,20 +34,27 @@ pub async fn receive(
 ) -> Result<Response, ApiError> {
     let body = body?;
     policy.limits.check_depth(&body)?;
-    let parsed: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request("", format!("invalid JSON: {e}")))?;
+    let parsed: Value = serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest {
+        path: String::new(),
+        message: format!("invalid JSON: {e}"),
+    })?;
     let batch =
-        parse_batch(&parsed).map_err(|(path, message)| ApiError::bad_request(&path, message))?;
+        parse_batch(&parsed).map_err(|(path, message)| ApiError::BadRequest { path, message })?;
     let Some(recorder) = recorder else {
-        return Err(ApiError::unavailable("this server has no feedback store"));
+        return Err(ApiError::Unavailable {
+            message: "this server has no feedback store".into(),
+            retry_after: None,
+        });
     };
     let entries: Vec<_> = batch.entries.into_iter().map(|(_, entry)| entry).collect();
     let receipt = store(&recorder, engine.history.as_ref(), &id, &entries)
         .await
         .map_err(|e| {
             tracing::error!(error = %e, entries = entries.len(), "feedback could not be stored");
-            ApiError::unavailable("feedback could not be stored; retry later")
-                .retry_after(policy.limits.retry_after_secs)
+            ApiError::Unavailable {
+                message: "feedback could not be stored; retry later".into(),
+                retry_after: Some(policy.limits.retry_after_secs),
+            }
         })?;
     tracing::info!(
         stored = receipt.stored,
@@ -60,10 +67,10 @@ pub async fn receive(
         return Ok(Json(receipt).into_response());
     }
     let total = entries.len() + rejected_entries(&batch.problems);
-    Err(ApiError::bad_entries(
-        batch.problems,
-        stored_note(&receipt, entries.len(), total),
-    ))
+    Err(ApiError::BadEntries {
+        problems: batch.problems,
+        note: stored_note(&receipt, entries.len(), total),
+    })
 }
 
 /// Looks up the cards, then stores. A card not found may still sit in the

@@ -58,9 +58,9 @@ impl FromRequestParts<AppState> for FeedbackService {
 async fn path_id(parts: &mut Parts) -> Result<String, ApiError> {
     match Path::<String>::from_request_parts(parts, &()).await {
         Ok(Path(id)) => Ok(id),
-        Err(rejection) => Err(ApiError::bad_request(
-            "",
-            format!("invalid service id in the URL: {}", rejection.body_text()),
-        )),
+        Err(rejection) => Err(ApiError::BadRequest {
+            path: String::new(),
+            message: format!("invalid service id in the URL: {}", rejection.body_text()),
+        }),
     }
 }

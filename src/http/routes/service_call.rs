@@ -60,12 +60,12 @@ async fn answer(
         Span::current().record("held", call.held.len());
     }
     let outcome = if call.deadline_exceeded {
-        "deadline-exceeded"
+        Outcome::DeadlineExceeded
     } else {
-        "ok"
+        Outcome::Ok
     };
     let mut response = Json(call.response).into_response();
-    response.extensions_mut().insert(Outcome(outcome));
+    response.extensions_mut().insert(outcome);
     if let Some(issued) = call.issued {
         // For the card log layer (crate::card_log), which hashes and queues them.
         response.extensions_mut().insert(IssuedCards {
