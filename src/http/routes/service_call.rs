@@ -11,6 +11,7 @@ use crate::engine::{CallError, Engine};
 use crate::http::logging::Outcome;
 use crate::http::metrics::{CallHook, RequestStarted};
 use crate::http::{ApiError, Policy};
+use crate::metrics::UNKNOWN;
 use crate::rules::Service;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -34,7 +35,7 @@ pub async fn call(
     let body = body?;
     let request = parse_request(&body, policy.limits.max_json_depth).map_err(CallError::from)?;
     record_call(&policy, &request);
-    let hook = CallHook(Hook::parse(&request.hook).map_or(crate::metrics::UNKNOWN, Hook::as_str));
+    let hook = CallHook(request.hook.known().map_or(UNKNOWN, Hook::as_str));
     let mut response = match answer(&engine, &policy, service, &request, started.0).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
@@ -84,7 +85,7 @@ fn record_call(policy: &Policy, request: &CdsRequest<'_>) {
     let span = Span::current();
     span.record(
         "hook",
-        Hook::parse(&request.hook).map_or("unsupported", Hook::as_str),
+        request.hook.known().map_or("unsupported", Hook::as_str),
     );
     if let Some(patient) = request.context_str("patientId") {
         span.record("patient", policy.patients.hash(patient).as_str());
