@@ -11,7 +11,7 @@ use hookwise::cds::{MAX_JSON_DEPTH, parse_request};
 use hookwise::config::Settings;
 use hookwise::engine::{Engine, Input, Screen, evaluate};
 use hookwise::fhir::{PatientRecord, RecordSources};
-use hookwise::http::{AppState, Limits, discovery_document, router};
+use hookwise::http::{AppState, Limits, Policy, discovery_document, router};
 use hookwise::server::build_engine;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -80,10 +80,18 @@ fn stages(c: &mut Criterion) {
         .build()
         .unwrap();
     let bodies = inputs(&engine);
-    let app = router(Arc::new(AppState {
-        engine,
-        max_body_bytes: 16 * 1024 * 1024,
-    }));
+    let policy = Policy {
+        limits: Limits {
+            max_body_bytes: 16 * 1024 * 1024,
+            ..Limits::default()
+        },
+        ..Policy::open().expect("a random hash key")
+    };
+    let app = router(AppState {
+        engine: Arc::new(engine),
+        policy: Arc::new(policy),
+        recorder: None,
+    });
     for (name, body) in bodies {
         let mut group = c.benchmark_group(format!("request_path/{name}"));
         group.throughput(Throughput::Bytes(body.len() as u64));

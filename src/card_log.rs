@@ -356,8 +356,10 @@ fn backoff(failures: u32) -> Duration {
     RETRY_FIRST.saturating_mul(1 << doublings).min(RETRY_MAX)
 }
 
-/// What the feedback endpoint and the card log layer share.
-pub struct Hub {
+/// Records the cards a server issues and the feedback on them: the store,
+/// the card log writer in front of it, and the store's id hasher. Shared by
+/// the card log layer ([`record_cards`]) and the feedback endpoint.
+pub struct CardRecorder {
     /// The store.
     pub store: Store,
     /// The card log writer.
@@ -367,11 +369,18 @@ pub struct Hub {
 }
 
 /// Layer: after a service call, queues the cards it issued for the log.
-pub async fn record_cards(State(hub): State<Arc<Hub>>, request: Request, next: Next) -> Response {
+pub async fn record_cards(
+    State(recorder): State<Arc<CardRecorder>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let mut response = next.run(request).await;
     if let Some(cards) = response.extensions_mut().remove::<IssuedCards>() {
-        hub.card_log
-            .record(entries_for(&hub.hasher, &cards, OffsetDateTime::now_utc()));
+        recorder.card_log.record(entries_for(
+            &recorder.hasher,
+            &cards,
+            OffsetDateTime::now_utc(),
+        ));
     }
     response
 }

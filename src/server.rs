@@ -9,13 +9,13 @@
 
 use crate::auth::Authenticator;
 use crate::auth::replay::ReplayStore;
-use crate::card_log::{CardLog, Hub};
+use crate::card_log::{CardLog, CardRecorder};
 use crate::config::{MAX_JSON_DEPTH_CEILING, Settings};
 use crate::engine::Engine;
 use crate::fhir::{FhirClient, FhirClientConfig};
 use crate::http::security::check_origin;
 use crate::http::serve::{Transport, serve};
-use crate::http::{AppState, AuthPolicy, Limits, MetricsAccess, Policy, router_with};
+use crate::http::{AppState, AuthPolicy, Limits, MetricsAccess, Policy, router};
 use crate::pseudonym::Pseudonymizer;
 use crate::rules::{Diagnostic, load_dir};
 use crate::store::{HistoryCache, Store};
@@ -79,7 +79,7 @@ pub struct Server {
     pub addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
-    hub: Arc<Hub>,
+    recorder: Arc<CardRecorder>,
 }
 
 /// Checks limits, timeouts and CORS origins.
@@ -191,7 +191,7 @@ async fn build_hasher(settings: &Settings, store: &Store) -> Result<Pseudonymize
 }
 
 /// Opens the feedback store (running its migrations) and starts the card log.
-async fn build_hub(settings: &Settings) -> Result<Hub, StartError> {
+async fn build_recorder(settings: &Settings) -> Result<CardRecorder, StartError> {
     let kind = if settings.database_url.starts_with("postgres") {
         "PostgreSQL"
     } else {
@@ -203,7 +203,7 @@ async fn build_hub(settings: &Settings) -> Result<Hub, StartError> {
         .map_err(|e| StartError::Io(format!("cannot open the {kind} feedback store: {e}")))?;
     let hasher = build_hasher(settings, &store).await?;
     let card_log = CardLog::start(store.clone(), settings.card_log_queue);
-    Ok(Hub {
+    Ok(CardRecorder {
         store,
         card_log,
         hasher,
@@ -227,6 +227,7 @@ fn build_policy(
         auth,
         cors_origins: settings.cors.allowed_origins.clone(),
         limits: Limits {
+            max_body_bytes: settings.max_body_bytes,
             max_json_depth: settings.max_json_depth,
             max_prefetch_keys: settings.max_prefetch_keys,
             max_draft_orders: settings.max_draft_orders,
@@ -252,30 +253,25 @@ impl Server {
             return Err(StartError::Config(UNAUTHENTICATED_REFUSAL.into()));
         }
         let mut engine = build_engine(settings)?;
-        let hub = Arc::new(build_hub(settings).await?);
+        let recorder = Arc::new(build_recorder(settings).await?);
         engine.history = Some(Arc::new(HistoryCache::new(
-            hub.store.clone(),
-            hub.hasher.clone(),
+            recorder.store.clone(),
+            recorder.hasher.clone(),
             &engine.rules,
         )));
-        let state = Arc::new(AppState {
-            engine,
-            max_body_bytes: settings.max_body_bytes,
-        });
         let listener = TcpListener::bind(settings.listen)
             .await
             .map_err(|e| StartError::Io(format!("cannot listen on {}: {e}", settings.listen)))?;
         let addr = listener
             .local_addr()
             .map_err(|e| StartError::Io(e.to_string()))?;
-        let policy = build_policy(settings, addr, hub.hasher.clone(), &hub.store)?;
+        let policy = build_policy(settings, addr, recorder.hasher.clone(), &recorder.store)?;
         let (tx, rx) = oneshot::channel::<()>();
-        let app = router_with(state, Arc::new(policy))
-            .layer(axum::middleware::from_fn_with_state(
-                hub.clone(),
-                crate::card_log::record_cards,
-            ))
-            .layer(axum::Extension(hub.clone()));
+        let app = router(AppState {
+            engine: Arc::new(engine),
+            policy: Arc::new(policy),
+            recorder: Some(recorder.clone()),
+        });
         let transport = Transport {
             header_read_timeout: settings.header_read_timeout(),
             shutdown_timeout: settings.shutdown_timeout(),
@@ -287,18 +283,18 @@ impl Server {
             addr,
             shutdown: Some(tx),
             task,
-            hub,
+            recorder,
         })
     }
 
     /// The feedback store.
     pub fn store(&self) -> &Store {
-        &self.hub.store
+        &self.recorder.store
     }
 
     /// Waits until the cards issued so far are in the card log.
     pub async fn flush_card_log(&self) {
-        self.hub.card_log.flush().await;
+        self.recorder.card_log.flush().await;
     }
 
     /// Stops accepting connections, lets in-flight requests finish until
@@ -310,8 +306,8 @@ impl Server {
         }
         let served = self.task.await.map_err(std::io::Error::other);
         // After the last request: nothing can be queued behind the close.
-        self.hub.card_log.close().await;
-        self.hub.store.close().await;
+        self.recorder.card_log.close().await;
+        self.recorder.store.close().await;
         tracing::info!("card log written out; store closed");
         served
     }

@@ -8,7 +8,7 @@ mod request;
 mod response;
 
 pub use request::{
-    CdsRequest, EnvelopeError, FhirAuthorization, Hook, MAX_JSON_DEPTH, depth_exceeded,
+    CdsRequest, EnvelopeError, FhirAuthorization, Hook, HookName, MAX_JSON_DEPTH, depth_exceeded,
     parse_request,
 };
 pub use response::{

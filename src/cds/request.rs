@@ -48,13 +48,55 @@ impl fmt::Display for Hook {
     }
 }
 
+/// The hook a request names: one hookwise serves, parsed once with the
+/// envelope, or any other name kept as sent. The envelope accepts every
+/// name; a service refuses the hooks it does not serve, naming them.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "String")]
+pub enum HookName {
+    /// A hook hookwise serves.
+    Known(Hook),
+    /// Any other name.
+    Other(String),
+}
+
+impl HookName {
+    /// The hook, when hookwise serves it.
+    pub fn known(&self) -> Option<Hook> {
+        match self {
+            HookName::Known(hook) => Some(*hook),
+            HookName::Other(_) => None,
+        }
+    }
+
+    /// The name as sent.
+    pub fn as_str(&self) -> &str {
+        match self {
+            HookName::Known(hook) => hook.as_str(),
+            HookName::Other(name) => name,
+        }
+    }
+}
+
+impl From<String> for HookName {
+    fn from(name: String) -> HookName {
+        Hook::parse(&name).map_or(HookName::Other(name), HookName::Known)
+    }
+}
+
+impl fmt::Display for HookName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A CDS Hooks 2.0 service request, borrowing from its body.
 ///
 /// The envelope fields are typed; `context` and `prefetch` stay JSON, read
 /// leniently by [`crate::fhir`] through the accessors below.
 pub struct CdsRequest<'a> {
     /// The hook that fired.
-    pub hook: String,
+    pub hook: HookName,
     /// Unique id of this hook invocation; seeds card uuids.
     pub hook_instance: String,
     /// Base URL of the EHR's FHIR server, for data missing from prefetch.
@@ -70,7 +112,7 @@ pub struct CdsRequest<'a> {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Envelope {
-    hook: String,
+    hook: HookName,
     hook_instance: String,
     #[serde(default)]
     fhir_server: Option<String>,
@@ -155,7 +197,7 @@ static NULL: Json<'static> = Json::Null;
 impl fmt::Debug for CdsRequest<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CdsRequest")
-            .field("hook", &self.hook)
+            .field("hook", &self.hook.as_str())
             .field("hook_instance", &self.hook_instance)
             .field("fhir_server", &self.fhir_server)
             .field("fhir_authorization", &self.fhir_authorization)
@@ -297,6 +339,26 @@ mod tests {
 
     fn parse(body: &[u8]) -> Result<CdsRequest<'_>, EnvelopeError> {
         parse_request(body, MAX_JSON_DEPTH)
+    }
+
+    #[test]
+    fn the_hook_is_parsed_once_and_an_unserved_one_is_kept_as_sent() {
+        let body = |hook: &str| {
+            format!(r#"{{"hook":"{hook}","hookInstance":"x","context":{{"patientId":"p"}}}}"#)
+        };
+        let (order_sign, encounter_start) = (body("order-sign"), body("encounter-start"));
+        let served = parse(order_sign.as_bytes()).unwrap();
+        assert_eq!(served.hook, HookName::Known(Hook::OrderSign));
+        assert_eq!(served.hook.known(), Some(Hook::OrderSign));
+        let other = parse(encounter_start.as_bytes()).unwrap();
+        assert_eq!(other.hook, HookName::Other("encounter-start".into()));
+        assert_eq!(
+            (other.hook.known(), other.hook.as_str()),
+            (None, "encounter-start")
+        );
+        let err =
+            parse(br#"{"hook":3,"hookInstance":"x","context":{"patientId":"p"}}"#).unwrap_err();
+        assert_eq!(err.path, "hook");
     }
 
     #[test]

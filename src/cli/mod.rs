@@ -2,7 +2,7 @@
 
 mod report;
 
-use crate::cds::{CdsResponse, Hook, MAX_JSON_DEPTH, parse_request};
+use crate::cds::{CdsResponse, MAX_JSON_DEPTH, parse_request};
 use crate::config::{Overrides, Settings};
 use crate::engine::cases::load_tests;
 use crate::rules::{RuleSet, Service, load_dir};
@@ -309,8 +309,8 @@ fn eval(
     };
     let parsed = parse_request(&body, MAX_JSON_DEPTH)
         .map_err(|e| format!("{}: {} {}", request.display(), e.path, e.message))?;
-    let hook =
-        Hook::parse(&parsed.hook).ok_or_else(|| format!("unsupported hook {:?}", parsed.hook))?;
+    let hook = (parsed.hook.known())
+        .ok_or_else(|| format!("unsupported hook {:?}", parsed.hook.as_str()))?;
     let settings = Settings {
         rules: rules.to_path_buf(),
         ..Settings::default()

@@ -18,7 +18,7 @@ pub use screen::{
     Held, HeldCard, History, HistoryError, HistoryReader, OverriddenRule, Screen, ShownOrder,
 };
 
-use crate::cds::{CdsRequest, CdsResponse, EnvelopeError, Hook};
+use crate::cds::{CdsRequest, CdsResponse, EnvelopeError, Hook, HookName};
 use crate::fhir::{
     FhirClient, PatientRecord, PrefetchKey, PrefetchState, RecordSources, classify_prefetch,
 };
@@ -131,7 +131,7 @@ impl Engine {
             .service(service_id)
             .ok_or_else(|| CallError::unknown_service(&self.rules, service_id))?;
         let hook = service.hook;
-        if request.hook != hook.as_str() {
+        if request.hook.known() != Some(hook) {
             return Err(wrong_hook(&self.rules, service, &request.hook));
         }
 
@@ -253,14 +253,15 @@ impl CallError {
 
 /// A call to `service` naming another hook: the error names the service of
 /// the same family that serves it, when there is one.
-fn wrong_hook(rules: &RuleSet, service: &Service, hook: &str) -> CallError {
+fn wrong_hook(rules: &RuleSet, service: &Service, hook: &HookName) -> CallError {
     let family = rules.family_of(service);
-    let sibling = Hook::parse(hook)
+    let sibling = hook
+        .known()
         .filter(|h| family.hooks.contains(h))
         .map(|h| Service::id_for(&family.id, h));
     let hint = match sibling {
         Some(id) => format!("call service {id:?} for {hook}"),
-        None => format!("the {} rules do not serve {hook:?}", family.id),
+        None => format!("the {} rules do not serve {:?}", family.id, hook.as_str()),
     };
     CallError::BadRequest {
         path: "hook".into(),

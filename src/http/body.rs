@@ -43,10 +43,11 @@ pub struct BodyReader {
 }
 
 impl BodyReader {
-    /// A reader of bodies of at most `max_body_bytes`, holding at most
-    /// `limits.max_inflight_body_bytes` of them at once (never less than
-    /// one largest body).
-    pub fn new(limits: &Limits, max_body_bytes: usize) -> BodyReader {
+    /// A reader of bodies of at most `limits.max_body_bytes`, holding at
+    /// most `limits.max_inflight_body_bytes` of them at once (never less
+    /// than one largest body).
+    pub fn new(limits: &Limits) -> BodyReader {
+        let max_body_bytes = limits.max_body_bytes;
         let budget_kib = kib(limits.max_inflight_body_bytes).max(kib(max_body_bytes));
         BodyReader {
             budget_kib: Arc::new(Semaphore::new(budget_kib as usize)),
@@ -61,23 +62,26 @@ impl BodyReader {
     async fn receive(&self, body: Body, declared: Option<u64>) -> Result<Received, ApiError> {
         let max = self.max_body_bytes;
         if declared.is_some_and(|length| length > max as u64) {
-            return Err(ApiError::too_large(max));
+            return Err(ApiError::TooLarge(max));
         }
         let mut received = Received::default();
         let mut chunks = body.into_data_stream();
         while let Some(chunk) = chunks.next().await {
-            let chunk = chunk.map_err(|error| {
-                ApiError::bad_request("", format!("the request body could not be read: {error}"))
+            let chunk = chunk.map_err(|error| ApiError::BadRequest {
+                path: String::new(),
+                message: format!("the request body could not be read: {error}"),
             })?;
             let total = received.len + chunk.len();
             if total > max {
-                return Err(ApiError::too_large(max));
+                return Err(ApiError::TooLarge(max));
             }
             received
                 .charge(&self.budget_kib, kib(total))
                 .map_err(|BudgetExhausted| {
                     tracing::debug!("in-flight body budget reached; answering 503");
-                    ApiError::overloaded(self.retry_after_secs)
+                    ApiError::Overloaded {
+                        retry_after: self.retry_after_secs,
+                    }
                 })?;
             received.push(chunk);
         }
@@ -110,7 +114,7 @@ pub async fn read_body(
         Ok(Err(refusal)) => closing(refusal),
         Err(_elapsed) => {
             tracing::debug!("request body not received within the body read timeout");
-            closing(ApiError::body_timeout(reader.timeout))
+            closing(ApiError::BodyTimeout(reader.timeout))
         }
     }
 }

@@ -20,6 +20,8 @@ use tokio::sync::Semaphore;
 /// The configurable limits of one call.
 #[derive(Debug, Clone)]
 pub struct Limits {
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
     /// Deepest JSON nesting accepted.
     pub max_json_depth: usize,
     /// Most `prefetch` keys.
@@ -40,6 +42,7 @@ impl Default for Limits {
     fn default() -> Self {
         let settings = crate::config::Settings::default();
         Limits {
+            max_body_bytes: settings.max_body_bytes,
             max_json_depth: settings.max_json_depth,
             max_prefetch_keys: settings.max_prefetch_keys,
             max_draft_orders: settings.max_draft_orders,
@@ -55,13 +58,13 @@ impl Limits {
     /// Refuses bodies nested deeper than allowed, before they are parsed.
     pub fn check_depth(&self, body: &[u8]) -> Result<(), ApiError> {
         match depth_exceeded(body, self.max_json_depth) {
-            Some(offset) => Err(ApiError::bad_request(
-                "",
-                format!(
+            Some(offset) => Err(ApiError::BadRequest {
+                path: String::new(),
+                message: format!(
                     "JSON nested deeper than {} levels (at byte {offset})",
                     self.max_json_depth
                 ),
-            )),
+            }),
             None => Ok(()),
         }
     }
@@ -71,22 +74,22 @@ impl Limits {
         let (prefetch_keys, draft_orders) =
             (request.prefetch_key_count(), request.draft_order_count());
         if prefetch_keys > self.max_prefetch_keys {
-            return Err(ApiError::too_costly(
-                "prefetch",
-                format!(
+            return Err(ApiError::OverLimit {
+                path: "prefetch".into(),
+                message: format!(
                     "{} prefetch keys; at most {} are accepted",
                     prefetch_keys, self.max_prefetch_keys
                 ),
-            ));
+            });
         }
         if draft_orders > self.max_draft_orders {
-            return Err(ApiError::too_costly(
-                "context.draftOrders",
-                format!(
+            return Err(ApiError::OverLimit {
+                path: "context.draftOrders".into(),
+                message: format!(
                     "{} draft orders; at most {} are accepted",
                     draft_orders, self.max_draft_orders
                 ),
-            ));
+            });
         }
         Ok(())
     }
@@ -100,7 +103,8 @@ pub async fn limit_concurrency(
 ) -> Response {
     let Ok(slot) = gate.slots.clone().try_acquire_owned() else {
         tracing::debug!("concurrency limit reached; answering 503");
-        return ApiError::overloaded(gate.retry_after_secs).into_response();
+        let retry_after = gate.retry_after_secs;
+        return ApiError::Overloaded { retry_after }.into_response();
     };
     let response = next.run(request).await;
     drop(slot);

@@ -25,7 +25,72 @@ pub const REQUEST_ID: &str = "x-request-id";
 /// A request's outcome for the closing log event, set on the response by
 /// handlers and error responses; otherwise derived from the status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Outcome(pub &'static str);
+pub enum Outcome {
+    /// Answered.
+    Ok,
+    /// A service call answered with no cards: it ran out of time.
+    DeadlineExceeded,
+    /// A malformed request.
+    BadRequest,
+    /// A call over a configured limit.
+    OverLimit,
+    /// No valid token.
+    Unauthorized,
+    /// No such endpoint or service.
+    NotFound,
+    /// The endpoint does not take the method.
+    MethodNotAllowed,
+    /// The body did not arrive in time.
+    BodyTimeout,
+    /// Data the rules need could not be had.
+    PreconditionFailed,
+    /// The body is too large.
+    TooLarge,
+    /// Every request slot, or the in-flight body budget, is taken.
+    Overloaded,
+    /// A dependency is unavailable.
+    Unavailable,
+    /// Another 4xx.
+    Rejected,
+    /// A 5xx (or anything else) no handler explained.
+    Error,
+}
+
+impl Outcome {
+    /// The name in the log line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::DeadlineExceeded => "deadline-exceeded",
+            Outcome::BadRequest => "bad-request",
+            Outcome::OverLimit => "over-limit",
+            Outcome::Unauthorized => "unauthorized",
+            Outcome::NotFound => "not-found",
+            Outcome::MethodNotAllowed => "method-not-allowed",
+            Outcome::BodyTimeout => "body-timeout",
+            Outcome::PreconditionFailed => "precondition-failed",
+            Outcome::TooLarge => "too-large",
+            Outcome::Overloaded => "overloaded",
+            Outcome::Unavailable => "unavailable",
+            Outcome::Rejected => "rejected",
+            Outcome::Error => "error",
+        }
+    }
+
+    /// The outcome of a response no handler labelled, by its status.
+    fn of_status(status: u16) -> Outcome {
+        match status {
+            200..=299 => Outcome::Ok,
+            401 => Outcome::Unauthorized,
+            404 => Outcome::NotFound,
+            405 => Outcome::MethodNotAllowed,
+            413 => Outcome::TooLarge,
+            503 => Outcome::Overloaded,
+            400..=499 => Outcome::Rejected,
+            _ => Outcome::Error,
+        }
+    }
+}
 
 /// Runs the request inside its span and logs its end.
 pub async fn log_request(request: Request, next: Next) -> Response {
@@ -54,7 +119,9 @@ pub async fn log_request(request: Request, next: Next) -> Response {
     let outcome = response
         .extensions()
         .get::<Outcome>()
-        .map_or_else(|| outcome_of(status), |o| o.0);
+        .copied()
+        .unwrap_or_else(|| Outcome::of_status(status))
+        .as_str();
     span.in_scope(|| {
         if method == Method::OPTIONS {
             tracing::debug!(status, outcome, latency_ms, "request");
@@ -79,19 +146,6 @@ fn request_id(headers: &HeaderMap) -> String {
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
         })
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string)
-}
-
-fn outcome_of(status: u16) -> &'static str {
-    match status {
-        200..=299 => "ok",
-        401 => "unauthorized",
-        404 => "not-found",
-        405 => "method-not-allowed",
-        413 => "too-large",
-        503 => "overloaded",
-        400..=499 => "rejected",
-        _ => "error",
-    }
 }
 
 /// Installs the global subscriber: events passing `filter` (directive

@@ -8,15 +8,16 @@
 //! cannot mint CDS Hooks JWTs, so the endpoint is outside the JWT check and
 //! guarded by its own bearer token instead.
 
+use super::{ApiError, AppState, Policy};
 use crate::config::Secret;
 use crate::metrics::{self, UNKNOWN};
+use axum::extract::State;
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Router, routing::get};
+use axum::{Router, routing::get};
 use sha2::{Digest, Sha256};
-use std::cell::Cell;
 use std::sync::Arc;
 use tokio::time::Instant;
 
@@ -72,20 +73,17 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The `/metrics` route, to be merged outside the JWT check.
-pub fn routes<S: Clone + Send + Sync + 'static>(access: MetricsAccess) -> Router<S> {
-    Router::new()
-        .route("/metrics", get(serve))
-        .layer(Extension(Arc::new(access)))
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/metrics", get(serve))
 }
 
 /// `GET /metrics`: the Prometheus text format, or an empty 401.
-async fn serve(Extension(access): Extension<Arc<MetricsAccess>>, headers: HeaderMap) -> Response {
-    if !access.allows(&headers) {
+async fn serve(State(policy): State<Arc<Policy>>, headers: HeaderMap) -> Response {
+    if !policy.metrics.allows(&headers) {
         tracing::debug!(
             "metrics scrape refused: missing or wrong metrics token, or metrics closed"
         );
-        let challenge = [(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))];
-        return (StatusCode::UNAUTHORIZED, challenge).into_response();
+        return ApiError::Unauthorized.into_response();
     }
     let content_type = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
     ([(header::CONTENT_TYPE, content_type)], metrics::render()).into_response()
@@ -95,19 +93,11 @@ async fn serve(Extension(access): Extension<Arc<MetricsAccess>>, headers: Header
 #[derive(Debug, Clone, Copy)]
 pub struct RequestStarted(pub Instant);
 
-tokio::task_local! {
-    /// The hook of the service call being served, set by the handler once
-    /// it has read the body; the middleware labels the latency with it.
-    static CALL_HOOK: Cell<&'static str>;
-}
-
-/// Notes the hook named in a service call's body (unserved names count as
-/// `unknown`). Does nothing outside [`track`].
-pub fn note_hook(hook: &str) {
-    let _ = CALL_HOOK.try_with(|cell| {
-        cell.set(crate::cds::Hook::parse(hook).map_or(metrics::UNKNOWN, crate::cds::Hook::as_str))
-    });
-}
+/// The hook label of a service call (a hook hookwise serves, else
+/// [`UNKNOWN`]), put on the response by the handler once it has read the
+/// body; [`track`] labels the call's latency with it.
+#[derive(Debug, Clone, Copy)]
+pub struct CallHook(pub &'static str);
 
 /// Times and counts every request: requests by route and status class;
 /// for service calls also latency per service and hook, and 412s.
@@ -124,12 +114,11 @@ pub async fn track(mut request: Request, next: Next) -> Response {
         return response;
     }
     let service = metrics::service_labels(service_id(request.uri().path()));
-    let (response, hook) = CALL_HOOK
-        .scope(Cell::new(UNKNOWN), async {
-            let response = next.run(request).await;
-            (response, CALL_HOOK.with(Cell::get))
-        })
-        .await;
+    let response = next.run(request).await;
+    let hook = response
+        .extensions()
+        .get::<CallHook>()
+        .map_or(UNKNOWN, |hook| hook.0);
     let status = response.status();
     metrics::request(route, status.as_u16());
     metrics::service_call(service, hook, started.elapsed());

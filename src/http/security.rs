@@ -10,10 +10,10 @@
 
 use super::ApiError;
 use super::Policy;
-use super::logging::{Outcome, REQUEST_ID};
+use super::logging::REQUEST_ID;
 use crate::auth::{AuthError, Authenticator, audiences};
 use axum::extract::{Request, State};
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
@@ -50,26 +50,17 @@ pub async fn authenticate(
         Err(AuthError::Unrecorded(why)) => {
             // Counted and warned about by the replay store; the token may be good.
             tracing::debug!(reason = %why, "token not checked against replay");
-            ApiError::unavailable(why.to_string())
-                .retry_after(why.retry_after_secs())
-                .into_response()
+            ApiError::Unavailable {
+                message: why.to_string(),
+                retry_after: Some(why.retry_after_secs()),
+            }
+            .into_response()
         }
         Err(reason) => {
             tracing::debug!(%reason, "authentication failed");
-            unauthorized()
+            ApiError::Unauthorized.into_response()
         }
     }
-}
-
-/// The empty 401.
-fn unauthorized() -> Response {
-    let mut response = (
-        StatusCode::UNAUTHORIZED,
-        [(header::WWW_AUTHENTICATE, "Bearer")],
-    )
-        .into_response();
-    response.extensions_mut().insert(Outcome("unauthorized"));
-    response
 }
 
 /// CORS for `origins` (`*` for any): GET and POST with `Authorization` and

@@ -6,56 +6,58 @@
 //! an information issue saying how many of the batch's entries were stored.
 //! Free text (`userComment`) is stored, never logged.
 
-use crate::card_log::Hub;
-use crate::engine::{CallError, HistoryReader};
+use super::FeedbackService;
+use crate::card_log::CardRecorder;
+use crate::engine::{Engine, HistoryReader};
 use crate::feedback::parse_batch;
-use crate::http::{ApiError, AppState, Policy, ServiceId};
+use crate::http::{ApiError, Policy};
 use crate::store::{CardLogEntry, Feedback, Receipt, StoreError};
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::sync::Arc;
 use time::OffsetDateTime;
-use tracing::Span;
 
 /// The feedback handler. Unknown service: 404; body deeper than the JSON
 /// depth limit or not a batch: 400; store unavailable (or failing to write):
 /// 503 with `Retry-After`, and nothing of the batch acknowledged.
 pub async fn receive(
-    State(state): State<Arc<AppState>>,
-    Extension(policy): Extension<Arc<Policy>>,
-    hub: Option<Extension<Arc<Hub>>>,
-    ServiceId(id): ServiceId,
+    State(engine): State<Arc<Engine>>,
+    State(policy): State<Arc<Policy>>,
+    State(recorder): State<Option<Arc<CardRecorder>>>,
+    FeedbackService(id): FeedbackService,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body?;
-    let rules = &state.engine.rules;
-    // A family id was the service id before each hook had its own: an EHR
-    // may still send feedback on cards issued then to that URL. Taking it
-    // loses nothing (feedback is keyed by card uuid); it is not in discovery.
-    if rules.service(&id).is_none() && rules.family(&id).is_none() {
-        return Err(CallError::unknown_service(rules, &id).into());
-    }
-    Span::current().record("service", id.as_str());
     policy.limits.check_depth(&body)?;
-    let parsed: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request("", format!("invalid JSON: {e}")))?;
-    let batch = parse_batch(&parsed).map_err(|e| ApiError::bad_request(&e.path, e.message))?;
-    let Some(Extension(hub)) = hub else {
-        return Err(ApiError::unavailable("this server has no feedback store"));
+    let parsed: Value = serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest {
+        path: String::new(),
+        message: format!("invalid JSON: {e}"),
+    })?;
+    let batch = parse_batch(&parsed).map_err(|e| ApiError::BadRequest {
+        path: e.path,
+        message: e.message,
+    })?;
+    let Some(recorder) = recorder else {
+        return Err(ApiError::Unavailable {
+            message: "this server has no feedback store".into(),
+            retry_after: None,
+        });
     };
     let rejected = batch.rejected();
     let entries: Vec<_> = batch.entries.into_iter().map(|(_, entry)| entry).collect();
-    let receipt = store(&hub, state.engine.history.as_ref(), &id, &entries)
+    let receipt = store(&recorder, engine.history.as_ref(), &id, &entries)
         .await
         .map_err(|e| {
             tracing::error!(error = %e, entries = entries.len(), "feedback could not be stored");
-            ApiError::unavailable("feedback could not be stored; retry later")
-                .retry_after(policy.limits.retry_after_secs)
+            ApiError::Unavailable {
+                message: "feedback could not be stored; retry later".into(),
+                retry_after: Some(policy.limits.retry_after_secs),
+            }
         })?;
     tracing::info!(
         stored = receipt.stored,
@@ -69,16 +71,16 @@ pub async fn receive(
     }
     let total = entries.len() + rejected;
     let problems = batch.problems.into_iter().map(|p| (p.path, p.message));
-    Err(ApiError::bad_entries(
-        problems.collect(),
-        stored_note(&receipt, entries.len(), total),
-    ))
+    Err(ApiError::BadEntries {
+        problems: problems.collect(),
+        note: stored_note(&receipt, entries.len(), total),
+    })
 }
 
 /// Looks up the cards, then stores. A card not found may still sit in the
 /// card log's queue: flush it and look again before flagging it unknown.
 async fn store(
-    hub: &Hub,
+    recorder: &CardRecorder,
     history: Option<&Arc<dyn HistoryReader>>,
     service: &str,
     entries: &[Feedback],
@@ -92,17 +94,17 @@ async fn store(
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
-    let mut known = hub.store.known_cards(&cards).await?;
+    let mut known = recorder.store.known_cards(&cards).await?;
     if known.len() < cards.len() {
-        hub.card_log.flush().await;
+        recorder.card_log.flush().await;
         let missing: Vec<&str> = cards
             .iter()
             .copied()
             .filter(|c| !known.contains(*c))
             .collect();
-        known.extend(hub.store.known_cards(&missing).await?);
+        known.extend(recorder.store.known_cards(&missing).await?);
     }
-    let (receipt, stored_now) = hub
+    let (receipt, stored_now) = recorder
         .store
         .record_feedback(service, entries, &known, OffsetDateTime::now_utc())
         .await?;
@@ -114,7 +116,7 @@ async fn store(
     let counted_cards: Vec<&str> = counted.iter().map(|e| e.card.as_str()).collect();
     // The feedback is stored already: a failed read does not fail the
     // request; its entries are counted as for unknown cards.
-    let logs = hub
+    let logs = recorder
         .store
         .card_logs_for(&counted_cards)
         .await
