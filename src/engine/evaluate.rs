@@ -57,7 +57,8 @@ pub struct Evaluation<'r> {
     /// Every candidate rule (those the trigger index let through) and how
     /// it came out, in evaluation order.
     pub trace: Vec<(&'r Rule, Outcome<'r>)>,
-    /// Rules that fired with a summary too long for a card, shortened.
+    /// Rules whose card (or part of a combined card) has a summary too long
+    /// for a card, shortened.
     pub shortened: Vec<&'r str>,
 }
 
@@ -102,12 +103,12 @@ pub fn evaluate<'r>(input: &Input<'r>) -> Evaluation<'r> {
             Verdict::DoesNotApply => trace.push((rule, Outcome::NotMet)),
         }
     }
-    let shortened = findings
-        .iter()
-        .filter(|f| summary_is_shortened(f, now))
-        .map(|f| f.rule.id.as_str())
-        .collect();
-    let (response, origins, held) = render(input, findings);
+    let Rendered {
+        response,
+        origins,
+        held,
+        shortened,
+    } = render(input, findings);
     Evaluation {
         response,
         origins,
@@ -117,11 +118,16 @@ pub fn evaluate<'r>(input: &Input<'r>) -> Evaluation<'r> {
     }
 }
 
+/// What [`render`] made of the findings.
+struct Rendered<'r> {
+    response: CdsResponse,
+    origins: Vec<CardOrigin>,
+    held: Vec<HeldCard>,
+    shortened: Vec<&'r str>,
+}
+
 /// The cards of `findings` after the screen and the cap.
-fn render(
-    input: &Input<'_>,
-    findings: Vec<Finding<'_, '_>>,
-) -> (CdsResponse, Vec<CardOrigin>, Vec<HeldCard>) {
+fn render<'r>(input: &Input<'r>, findings: Vec<Finding<'r, '_>>) -> Rendered<'r> {
     let family = input.rules.family_of(input.service);
     let hook = input.service.hook;
     let ctx = CardContext {
@@ -153,6 +159,14 @@ fn render(
             false
         })
         .collect();
+    let mut shortened = Vec::new();
+    let mut note_shortened = |finding: &Finding<'r, '_>, card: &Card| {
+        // Only a cut summary ends with the ellipsis `shorten` adds: the
+        // common case costs no second render.
+        if card.summary.ends_with('…') && summary_is_shortened(finding, input.now) {
+            shortened.push(finding.rule.id.as_str());
+        }
+    };
     let combined = match hook {
         Hook::PatientView => family.patient_view_card.as_ref(),
         _ => None,
@@ -160,6 +174,9 @@ fn render(
     let (mut cards, mut origins): (Vec<Card>, Vec<CardOrigin>) = match combined {
         Some(template) if !findings.is_empty() => {
             let parts: Vec<Part<'_>> = findings.iter().map(|f| Part::of(f, &ctx)).collect();
+            for (finding, part) in findings.iter().zip(&parts) {
+                note_shortened(finding, &part.card);
+            }
             let rules = findings
                 .iter()
                 .zip(&parts)
@@ -177,6 +194,7 @@ fn render(
             .iter()
             .map(|f| {
                 let card = render_card(f, &ctx);
+                note_shortened(f, &card);
                 let rules = vec![RuleOrigin::of(f, &card, &drafts)];
                 let origin = CardOrigin {
                     card_uuid: card.uuid.clone(),
@@ -189,5 +207,10 @@ fn render(
     };
     cards.sort_by_key(|card| std::cmp::Reverse(card.indicator));
     held.extend(cap(&mut cards, &mut origins, family.max_cards));
-    (CdsResponse { cards }, origins, held)
+    Rendered {
+        response: CdsResponse { cards },
+        origins,
+        held,
+        shortened,
+    }
 }
