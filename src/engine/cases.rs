@@ -28,7 +28,7 @@ struct TestFile {
 #[serde(rename_all = "camelCase")]
 struct Case {
     name: String,
-    hook: String,
+    hook: Hook,
     now: String,
     patient: PatientSpec,
     #[serde(default)]
@@ -231,9 +231,7 @@ impl TestSuite {
 }
 
 fn run_case(rules: &RuleSet, case: &Case, fixture: Option<&Value>) -> Vec<String> {
-    let Some(hook) = Hook::parse(&case.hook) else {
-        return vec![format!("unknown hook {}", case.hook)];
-    };
+    let hook = case.hook;
     let Ok(now) = OffsetDateTime::parse(&case.now, &Rfc3339) else {
         return vec!["invalid now".into()];
     };
