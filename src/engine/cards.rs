@@ -5,7 +5,7 @@
 use crate::cds::{
     Action, ActionType, Card, Coding, Indicator, Link, SelectionBehavior, Source, Suggestion,
 };
-use crate::rules::model::{ActionTemplate, CombinedCardTemplate, CreateTemplate};
+use crate::rules::model::{ActionTemplate, CombinedCardTemplate, CreateTemplate, LinkTemplate};
 use crate::rules::{Finding, render};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -129,15 +129,7 @@ pub fn render_card(finding: &Finding<'_, '_>, ctx: &CardContext<'_>) -> Card {
         suggestions,
         selection_behavior,
         override_reasons: template.override_reasons.clone(),
-        links: template
-            .links
-            .iter()
-            .map(|l| Link {
-                label: l.label.clone(),
-                url: l.url.clone(),
-                kind: "absolute",
-            })
-            .collect(),
+        links: template.links.iter().map(link).collect(),
     }
 }
 
@@ -201,15 +193,7 @@ pub fn combine(
         })
         .collect::<Vec<_>>()
         .join("\n\n");
-    let mut links: Vec<Link> = template
-        .links
-        .iter()
-        .map(|l| Link {
-            label: l.label.clone(),
-            url: l.url.clone(),
-            kind: "absolute",
-        })
-        .collect();
+    let mut links: Vec<Link> = template.links.iter().map(link).collect();
     for link in parts.iter().flat_map(|p| &p.card.links) {
         if !links.iter().any(|l| l.url == link.url) {
             links.push(link.clone());
@@ -336,6 +320,15 @@ fn concept(code: &Coding) -> Value {
     }
     let text = code.display.as_deref().unwrap_or(&code.code);
     json!({"coding": [coding], "text": text})
+}
+
+/// A template's link as the card carries it.
+fn link(template: &LinkTemplate) -> Link {
+    Link {
+        label: template.label.clone(),
+        url: template.url.clone(),
+        kind: "absolute",
+    }
 }
 
 /// Whether rendering shortens `finding`'s summary (past
