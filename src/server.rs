@@ -18,7 +18,7 @@ use crate::http::serve::{Transport, serve};
 use crate::http::{AppState, AuthPolicy, Limits, MetricsAccess, Policy, router};
 use crate::pseudonym::Pseudonymizer;
 use crate::rules::{Diagnostic, load_dir};
-use crate::store::{HistoryCache, Store};
+use crate::store::{Backend, HistoryCache, Store};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -192,11 +192,7 @@ async fn build_hasher(settings: &Settings, store: &Store) -> Result<Pseudonymize
 
 /// Opens the feedback store (running its migrations) and starts the card log.
 async fn build_recorder(settings: &Settings) -> Result<CardRecorder, StartError> {
-    let kind = if settings.database_url.starts_with("postgres") {
-        "PostgreSQL"
-    } else {
-        "SQLite"
-    };
+    let kind = Backend::of(&settings.database_url).name();
     // The error names the backend, not the URL, which may hold a password.
     let store = Store::connect(&settings.database_url)
         .await

@@ -106,10 +106,9 @@ impl Store {
     /// URLs select PostgreSQL; `sqlite:PATH`, `sqlite::memory:` or a plain
     /// path select SQLite, whose file is created on first start.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
-        let pool = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Pool::Postgres(connect_postgres(url).await?)
-        } else {
-            Pool::Sqlite(connect_sqlite(url).await?)
+        let pool = match Backend::of(url) {
+            Backend::Postgres => Pool::Postgres(connect_postgres(url).await?),
+            Backend::Sqlite => Pool::Sqlite(connect_sqlite(url).await?),
         };
         let store = Store {
             pool,
@@ -167,9 +166,37 @@ impl Store {
     }
 }
 
+/// Which database a store URL names: the one place that reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// `sqlite:PATH`, `sqlite::memory:` or a plain path.
+    Sqlite,
+    /// `postgres://` or `postgresql://`.
+    Postgres,
+}
+
+impl Backend {
+    /// The backend `url` selects.
+    pub fn of(url: &str) -> Backend {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
+
+    /// Its name for operators' messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "SQLite",
+            Backend::Postgres => "PostgreSQL",
+        }
+    }
+}
+
 /// The file of a SQLite URL or path; `None` for PostgreSQL and in-memory.
 fn sqlite_path(url: &str) -> Option<String> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+    if Backend::of(url) == Backend::Postgres {
         return None;
     }
     let rest = url
@@ -272,6 +299,17 @@ mod tests {
                 .await
                 .is_err()
         );
+    }
+
+    #[test]
+    fn the_url_names_the_backend() {
+        assert_eq!(Backend::of("postgres://u@h/db"), Backend::Postgres);
+        assert_eq!(Backend::of("postgresql://u@h/db"), Backend::Postgres);
+        assert_eq!(Backend::of("sqlite:hookwise.db"), Backend::Sqlite);
+        assert_eq!(Backend::of("hookwise.db"), Backend::Sqlite);
+        assert_eq!(Backend::of("postgres-notes.db"), Backend::Sqlite);
+        assert_eq!(sqlite_path("postgres://u@h/db"), None);
+        assert_eq!(sqlite_path("sqlite:a.db?mode=rwc").as_deref(), Some("a.db"));
     }
 
     #[test]
