@@ -6,9 +6,28 @@
 //! shape is skipped and counted, never an error, and the rest of the resource
 //! still counts. The record borrows its strings from the request's JSON
 //! ([`Json`]), so building it copies no text.
+//!
+//! One file per kind of resource: each holds its fact type and the reader
+//! methods that build it. This file holds the record, the generic element
+//! readers and the walk over the resources.
+
+mod condition;
+mod encounter;
+mod medication;
+mod observation;
+mod order;
+mod procedure;
+
+pub use condition::ConditionFact;
+pub use encounter::EncounterFact;
+pub use medication::MedicationFact;
+pub use observation::ObservationFact;
+pub use order::DraftOrder;
+pub use procedure::ProcedureFact;
 
 use super::date::{parse_date, parse_datetime};
 use crate::json::{Json, bundle_resources, field, resource_type, str_field};
+use medication::{PastPrescription, carry_back_renewals};
 use std::collections::{HashMap, HashSet};
 use time::{Date, OffsetDateTime};
 
@@ -41,83 +60,6 @@ impl<'a> Coded<'a> {
             .or_else(|| self.codes.iter().find_map(|c| c.display))
             .or_else(|| self.codes.first().map(|c| c.code))
             .unwrap_or("(uncoded)")
-    }
-}
-
-/// A Condition.
-#[derive(Debug, Clone)]
-pub struct ConditionFact<'a> {
-    /// What the condition is.
-    pub coded: Coded<'a>,
-    /// clinicalStatus active, recurrence or relapse (or absent and not abated).
-    pub active: bool,
-    /// Onset, or recordedDate when onset is missing.
-    pub onset: Option<OffsetDateTime>,
-}
-
-/// An active medication (MedicationRequest or MedicationStatement).
-#[derive(Debug, Clone)]
-pub struct MedicationFact<'a> {
-    /// The drug, with codes from `medicationCodeableConcept` or the referenced Medication.
-    pub coded: Coded<'a>,
-    /// When the patient started it: the earliest of authoredOn,
-    /// dispenseRequest.validityPeriod.start and effective start, carried back
-    /// through earlier prescriptions of the same drug that it renewed.
-    pub start: Option<OffsetDateTime>,
-    /// MedicationRequest or MedicationStatement.
-    pub resource_type: &'a str,
-    /// The resource itself, for suggestions that update it.
-    pub resource: &'a Json<'a>,
-}
-
-/// An Observation.
-#[derive(Debug, Clone)]
-pub struct ObservationFact<'a> {
-    /// What was observed.
-    pub coded: Coded<'a>,
-    /// effective[x] or issued.
-    pub when: Option<OffsetDateTime>,
-    /// `valueQuantity` value and unit (UCUM code, else unit text).
-    pub value: Option<(f64, Option<&'a str>)>,
-}
-
-/// A performed Procedure.
-#[derive(Debug, Clone)]
-pub struct ProcedureFact<'a> {
-    /// What was done.
-    pub coded: Coded<'a>,
-    /// performed[x].
-    pub when: Option<OffsetDateTime>,
-}
-
-/// An Encounter.
-#[derive(Debug, Clone)]
-pub struct EncounterFact<'a> {
-    /// The encounter id.
-    pub id: Option<&'a str>,
-    /// `class.code` (v3 ActCode, e.g. EMER, AMB, IMP).
-    pub class: Option<&'a str>,
-    /// period.start.
-    pub start: Option<OffsetDateTime>,
-}
-
-/// A draft order from `context.draftOrders`.
-#[derive(Debug, Clone)]
-pub struct DraftOrder<'a> {
-    /// ServiceRequest, MedicationRequest, ...
-    pub resource_type: &'a str,
-    /// What is ordered: ServiceRequest.code or the medication.
-    pub coded: Coded<'a>,
-    /// Whether the order is among `context.selections` (always true on order-sign).
-    pub selected: bool,
-}
-
-impl DraftOrder<'_> {
-    /// `Type/id`, as a delete action's `resourceId`.
-    pub fn reference(&self) -> Option<String> {
-        self.coded
-            .id
-            .map(|id| format!("{}/{}", self.resource_type, id))
     }
 }
 
@@ -234,51 +176,6 @@ struct Reader<'a> {
     past_prescriptions: Vec<PastPrescription<'a>>,
 }
 
-/// A completed or stopped prescription, which an active one may renew.
-struct PastPrescription<'a> {
-    drug: Code<'a>,
-    start: OffsetDateTime,
-    end: Option<OffsetDateTime>,
-}
-
-/// A renewal without a recorded validity end is taken to continue a
-/// prescription written at most this long before it (chronic drugs are
-/// commonly renewed once a year).
-const RENEWAL_WINDOW: time::Duration = time::Duration::days(400);
-
-/// A prescription with a recorded end renews into one starting this soon after.
-const RENEWAL_GRACE: time::Duration = time::Duration::days(30);
-
-/// Moves each active medication's start back through the earlier
-/// prescriptions of the same drug that it continues, so that "on a PPI for
-/// more than 8 weeks" counts from the first prescription, not the last renewal.
-fn carry_back_renewals(medications: &mut [MedicationFact<'_>], past: &mut [PastPrescription<'_>]) {
-    past.sort_by_key(|p| std::cmp::Reverse(p.start));
-    for medication in medications.iter_mut() {
-        let (Some(drug), Some(mut start)) = (medication.coded.codes.first(), medication.start)
-        else {
-            continue;
-        };
-        for prior in past
-            .iter()
-            .filter(|p| p.drug.system == drug.system && p.drug.code == drug.code)
-        {
-            if prior.start >= start {
-                continue;
-            }
-            let continues = match prior.end {
-                Some(end) => end + RENEWAL_GRACE >= start,
-                None => start - prior.start <= RENEWAL_WINDOW,
-            };
-            if !continues {
-                break;
-            }
-            start = prior.start;
-        }
-        medication.start = Some(start);
-    }
-}
-
 impl<'a> Reader<'a> {
     fn add(&mut self, record: &mut PatientRecord<'a>, r: &'a Json<'a>) {
         match resource_type(r) {
@@ -325,212 +222,6 @@ impl<'a> Reader<'a> {
             .string(r, "birthDate")
             .and_then(|s| self.valid(parse_date(s)));
         record.birth_date = birth_date.or(record.birth_date);
-    }
-
-    fn condition(&mut self, r: &'a Json<'a>) -> Option<ConditionFact<'a>> {
-        let verification = self.concept_code(r, "verificationStatus");
-        if matches!(verification, Some("refuted" | "entered-in-error")) {
-            return None;
-        }
-        let active = match self.concept_code(r, "clinicalStatus") {
-            Some(status) => matches!(status, "active" | "recurrence" | "relapse"),
-            None => {
-                field(r, "abatementDateTime").is_none() && field(r, "abatementPeriod").is_none()
-            }
-        };
-        let onset = self
-            .datetime(r, "onsetDateTime")
-            .or_else(|| self.datetime_in(r, "onsetPeriod", "start"))
-            .or_else(|| self.datetime(r, "recordedDate"));
-        Some(ConditionFact {
-            coded: self.coded(r, "code"),
-            active,
-            onset,
-        })
-    }
-
-    fn medication_request(&mut self, r: &'a Json<'a>) -> Option<MedicationFact<'a>> {
-        if matches!(
-            self.string(r, "intent"),
-            Some("proposal" | "option" | "plan")
-        ) {
-            return None;
-        }
-        let status = self.string(r, "status");
-        if !matches!(status, Some("active" | "completed" | "stopped")) {
-            return None;
-        }
-        let authored = self.datetime(r, "authoredOn");
-        let validity = field(r, "dispenseRequest").and_then(|d| field(d, "validityPeriod"));
-        let validity_start = validity.and_then(|p| self.datetime(p, "start"));
-        if status != Some("active") {
-            let drug = self.medication(r).codes.first().copied();
-            if let (Some(drug), Some(start)) = (drug, earliest(authored, validity_start)) {
-                let end = validity.and_then(|p| self.datetime(p, "end"));
-                self.past_prescriptions
-                    .push(PastPrescription { drug, start, end });
-            }
-            return None;
-        }
-        let validity = validity_start;
-        Some(MedicationFact {
-            coded: self.medication(r),
-            start: earliest(authored, validity),
-            resource_type: "MedicationRequest",
-            resource: r,
-        })
-    }
-
-    fn medication_statement(&mut self, r: &'a Json<'a>) -> Option<MedicationFact<'a>> {
-        if self.string(r, "status") != Some("active") {
-            return None;
-        }
-        let start = self
-            .datetime(r, "effectiveDateTime")
-            .or_else(|| self.datetime_in(r, "effectivePeriod", "start"));
-        Some(MedicationFact {
-            coded: self.medication(r),
-            start,
-            resource_type: "MedicationStatement",
-            resource: r,
-        })
-    }
-
-    fn observation(&mut self, r: &'a Json<'a>) -> Option<ObservationFact<'a>> {
-        if matches!(
-            self.string(r, "status"),
-            Some("entered-in-error" | "cancelled")
-        ) {
-            return None;
-        }
-        let when = self
-            .datetime(r, "effectiveDateTime")
-            .or_else(|| self.datetime_in(r, "effectivePeriod", "start"))
-            .or_else(|| self.datetime(r, "effectiveInstant"))
-            .or_else(|| self.datetime(r, "issued"));
-        let value = field(r, "valueQuantity").and_then(|q| {
-            let number = field(q, "value").and_then(Json::as_f64);
-            if number.is_none() {
-                self.skipped += 1;
-            }
-            let unit = field(q, "code")
-                .or_else(|| field(q, "unit"))
-                .and_then(Json::as_str);
-            number.map(|n| (n, unit))
-        });
-        Some(ObservationFact {
-            coded: self.coded(r, "code"),
-            when,
-            value,
-        })
-    }
-
-    fn procedure(&mut self, r: &'a Json<'a>) -> Option<ProcedureFact<'a>> {
-        if !matches!(
-            self.string(r, "status"),
-            None | Some("completed" | "in-progress")
-        ) {
-            return None;
-        }
-        let when = self
-            .datetime(r, "performedDateTime")
-            .or_else(|| self.datetime_in(r, "performedPeriod", "start"));
-        Some(ProcedureFact {
-            coded: self.coded(r, "code"),
-            when,
-        })
-    }
-
-    fn encounter_class(&mut self, r: &'a Json<'a>) -> Option<&'a str> {
-        // R4 has one Coding; some senders use an array or a CodeableConcept.
-        let class = field(r, "class")?;
-        let coding = match class {
-            Json::Array(items) => items.first()?,
-            other => other,
-        };
-        let code = field(coding, "code").or_else(|| {
-            field(coding, "coding")
-                .and_then(Json::as_array)
-                .and_then(<[Json<'a>]>::first)
-                .and_then(|c| field(c, "code"))
-        });
-        match code.and_then(Json::as_str) {
-            Some(code) => Some(code),
-            None => {
-                self.skipped += 1;
-                None
-            }
-        }
-    }
-
-    fn draft_orders(&mut self, sources: &RecordSources<'a>) -> Vec<DraftOrder<'a>> {
-        let Some(drafts) = sources.draft_orders else {
-            return Vec::new();
-        };
-        let resources: Vec<&Json<'a>> = match drafts {
-            Json::Array(items) => items.iter().collect(),
-            bundle => bundle_resources(bundle).collect(),
-        };
-        let selections: Vec<&str> = sources
-            .selections
-            .and_then(Json::as_array)
-            .map(|s| s.iter().filter_map(Json::as_str).collect())
-            .unwrap_or_default();
-        resources
-            .into_iter()
-            .filter_map(|r| {
-                let resource_type = resource_type(r)?;
-                let coded = if resource_type == "MedicationRequest" {
-                    self.medication(r)
-                } else {
-                    self.coded(r, "code")
-                };
-                if coded.codes.is_empty() {
-                    return None;
-                }
-                let reference = coded.id.map(|id| format!("{resource_type}/{id}"));
-                let selected = !sources.selections_only
-                    || selections.is_empty()
-                    || reference.is_some_and(|r| selections.contains(&r.as_str()));
-                Some(DraftOrder {
-                    resource_type,
-                    coded,
-                    selected,
-                })
-            })
-            .collect()
-    }
-
-    /// The drug of a MedicationRequest/Statement: its CodeableConcept, or the
-    /// contained or prefetched Medication it references.
-    fn medication(&mut self, r: &'a Json<'a>) -> Coded<'a> {
-        let id = self.string(r, "id");
-        if field(r, "medicationCodeableConcept").is_some() {
-            return Coded {
-                id,
-                ..self.coded(r, "medicationCodeableConcept")
-            };
-        }
-        let reference = field(r, "medicationReference")
-            .and_then(|m| field(m, "reference"))
-            .and_then(Json::as_str);
-        let medication = reference.and_then(|reference| match reference.strip_prefix('#') {
-            Some(local) => field(r, "contained")
-                .and_then(Json::as_array)?
-                .iter()
-                .find(|c| str_field(c, "id") == Some(local)),
-            None => {
-                let id = reference.rsplit('/').next()?;
-                self.medications_by_id.get(id).copied()
-            }
-        });
-        let mut coded = medication.map_or_else(Coded::default, |m| self.coded(m, "code"));
-        if coded.text.is_none() {
-            coded.text = field(r, "medicationReference")
-                .and_then(|m| field(m, "display"))
-                .and_then(Json::as_str);
-        }
-        Coded { id, ..coded }
     }
 
     /// Reads a CodeableConcept, tolerating a lone Coding object for `coding`.

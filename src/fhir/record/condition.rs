@@ -1,0 +1,40 @@
+//! Conditions: what the patient has, and whether it is active.
+
+use super::{Coded, Reader};
+use crate::json::{Json, field};
+use time::OffsetDateTime;
+
+/// A Condition.
+#[derive(Debug, Clone)]
+pub struct ConditionFact<'a> {
+    /// What the condition is.
+    pub coded: Coded<'a>,
+    /// clinicalStatus active, recurrence or relapse (or absent and not abated).
+    pub active: bool,
+    /// Onset, or recordedDate when onset is missing.
+    pub onset: Option<OffsetDateTime>,
+}
+
+impl<'a> Reader<'a> {
+    pub(super) fn condition(&mut self, r: &'a Json<'a>) -> Option<ConditionFact<'a>> {
+        let verification = self.concept_code(r, "verificationStatus");
+        if matches!(verification, Some("refuted" | "entered-in-error")) {
+            return None;
+        }
+        let active = match self.concept_code(r, "clinicalStatus") {
+            Some(status) => matches!(status, "active" | "recurrence" | "relapse"),
+            None => {
+                field(r, "abatementDateTime").is_none() && field(r, "abatementPeriod").is_none()
+            }
+        };
+        let onset = self
+            .datetime(r, "onsetDateTime")
+            .or_else(|| self.datetime_in(r, "onsetPeriod", "start"))
+            .or_else(|| self.datetime(r, "recordedDate"));
+        Some(ConditionFact {
+            coded: self.coded(r, "code"),
+            active,
+            onset,
+        })
+    }
+}

@@ -1,0 +1,64 @@
+//! Draft orders from `context.draftOrders`, and which are selected.
+
+use super::{Coded, Reader, RecordSources};
+use crate::json::{Json, bundle_resources, resource_type};
+
+/// A draft order from `context.draftOrders`.
+#[derive(Debug, Clone)]
+pub struct DraftOrder<'a> {
+    /// ServiceRequest, MedicationRequest, ...
+    pub resource_type: &'a str,
+    /// What is ordered: ServiceRequest.code or the medication.
+    pub coded: Coded<'a>,
+    /// Whether the order is among `context.selections` (always true on order-sign).
+    pub selected: bool,
+}
+
+impl DraftOrder<'_> {
+    /// `Type/id`, as a delete action's `resourceId`.
+    pub fn reference(&self) -> Option<String> {
+        self.coded
+            .id
+            .map(|id| format!("{}/{}", self.resource_type, id))
+    }
+}
+
+impl<'a> Reader<'a> {
+    pub(super) fn draft_orders(&mut self, sources: &RecordSources<'a>) -> Vec<DraftOrder<'a>> {
+        let Some(drafts) = sources.draft_orders else {
+            return Vec::new();
+        };
+        let resources: Vec<&Json<'a>> = match drafts {
+            Json::Array(items) => items.iter().collect(),
+            bundle => bundle_resources(bundle).collect(),
+        };
+        let selections: Vec<&str> = sources
+            .selections
+            .and_then(Json::as_array)
+            .map(|s| s.iter().filter_map(Json::as_str).collect())
+            .unwrap_or_default();
+        resources
+            .into_iter()
+            .filter_map(|r| {
+                let resource_type = resource_type(r)?;
+                let coded = if resource_type == "MedicationRequest" {
+                    self.medication(r)
+                } else {
+                    self.coded(r, "code")
+                };
+                if coded.codes.is_empty() {
+                    return None;
+                }
+                let reference = coded.id.map(|id| format!("{resource_type}/{id}"));
+                let selected = !sources.selections_only
+                    || selections.is_empty()
+                    || reference.is_some_and(|r| selections.contains(&r.as_str()));
+                Some(DraftOrder {
+                    resource_type,
+                    coded,
+                    selected,
+                })
+            })
+            .collect()
+    }
+}
