@@ -27,7 +27,7 @@
 //! | 3 | `rules` | the rule language, loading and evaluation |
 //! | 2 | `fhir`, `config` | the patient record, prefetch, the FHIR client; settings |
 //! | 1 | `cds` | CDS Hooks wire types |
-//! | 0 | `json`, `pseudonym`, `metrics` | leaves: the borrowed JSON tree, keyed hashes, metric names |
+//! | 0 | `json`, `pseudonym`, `metrics`, `terminology` | leaves: the borrowed JSON tree, keyed hashes, metric names, units and drug tables |
 
 #![warn(missing_docs)]
 
@@ -47,3 +47,4 @@ pub mod report;
 pub mod rules;
 pub mod server;
 pub mod store;
+pub mod terminology;
