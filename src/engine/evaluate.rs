@@ -100,7 +100,8 @@ pub fn evaluate<'r>(input: &Input<'r>) -> Evaluation<'r> {
                 findings.push(finding);
             }
             Verdict::Excluded(name) => trace.push((rule, Outcome::Excluded(name))),
-            Verdict::DoesNotApply => trace.push((rule, Outcome::NotMet)),
+            Verdict::DoesNotApply(_) => trace.push((rule, Outcome::NotMet)),
+            Verdict::NoData(_) => trace.push((rule, Outcome::NotMet)),
         }
     }
     let Rendered {

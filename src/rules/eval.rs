@@ -3,7 +3,7 @@
 //! (`all`, `any`, `not`) and the binding of matches to `as:` names; each
 //! leaf evaluates itself in its file under `criteria/`.
 
-use super::criteria::{Criterion, Kind, Node, Outcome};
+use super::criteria::{Criterion, Kind, Node, Outcome, Relative};
 use super::model::Rule;
 use super::valueset::ValueSet;
 use crate::cds::Hook;
@@ -11,7 +11,7 @@ use crate::fhir::PatientRecord;
 use time::OffsetDateTime;
 
 /// One item a criterion matched, as the card text may name it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Bound<'a> {
     /// Human-readable name.
     pub display: &'a str,
@@ -60,8 +60,43 @@ pub enum Verdict<'r, 'a> {
     Fires(Finding<'r, 'a>),
     /// The rule matched but this named exclusion holds.
     Excluded(&'r str),
-    /// The rule does not apply.
-    DoesNotApply,
+    /// The rule does not apply: this criterion of `when` (a child of its
+    /// top-level `all`, or `when` itself) does not hold.
+    DoesNotApply(&'r Criterion),
+    /// Whether the rule applies cannot be told: the data a criterion needs
+    /// is missing (no weight for a creatinine clearance), for this reason.
+    NoData(String),
+}
+
+/// A criterion's truth on a record: Kleene's three values, so that missing
+/// data stays unknown through `not` instead of turning into a match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Truth {
+    /// It holds.
+    True,
+    /// It does not hold.
+    False,
+    /// The data needed to decide is missing, for this reason.
+    Unknown(String),
+}
+
+impl Truth {
+    fn of(holds: bool) -> Truth {
+        if holds { Truth::True } else { Truth::False }
+    }
+
+    fn is_true(&self) -> bool {
+        *self == Truth::True
+    }
+
+    /// `not`: true and false swap; unknown stays unknown.
+    fn negate(self) -> Truth {
+        match self {
+            Truth::True => Truth::False,
+            Truth::False => Truth::True,
+            unknown => unknown,
+        }
+    }
 }
 
 /// Evaluates rules against one patient record at one instant.
@@ -76,77 +111,148 @@ pub struct Evaluator<'e, 'a> {
     pub hook: Hook,
 }
 
+/// What one rule's evaluation has bound so far. Entries are only appended,
+/// so a `not` or an exclusion sees what was bound before it and drops what
+/// it bound itself by truncating back to where it started.
 #[derive(Default)]
 struct State<'r, 'a> {
-    bindings: Bindings<'r, 'a>,
+    bindings: Vec<(&'r str, Kind, Vec<Bound<'a>>)>,
     draft_matched: bool,
+}
+
+impl<'r, 'a> State<'r, 'a> {
+    /// The items bound to `name` so far, with the kind of leaf that bound them.
+    fn bound(&self, name: &str) -> impl Iterator<Item = (Kind, &Bound<'a>)> {
+        self.bindings
+            .iter()
+            .filter(move |(n, _, _)| *n == name)
+            .flat_map(|(_, kind, items)| items.iter().map(move |b| (*kind, b)))
+    }
+
+    /// The bindings as a finding names them: one entry per name.
+    fn into_bindings(self) -> Bindings<'r, 'a> {
+        let mut merged: Bindings<'r, 'a> = Vec::new();
+        for (name, _, items) in self.bindings {
+            match merged.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, existing)) => existing.extend(items),
+                None => merged.push((name, items)),
+            }
+        }
+        merged
+    }
 }
 
 impl<'e, 'a> Evaluator<'e, 'a> {
     /// Evaluates one rule. On order hooks a rule fires only when one of its
     /// draft-order criteria matched: order hooks judge the orders.
+    /// Exclusions see what `when` bound, for timing relative to it.
     pub fn evaluate<'r>(&self, rule: &'r Rule) -> Verdict<'r, 'a> {
         let mut state = State::default();
-        if !self.holds(&rule.when, &mut state) {
-            return Verdict::DoesNotApply;
+        // The children of a top-level `all` one by one, to name the one unmet.
+        let parts: &'r [Criterion] = match rule.when.node() {
+            Node::All(children) => children,
+            _ => std::slice::from_ref(&rule.when),
+        };
+        for part in parts {
+            match self.holds(part, &mut state) {
+                Truth::True => {}
+                Truth::False => return Verdict::DoesNotApply(part),
+                Truth::Unknown(why) => return Verdict::NoData(why),
+            }
         }
         if self.hook.is_order_hook() && !state.draft_matched {
-            return Verdict::DoesNotApply;
+            return Verdict::DoesNotApply(&rule.when);
         }
         for exclusion in &rule.exclusions {
-            if self.holds(&exclusion.when, &mut State::default()) {
+            let mark = state.bindings.len();
+            let holds = self.holds(&exclusion.when, &mut state).is_true();
+            state.bindings.truncate(mark);
+            if holds {
                 return Verdict::Excluded(&exclusion.id);
             }
         }
         Verdict::Fires(Finding {
             rule,
-            bindings: state.bindings,
+            bindings: state.into_bindings(),
             age: self.record.age_on(self.now.date()),
             sex: self.record.gender,
         })
     }
 
-    fn holds<'r>(&self, criterion: &'r Criterion, state: &mut State<'r, 'a>) -> bool {
+    fn holds<'r>(&self, criterion: &'r Criterion, state: &mut State<'r, 'a>) -> Truth {
         match criterion.node() {
-            Node::All(children) => children.iter().all(|c| self.holds(c, state)),
+            Node::All(children) => {
+                let mut unknown = None;
+                for child in children {
+                    match self.holds(child, state) {
+                        Truth::True => {}
+                        Truth::False => return Truth::False,
+                        Truth::Unknown(why) => unknown = unknown.or(Some(why)),
+                    }
+                }
+                unknown.map_or(Truth::True, Truth::Unknown)
+            }
             // Every branch is evaluated so that each binds what it matched.
-            #[allow(clippy::unnecessary_fold)]
-            Node::Any(children) => children
-                .iter()
-                .fold(false, |any, c| self.holds(c, state) || any),
+            Node::Any(children) => {
+                let (mut any, mut unknown) = (false, None);
+                for child in children {
+                    match self.holds(child, state) {
+                        Truth::True => any = true,
+                        Truth::False => {}
+                        Truth::Unknown(why) => unknown = unknown.or(Some(why)),
+                    }
+                }
+                match (any, unknown) {
+                    (true, _) => Truth::True,
+                    (false, Some(why)) => Truth::Unknown(why),
+                    (false, None) => Truth::False,
+                }
+            }
             // What a negated criterion matched is not there to name.
-            Node::Not(child) => !self.holds(child, &mut State::default()),
+            Node::Not(child) => {
+                let mark = state.bindings.len();
+                let truth = self.holds(child, state).negate();
+                state.bindings.truncate(mark);
+                truth
+            }
             Node::Leaf(leaf) => match leaf.evaluate(self) {
-                Outcome::Test(holds) => holds,
-                Outcome::Matched(items) => {
-                    let declared = leaf.items();
-                    if declared
-                        .as_ref()
-                        .is_some_and(|i| i.kind == Kind::DraftOrder)
-                    {
+                Outcome::Test(holds) => Truth::of(holds),
+                Outcome::Unknown(why) => Truth::Unknown(why),
+                Outcome::Matched(mut items) => {
+                    let Some(declared) = leaf.items() else {
+                        return Truth::of(!items.is_empty());
+                    };
+                    if let Some(relative) = declared.relative {
+                        items.retain(|item| self.relative_holds(relative, item, state));
+                    }
+                    if declared.kind == Kind::DraftOrder {
                         state.draft_matched |= !items.is_empty();
                     }
-                    self.bind(state, declared.and_then(|i| i.binding), items)
+                    let matched = !items.is_empty();
+                    if let (Some(name), true) = (declared.binding, matched) {
+                        state.bindings.push((name, declared.kind, items));
+                    }
+                    Truth::of(matched)
                 }
             },
         }
     }
 
-    /// Records a leaf's matches under its name; true when anything matched.
-    fn bind<'r>(
-        &self,
-        state: &mut State<'r, 'a>,
-        name: Option<&'r str>,
-        items: Vec<Bound<'a>>,
-    ) -> bool {
-        let matched = !items.is_empty();
-        if let (Some(name), true) = (name, matched) {
-            match state.bindings.iter_mut().find(|(n, _)| *n == name) {
-                Some((_, existing)) => existing.extend(items),
-                None => state.bindings.push((name, items)),
-            }
-        }
-        matched
+    /// Whether `item` is dated within the window around something bound to
+    /// `relative.to`. A draft order without a date is dated now: it is
+    /// being ordered.
+    fn relative_holds(&self, relative: &Relative, item: &Bound<'a>, state: &State<'_, 'a>) -> bool {
+        let Some(date) = item.date else {
+            return false;
+        };
+        state.bound(&relative.to).any(|(kind, anchor)| {
+            let anchor = match (anchor.date, kind) {
+                (Some(date), _) => date,
+                (None, Kind::DraftOrder) => self.now,
+                (None, _) => return false,
+            };
+            relative.contains(anchor, date)
+        })
     }
 }
 
@@ -216,8 +322,12 @@ mod tests {
             hook: Hook::PatientView,
         };
         let mut state = State::default();
-        let holds = ev.holds(c, &mut state);
-        let names = state.bindings.iter().map(|(n, _)| n.to_string()).collect();
+        let holds = ev.holds(c, &mut state).is_true();
+        let names = state
+            .into_bindings()
+            .iter()
+            .map(|(n, _)| n.to_string())
+            .collect();
         (holds, names)
     }
 
@@ -281,5 +391,107 @@ mod tests {
         let with_draft =
             rule(json!({"all": [condition(0, "a"), {"draftOrder": {"valueSet": "vs2"}}]}));
         assert!(on(Hook::OrderSelect, &with_draft));
+    }
+
+    /// [`record`] with c0 dated 2 days and c1 dated 12 days before [`NOW`].
+    fn dated_record() -> PatientRecord<'static> {
+        let mut record = record();
+        record.conditions[0].onset = Some(NOW - time::Duration::days(2));
+        record.conditions[1].onset = Some(NOW - time::Duration::days(12));
+        record
+    }
+
+    #[test]
+    fn relative_keeps_only_items_in_the_window_around_the_anchor() {
+        let (sets, record) = (value_sets(), dated_record());
+        let ev = Evaluator {
+            value_sets: &sets,
+            record: &record,
+            now: NOW,
+            hook: Hook::PatientView,
+        };
+        let holds = |before: &str, after: &str| {
+            let c = criterion(json!({"all": [condition(0, "dx"),
+                {"condition": {"valueSet": "vs1", "as": "near",
+                    "relative": {"to": "dx", "before": before, "after": after}}}]}));
+            ev.holds(&c, &mut State::default()).is_true()
+        };
+        assert!(!holds("9d", "0d"), "c1 is 10 days before c0");
+        assert!(holds("10d", "0d"), "the window includes its first day");
+        assert!(!holds("0d", "30d"), "c1 is before c0, not after");
+        let unanchored = criterion(json!({"condition": {"valueSet": "vs1",
+            "relative": {"to": "dx", "before": "30d"}}}));
+        assert!(!ev.holds(&unanchored, &mut State::default()).is_true());
+    }
+
+    #[test]
+    fn exclusions_and_negations_see_what_when_bound_and_keep_their_own_bindings_to_themselves() {
+        let rule = |exclusion: Value| -> Rule {
+            serde_json::from_value(json!({
+                "id": "r", "version": "1.0.0", "title": "A rule", "category": "screening",
+                "hooks": ["patient-view"], "when": {"all": [condition(0, "dx"),
+                    {"not": {"condition": {"valueSet": "vs2", "as": "hidden"}}}]},
+                "exclusions": [{"id": "near", "label": "near", "when": exclusion}],
+                "evidence": {"society": "S", "recommendation": "Do not.", "year": 2020, "url": "https://e"},
+                "card": {"summary": "s", "indicator": "info", "detail": "d",
+                    "source": {"label": "S", "url": "https://e"}, "links": [],
+                    "overrideReasons": [{"system": "s", "code": "x", "display": "X"}]},
+            }))
+            .map(|r: Rule<String>| r.resolve(&mut ValueSetIds::new(value_sets())))
+            .unwrap()
+        };
+        let (sets, record) = (value_sets(), dated_record());
+        let ev = Evaluator {
+            value_sets: &sets,
+            record: &record,
+            now: NOW,
+            hook: Hook::PatientView,
+        };
+        let within = |days: &str| {
+            rule(json!({"condition": {"valueSet": "vs1", "as": "other",
+                "relative": {"to": "dx", "before": days}}}))
+        };
+        assert!(matches!(
+            ev.evaluate(&within("14d")),
+            Verdict::Excluded("near")
+        ));
+        match ev.evaluate(&within("3d")) {
+            Verdict::Fires(finding) => {
+                let names: Vec<&str> = finding.bindings.iter().map(|(n, _)| *n).collect();
+                assert_eq!(names, ["dx"], "neither the exclusion nor the `not` binds");
+            }
+            other => panic!("expected the rule to fire, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn missing_data_stays_unknown_through_not_and_never_fires() {
+        let (sets, record) = (value_sets(), record());
+        let ev = Evaluator {
+            value_sets: &sets,
+            record: &record,
+            now: NOW,
+            hook: Hook::PatientView,
+        };
+        let truth = |c: Value| ev.holds(&criterion(c), &mut State::default());
+        let unknown = Truth::Unknown("no birth date on record".into());
+        assert_eq!(truth(json!({"age": {"min": 65}})), unknown);
+        assert_eq!(truth(json!({"not": {"age": {"min": 65}}})), unknown);
+        assert_eq!(
+            truth(json!({"any": [{"age": {"min": 65}}, condition(0, "a")]})),
+            Truth::True
+        );
+        assert_eq!(
+            truth(json!({"any": [{"age": {"min": 65}}, condition(2, "a")]})),
+            unknown
+        );
+        assert_eq!(
+            truth(json!({"all": [{"age": {"min": 65}}, condition(2, "a")]})),
+            Truth::False
+        );
+        assert_eq!(
+            truth(json!({"all": [condition(0, "a"), {"not": {"age": {"max": 64}}}]})),
+            unknown
+        );
     }
 }

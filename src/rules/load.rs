@@ -338,6 +338,26 @@ fn check_rule(path: &Path, doc: &YamlDoc, rule: &Rule, problems: &mut Problems) 
             problems,
         );
     }
+    let mut earlier = Vec::new();
+    check_relative(
+        path,
+        doc,
+        &rule.when,
+        "/when".into(),
+        &mut earlier,
+        problems,
+    );
+    for (i, exclusion) in rule.exclusions.iter().enumerate() {
+        let pointer = format!("/exclusions/{i}/when");
+        check_relative(
+            path,
+            doc,
+            &exclusion.when,
+            pointer,
+            &mut earlier.clone(),
+            problems,
+        );
+    }
     let mut bound: Vec<&str> = Vec::new();
     let mut draft_bound: Vec<&str> = Vec::new();
     let mut medication_bound: Vec<&str> = Vec::new();
@@ -405,6 +425,49 @@ fn check_rule(path: &Path, doc: &YamlDoc, rule: &Rule, problems: &mut Problems) 
             doc.line_of("/card/suggestions"),
             "at most one suggestion may be recommended with selectionBehavior at-most-one",
         );
+    }
+}
+
+/// Reports each `relative.to` that names no binding made before it, in the
+/// order evaluation binds: earlier siblings, and for an exclusion, `when`.
+/// What a `not` binds is dropped after it, as evaluation drops it.
+fn check_relative<'r>(
+    path: &Path,
+    doc: &YamlDoc,
+    c: &'r Criterion,
+    pointer: String,
+    earlier: &mut Vec<&'r str>,
+    problems: &mut Problems,
+) {
+    match c.node() {
+        Node::All(children) | Node::Any(children) => {
+            let kind = if matches!(c.node(), Node::All(_)) {
+                "all"
+            } else {
+                "any"
+            };
+            for (i, child) in children.iter().enumerate() {
+                let pointer = format!("{pointer}/{kind}/{i}");
+                check_relative(path, doc, child, pointer, earlier, problems);
+            }
+        }
+        Node::Not(child) => {
+            let pointer = format!("{pointer}/not");
+            check_relative(path, doc, child, pointer, &mut earlier.clone(), problems);
+        }
+        Node::Leaf(_) => {
+            let Some(items) = c.items() else { return };
+            if let Some(relative) = items.relative
+                && !earlier.contains(&relative.to.as_str())
+            {
+                let to = &relative.to;
+                problems.add(path, doc.line_of(&pointer), format!(
+                    "relative.to names {to:?}, which no earlier criterion binds with `as`; \
+                     add `as: {to}` to a criterion before this one (for an exclusion, one in `when`)"
+                ));
+            }
+            earlier.extend(items.binding);
+        }
     }
 }
 
@@ -540,6 +603,37 @@ mod tests {
         assert_eq!(set.families[0].max_cards, None);
         assert_eq!(set.rules[0].alert_fatigue.suppression_days(), 0);
         assert!(set.rules[0].alert_fatigue.deduplicates_order_sign());
+    }
+
+    #[test]
+    fn a_relative_window_must_name_a_binding_made_before_it() {
+        let when = "when:\n  all:\n    - procedure: { valueSet: https://example.org/vs/psa, as: test,\n\
+                    \x20       relative: { to: order, after: 30d } }\n\
+                    \x20   - not:\n        draftOrder: { valueSet: https://example.org/vs/psa, as: hidden }\n\
+                    \x20   - draftOrder: { valueSet: https://example.org/vs/psa, as: order,\n\
+                    \x20       relative: { to: hidden } }\n";
+        let text = rule("relative", "").replace(
+            "when:\n  draftOrder: { valueSet: https://example.org/vs/psa, as: order }\n",
+            when,
+        );
+        let problems = load("", &[("a.yaml", text)]).unwrap_err();
+        let got: Vec<(usize, &str)> = problems
+            .iter()
+            .map(|p| (p.line, p.message.as_str()))
+            .collect();
+        let message = |to: &str| {
+            format!(
+                "relative.to names {to:?}, which no earlier criterion binds with `as`; \
+                 add `as: {to}` to a criterion before this one (for an exclusion, one in `when`)"
+            )
+        };
+        assert_eq!(
+            got,
+            [
+                (9, message("order").as_str()),
+                (13, message("hidden").as_str())
+            ]
+        );
     }
 
     #[test]

@@ -19,11 +19,13 @@ pub struct AgeBounds {
 
 impl Leaf for AgeBounds {
     fn evaluate<'a>(&self, ev: &Evaluator<'_, 'a>) -> Outcome<'a> {
-        // A record without a birth date has no age, so no bound holds.
-        let holds = ev.record.age_on(ev.now.date()).is_some_and(|age| {
-            self.min.is_none_or(|min| age >= min) && self.max.is_none_or(|max| age <= max)
-        });
-        Outcome::Test(holds)
+        // Without a birth date the age is unknown: neither in nor out of bounds.
+        let Some(age) = ev.record.age_on(ev.now.date()) else {
+            return Outcome::Unknown("no birth date on record".into());
+        };
+        Outcome::Test(
+            self.min.is_none_or(|min| age >= min) && self.max.is_none_or(|max| age <= max),
+        )
     }
 
     fn describe(&self, _: &[ValueSet]) -> String {

@@ -1,7 +1,7 @@
 //! The `condition` criterion: Conditions whose code is in a value set.
 
 use super::coded::{CodedItem, latest_first};
-use super::{Items, Kind, Leaf, Need, Outcome, span_words, title};
+use super::{Items, Kind, Leaf, Need, Outcome, Relative, span_words, title};
 use crate::fhir::DataNeed;
 use crate::rules::eval::{Bound, Evaluator};
 use crate::rules::model::Span;
@@ -38,6 +38,8 @@ pub struct ConditionCriterion<V = ValueSetRef> {
     /// Binding name.
     #[serde(rename = "as")]
     pub bind: Option<String>,
+    /// Only items dated within this window around another criterion's matches.
+    pub relative: Option<Relative>,
 }
 
 impl ConditionCriterion<String> {
@@ -49,6 +51,7 @@ impl ConditionCriterion<String> {
             within: self.within,
             first_within: self.first_within,
             bind: self.bind,
+            relative: self.relative,
         }
     }
 }
@@ -102,6 +105,7 @@ impl Leaf for ConditionCriterion {
             kind: Kind::Condition,
             value_set: &self.value_set,
             binding: self.bind.as_deref(),
+            relative: self.relative.as_ref(),
         })
     }
 

@@ -2,7 +2,7 @@
 //! value set. On order hooks a rule fires only when one of these matched.
 
 use super::coded::CodedItem;
-use super::{Items, Kind, Leaf, Need, Outcome, title};
+use super::{Items, Kind, Leaf, Need, Outcome, Relative, title};
 use crate::fhir::DraftOrder;
 use crate::rules::eval::{Bound, Evaluator};
 use crate::rules::valueset::ValueSet;
@@ -21,6 +21,8 @@ pub struct DraftOrderCriterion<V = ValueSetRef> {
     /// Binding name.
     #[serde(rename = "as")]
     pub bind: Option<String>,
+    /// Only items dated within this window around another criterion's matches.
+    pub relative: Option<Relative>,
 }
 
 /// The resource types a draft order can have.
@@ -59,6 +61,7 @@ impl DraftOrderCriterion<String> {
             value_set: ids.resolve(self.value_set),
             resource_type: self.resource_type,
             bind: self.bind,
+            relative: self.relative,
         }
     }
 }
@@ -100,6 +103,7 @@ impl Leaf for DraftOrderCriterion {
             kind: Kind::DraftOrder,
             value_set: &self.value_set,
             binding: self.bind.as_deref(),
+            relative: self.relative.as_ref(),
         })
     }
 

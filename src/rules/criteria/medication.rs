@@ -2,7 +2,7 @@
 //! set, active long enough, counting distinct drugs.
 
 use super::coded::CodedItem;
-use super::{Items, Kind, Leaf, Need, Outcome, span_words, title};
+use super::{Items, Kind, Leaf, Need, Outcome, Relative, span_words, title};
 use crate::fhir::DataNeed;
 use crate::rules::eval::{Bound, Evaluator};
 use crate::rules::model::Span;
@@ -24,6 +24,8 @@ pub struct MedicationCriterion<V = ValueSetRef> {
     /// Binding name.
     #[serde(rename = "as")]
     pub bind: Option<String>,
+    /// Only items dated within this window around another criterion's matches.
+    pub relative: Option<Relative>,
 }
 
 impl MedicationCriterion<String> {
@@ -34,6 +36,7 @@ impl MedicationCriterion<String> {
             min_duration: self.min_duration,
             min_count: self.min_count,
             bind: self.bind,
+            relative: self.relative,
         }
     }
 }
@@ -90,6 +93,7 @@ impl Leaf for MedicationCriterion {
             kind: Kind::Medication,
             value_set: &self.value_set,
             binding: self.bind.as_deref(),
+            relative: self.relative.as_ref(),
         })
     }
 

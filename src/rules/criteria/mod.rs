@@ -16,6 +16,7 @@ mod encounter;
 mod medication;
 mod observation;
 mod procedure;
+mod relative;
 mod sex;
 
 pub use age::AgeBounds;
@@ -25,6 +26,7 @@ pub use encounter::{EncounterCriterion, EncounterScope};
 pub use medication::MedicationCriterion;
 pub use observation::{Comparator, ObservationCriterion, ValueTest};
 pub use procedure::ProcedureCriterion;
+pub use relative::Relative;
 pub use sex::Sex;
 
 use super::eval::{Bound, Evaluator};
@@ -98,6 +100,10 @@ pub(crate) enum Outcome<'a> {
     Test(bool),
     /// The items matched; the leaf holds when there are any.
     Matched(Vec<Bound<'a>>),
+    /// The data the leaf needs is missing (no birth date, no recent
+    /// weight), for this reason: the leaf neither holds nor fails, and
+    /// `not` keeps it unknown.
+    Unknown(String),
 }
 
 /// What kind of record item a leaf matches.
@@ -123,6 +129,9 @@ pub(crate) struct Items<'c> {
     pub value_set: &'c ValueSetRef,
     /// The `as:` name its matches are bound to.
     pub binding: Option<&'c str>,
+    /// The window around another criterion's matches that its items must
+    /// be dated in.
+    pub relative: Option<&'c Relative>,
 }
 
 /// The data a leaf reads.
@@ -219,7 +228,10 @@ impl Criterion {
             Node::All(children) => join(children, " and "),
             Node::Any(children) => format!("({})", join(children, " or ")),
             Node::Not(child) => format!("not {}", child.describe(value_sets)),
-            Node::Leaf(leaf) => leaf.describe(value_sets),
+            Node::Leaf(leaf) => {
+                let relative = leaf.items().and_then(|i| i.relative);
+                leaf.describe(value_sets) + &relative.map(Relative::describe).unwrap_or_default()
+            }
         }
     }
 

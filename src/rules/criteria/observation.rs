@@ -2,7 +2,7 @@
 //! optionally with a comparison on the latest value.
 
 use super::coded::{CodedItem, latest_first};
-use super::{Items, Kind, Leaf, Need, Outcome, span_words, title};
+use super::{Items, Kind, Leaf, Need, Outcome, Relative, span_words, title};
 use crate::fhir::DataNeed;
 use crate::rules::eval::{Bound, Evaluator};
 use crate::rules::model::Span;
@@ -24,6 +24,8 @@ pub struct ObservationCriterion<V = ValueSetRef> {
     /// Binding name.
     #[serde(rename = "as")]
     pub bind: Option<String>,
+    /// Only items dated within this window around another criterion's matches.
+    pub relative: Option<Relative>,
 }
 
 /// A numeric comparison.
@@ -92,6 +94,7 @@ impl ObservationCriterion<String> {
             within: self.within,
             value: self.value,
             bind: self.bind,
+            relative: self.relative,
         }
     }
 }
@@ -158,6 +161,7 @@ impl Leaf for ObservationCriterion {
             kind: Kind::Observation,
             value_set: &self.value_set,
             binding: self.bind.as_deref(),
+            relative: self.relative.as_ref(),
         })
     }
 

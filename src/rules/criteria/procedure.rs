@@ -2,7 +2,7 @@
 //! set, within a look-back window.
 
 use super::coded::{CodedItem, latest_first};
-use super::{Items, Kind, Leaf, Need, Outcome, span_words, title};
+use super::{Items, Kind, Leaf, Need, Outcome, Relative, span_words, title};
 use crate::fhir::DataNeed;
 use crate::rules::eval::{Bound, Evaluator};
 use crate::rules::model::Span;
@@ -22,6 +22,8 @@ pub struct ProcedureCriterion<V = ValueSetRef> {
     /// Binding name.
     #[serde(rename = "as")]
     pub bind: Option<String>,
+    /// Only items dated within this window around another criterion's matches.
+    pub relative: Option<Relative>,
 }
 
 impl ProcedureCriterion<String> {
@@ -31,6 +33,7 @@ impl ProcedureCriterion<String> {
             value_set: ids.resolve(self.value_set),
             within: self.within,
             bind: self.bind,
+            relative: self.relative,
         }
     }
 }
@@ -66,6 +69,7 @@ impl Leaf for ProcedureCriterion {
             kind: Kind::Procedure,
             value_set: &self.value_set,
             binding: self.bind.as_deref(),
+            relative: self.relative.as_ref(),
         })
     }
 

@@ -36,7 +36,10 @@ impl Sex {
 
 impl Leaf for Sex {
     fn evaluate<'a>(&self, ev: &Evaluator<'_, 'a>) -> Outcome<'a> {
-        Outcome::Test(ev.record.gender == Some(self.as_str()))
+        match ev.record.gender {
+            Some(gender) => Outcome::Test(gender == self.as_str()),
+            None => Outcome::Unknown("no gender on record".into()),
+        }
     }
 
     fn describe(&self, _: &[ValueSet]) -> String {
