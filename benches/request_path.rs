@@ -121,6 +121,7 @@ fn stages(c: &mut Criterion) {
             hook_instance: "bench",
             patient_id: "p",
             screen: &screen,
+            explain: false,
         };
         group.bench_function("3 evaluate rules and render cards", |b| {
             b.iter(|| evaluate(&input).response.cards.len())

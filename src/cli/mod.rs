@@ -75,6 +75,11 @@ enum Command {
         /// Rule directory.
         #[arg(long, default_value = "cds-rules")]
         rules: PathBuf,
+        /// Print `{"response": ..., "rules": [...]}`: every rule of the
+        /// service with its verdict (fires, excluded, does-not-apply,
+        /// no-data), why, and what a fired rule matched.
+        #[arg(long)]
+        explain: bool,
     },
     /// List the loaded rules.
     Rules {
@@ -116,7 +121,14 @@ pub fn run() -> ExitCode {
             now,
             service,
             rules,
-        } => eval(&request, now.as_deref(), service.as_deref(), &rules),
+            explain,
+        } => eval(
+            &request,
+            now.as_deref(),
+            service.as_deref(),
+            &rules,
+            explain,
+        ),
         Command::Rules {
             rules,
             json,
@@ -300,6 +312,7 @@ fn eval(
     now: Option<&str>,
     service: Option<&str>,
     rules: &Path,
+    explain: bool,
 ) -> Result<ExitCode, CliError> {
     let body =
         std::fs::read(request).map_err(|e| format!("cannot read {}: {e}", request.display()))?;
@@ -330,20 +343,28 @@ fn eval(
             .collect(),
     };
     let mut response = CdsResponse::default();
+    let mut explained = Vec::new();
     runtime()?.block_on(async {
         for id in &ids {
-            let result = engine
-                .call(id, &parsed, now, tokio::time::Instant::now())
-                .await
-                .map_err(|e| format!("{id}: {e}"))?;
+            let started = tokio::time::Instant::now();
+            let result = match explain {
+                true => engine.explain(id, &parsed, now, started).await,
+                false => engine.call(id, &parsed, now, started).await,
+            }
+            .map_err(|e| format!("{id}: {e}"))?;
             response.cards.extend(result.response.cards);
+            explained.extend(result.explanation);
         }
         Ok::<(), String>(())
     })?;
-    say!(
-        "{}",
-        serde_json::to_string_pretty(&response).map_err(|e| e.to_string())?
-    );
+    let output = match explain {
+        true => serde_json::to_string_pretty(&serde_json::json!({
+            "response": response,
+            "rules": explained,
+        })),
+        false => serde_json::to_string_pretty(&response),
+    };
+    say!("{}", output.map_err(|e| e.to_string())?);
     Ok(ExitCode::SUCCESS)
 }
 

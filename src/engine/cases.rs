@@ -270,6 +270,7 @@ fn run_case(rules: &RuleSet, case: &Case, fixture: Option<&Value>) -> Vec<String
             hook_instance: "rule-test",
             patient_id: &patient_id,
             screen: &screen,
+            explain: false,
         });
         for (rule, outcome) in &evaluation.trace {
             match outcome {
@@ -277,8 +278,11 @@ fn run_case(rules: &RuleSet, case: &Case, fixture: Option<&Value>) -> Vec<String
                 Outcome::Excluded(exclusion) => {
                     why_not.insert(&rule.id, format!("excluded by {exclusion}"));
                 }
-                Outcome::NotMet => {
+                Outcome::NotMet(_) => {
                     why_not.insert(&rule.id, "criteria not met".into());
+                }
+                Outcome::NoData(why) => {
+                    why_not.insert(&rule.id, format!("no data: {why}"));
                 }
             }
         }

@@ -13,8 +13,10 @@ use super::cards::{
 use super::screen::{HeldCard, Screen, cap};
 use crate::cds::{Card, CdsResponse, Hook};
 use crate::fhir::PatientRecord;
+use crate::rules::model::Criterion;
 use crate::rules::model::Rule;
-use crate::rules::{Evaluator, Finding, RuleSet, Service, Verdict};
+use crate::rules::{Bound, Evaluator, Finding, RuleSet, Service, Verdict};
+use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
 /// What to evaluate: one service's rules on one patient record.
@@ -27,6 +29,9 @@ pub struct Input<'i> {
     pub record: &'i PatientRecord<'i>,
     /// The evaluation time.
     pub now: OffsetDateTime,
+    /// Whether to keep what each fired rule matched (`hookwise eval
+    /// --explain`); the server does not.
+    pub explain: bool,
     /// The request's hookInstance: card uuids derive from it.
     pub hook_instance: &'i str,
     /// `context.patientId`, for actions that name the patient.
@@ -36,14 +41,17 @@ pub struct Input<'i> {
 }
 
 /// How one candidate rule came out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Outcome<'r> {
     /// It fired (its card may still have been held back: see `held`).
     Fired,
     /// It matched, but this named exclusion held.
     Excluded(&'r str),
-    /// Its criteria were not met.
-    NotMet,
+    /// This criterion of `when` was not met; `None` when `when` held but
+    /// an order hook's rule matched no draft order.
+    NotMet(Option<&'r Criterion>),
+    /// Whether it applies cannot be told without data that is missing.
+    NoData(String),
 }
 
 /// What [`evaluate`] found.
@@ -60,6 +68,8 @@ pub struct Evaluation<'r> {
     /// Rules whose card (or part of a combined card) has a summary too long
     /// for a card, shortened.
     pub shortened: Vec<&'r str>,
+    /// With [`Input::explain`], what each fired rule matched, by rule id.
+    pub matched: Vec<(&'r str, Value)>,
 }
 
 impl Evaluation<'_> {
@@ -67,7 +77,7 @@ impl Evaluation<'_> {
     pub fn fired(&self) -> impl Iterator<Item = &str> {
         self.trace
             .iter()
-            .filter(|(_, outcome)| *outcome == Outcome::Fired)
+            .filter(|(_, outcome)| matches!(outcome, Outcome::Fired))
             .map(|(rule, _)| rule.id.as_str())
     }
 }
@@ -93,16 +103,21 @@ pub fn evaluate<'r>(input: &Input<'r>) -> Evaluation<'r> {
     };
     let mut trace = Vec::new();
     let mut findings = Vec::new();
+    let mut matched = Vec::new();
     for rule in rules.candidates(service, record) {
-        match evaluator.evaluate(rule) {
+        let outcome = match evaluator.evaluate(rule) {
             Verdict::Fires(finding) => {
-                trace.push((rule, Outcome::Fired));
+                if input.explain {
+                    matched.push((rule.id.as_str(), matched_json(&finding)));
+                }
                 findings.push(finding);
+                Outcome::Fired
             }
-            Verdict::Excluded(name) => trace.push((rule, Outcome::Excluded(name))),
-            Verdict::DoesNotApply(_) => trace.push((rule, Outcome::NotMet)),
-            Verdict::NoData(_) => trace.push((rule, Outcome::NotMet)),
-        }
+            Verdict::Excluded(name) => Outcome::Excluded(name),
+            Verdict::DoesNotApply(unmet) => Outcome::NotMet(unmet),
+            Verdict::NoData(why) => Outcome::NoData(why),
+        };
+        trace.push((rule, outcome));
     }
     let Rendered {
         response,
@@ -116,7 +131,40 @@ pub fn evaluate<'r>(input: &Input<'r>) -> Evaluation<'r> {
         held,
         trace,
         shortened,
+        matched,
     }
+}
+
+/// What a finding's named criteria matched, as `hookwise eval --explain`
+/// prints it: `{"name": [{"display", "date", "value", "reference"}]}`.
+fn matched_json(finding: &Finding<'_, '_>) -> Value {
+    let items = |items: &[Bound<'_>]| -> Vec<Value> {
+        items
+            .iter()
+            .map(|b| {
+                let mut item = Map::new();
+                item.insert("display".into(), b.display.into());
+                if let Some(date) = b.date {
+                    item.insert("date".into(), date.date().to_string().into());
+                }
+                if let Some((value, unit)) = b.value {
+                    item.insert("value".into(), value.into());
+                    if let Some(unit) = unit {
+                        item.insert("unit".into(), unit.into());
+                    }
+                }
+                if let Some(reference) = &b.reference {
+                    item.insert("reference".into(), reference.as_str().into());
+                }
+                Value::Object(item)
+            })
+            .collect()
+    };
+    let bindings = finding
+        .bindings
+        .iter()
+        .map(|(name, bound)| (name.to_string(), Value::Array(items(bound))));
+    Value::Object(bindings.collect())
 }
 
 /// What [`render`] made of the findings.

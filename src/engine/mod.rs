@@ -10,10 +10,12 @@
 pub mod cards;
 pub mod cases;
 pub mod evaluate;
+pub mod explain;
 mod gather;
 pub mod screen;
 
 pub use evaluate::{Evaluation, Input, Outcome, evaluate};
+pub use explain::{ExplainedVerdict, RuleExplanation};
 pub use screen::{
     Held, HeldCard, History, HistoryError, HistoryReader, OverriddenRule, Screen, ShownOrder,
 };
@@ -90,6 +92,9 @@ pub struct CallResult {
     pub issued: Option<Issued>,
     /// Cards held back by alert-fatigue controls, to be counted.
     pub held: Vec<HeldCard>,
+    /// With [`Engine::explain`], why each rule of the service did or did
+    /// not fire; empty otherwise.
+    pub explanation: Vec<RuleExplanation>,
 }
 
 /// The cards of one call with what the card log needs to know about them.
@@ -126,6 +131,29 @@ impl Engine {
         now: OffsetDateTime,
         started: Instant,
     ) -> Result<CallResult, CallError> {
+        self.serve(service_id, request, now, started, false).await
+    }
+
+    /// [`Engine::call`], also explaining why each rule of the service did or
+    /// did not fire (`hookwise eval --explain`).
+    pub async fn explain(
+        &self,
+        service_id: &str,
+        request: &CdsRequest<'_>,
+        now: OffsetDateTime,
+        started: Instant,
+    ) -> Result<CallResult, CallError> {
+        self.serve(service_id, request, now, started, true).await
+    }
+
+    async fn serve(
+        &self,
+        service_id: &str,
+        request: &CdsRequest<'_>,
+        now: OffsetDateTime,
+        started: Instant,
+        explain: bool,
+    ) -> Result<CallResult, CallError> {
         let service = self
             .rules
             .service(service_id)
@@ -149,6 +177,10 @@ impl Engine {
                 deadline_exceeded: false,
                 issued: None,
                 held: Vec::new(),
+                explanation: match explain {
+                    true => explain::explain(&self.rules, service, None),
+                    false => Vec::new(),
+                },
             });
         }
         let keys = self.rules.prefetch_keys(possible.into_iter());
@@ -179,12 +211,7 @@ impl Engine {
         crate::metrics::fhir_elements_skipped(record.skipped_elements + drafts.skipped_elements);
         record.draft_orders = drafts.draft_orders;
         let patient_id = request.context_str("patientId").unwrap_or_default();
-        let Evaluation {
-            response,
-            origins,
-            held,
-            ..
-        } = evaluate(&Input {
+        let evaluation = evaluate(&Input {
             rules: &self.rules,
             service,
             record: &record,
@@ -192,7 +219,18 @@ impl Engine {
             hook_instance: &request.hook_instance,
             patient_id,
             screen: &screen,
+            explain,
         });
+        let explanation = match explain {
+            true => explain::explain(&self.rules, service, Some(&evaluation)),
+            false => Vec::new(),
+        };
+        let Evaluation {
+            response,
+            origins,
+            held,
+            ..
+        } = evaluation;
         // Evaluation cannot be interrupted, but an answer past the deadline
         // is dropped: the EHR has stopped waiting for it.
         if started.elapsed() > self.deadline {
@@ -215,6 +253,7 @@ impl Engine {
             deadline_exceeded: false,
             issued,
             held,
+            explanation,
         })
     }
 }
@@ -230,6 +269,7 @@ fn overrun(service_id: &str, hook: Hook, stage: &'static str) -> CallResult {
         deadline_exceeded: true,
         issued: None,
         held: Vec::new(),
+        explanation: Vec::new(),
     }
 }
 

@@ -61,8 +61,9 @@ pub enum Verdict<'r, 'a> {
     /// The rule matched but this named exclusion holds.
     Excluded(&'r str),
     /// The rule does not apply: this criterion of `when` (a child of its
-    /// top-level `all`, or `when` itself) does not hold.
-    DoesNotApply(&'r Criterion),
+    /// top-level `all`, or `when` itself) does not hold; `None` when `when`
+    /// held but an order hook's rule matched no draft order.
+    DoesNotApply(Option<&'r Criterion>),
     /// Whether the rule applies cannot be told: the data a criterion needs
     /// is missing (no weight for a creatinine clearance), for this reason.
     NoData(String),
@@ -156,12 +157,12 @@ impl<'e, 'a> Evaluator<'e, 'a> {
         for part in parts {
             match self.holds(part, &mut state) {
                 Truth::True => {}
-                Truth::False => return Verdict::DoesNotApply(part),
+                Truth::False => return Verdict::DoesNotApply(Some(part)),
                 Truth::Unknown(why) => return Verdict::NoData(why),
             }
         }
         if self.hook.is_order_hook() && !state.draft_matched {
-            return Verdict::DoesNotApply(&rule.when);
+            return Verdict::DoesNotApply(None);
         }
         for exclusion in &rule.exclusions {
             let mark = state.bindings.len();

@@ -275,6 +275,94 @@ fn eval_prints_the_response_for_a_request_file() {
     );
 }
 
+/// `hookwise eval --explain` on a PSA order for a man born 1950-03-01 with
+/// these conditions, at `now`: the PSA rule's entry and every rule id listed.
+fn explain_psa(
+    birth_date: Option<&str>,
+    conditions: Vec<serde_json::Value>,
+    now: &str,
+) -> (serde_json::Value, serde_json::Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut patient = common::patient("p1", "male", "1950-03-01");
+    match birth_date {
+        Some(date) => patient["birthDate"] = date.into(),
+        None => drop(patient.as_object_mut().unwrap().remove("birthDate")),
+    }
+    let request = common::order_request(
+        "order-select",
+        vec![common::psa_order("sr-1")],
+        Some(serde_json::json!({"patient": patient, "conditions": common::searchset(conditions)})),
+    );
+    let path = dir.path().join("request.json");
+    std::fs::write(&path, serde_json::to_vec(&request).unwrap()).unwrap();
+    let (ok, out) = hookwise(&[
+        "eval",
+        "--explain",
+        "--service",
+        "choosing-wisely",
+        "--request",
+        path.to_str().unwrap(),
+        "--now",
+        now,
+    ]);
+    assert!(ok, "{out}");
+    let output: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let rules = output["rules"].as_array().expect("a rules array");
+    let psa = rules
+        .iter()
+        .find(|r| r["id"] == "cw-psa-screening-70-plus")
+        .cloned()
+        .expect("the PSA rule is explained");
+    let choosing_wisely = std::fs::read_dir(common::root().join("cds-rules/choosing-wisely"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name() != "service.yaml")
+        .count();
+    assert_eq!(
+        rules.len(),
+        choosing_wisely,
+        "every rule of the service is explained: {out}"
+    );
+    (output, psa)
+}
+
+#[test]
+fn eval_explain_gives_each_rule_its_verdict_why_and_matches() {
+    let (output, psa) = explain_psa(Some("1950-03-01"), vec![], "2020-03-01T12:00:00Z");
+    assert_eq!(output["response"]["cards"].as_array().unwrap().len(), 1);
+    assert_eq!(psa["verdict"], "fires");
+    assert_eq!(
+        psa["matched"]["order"][0]["reference"], "ServiceRequest/sr-1",
+        "{psa}"
+    );
+
+    let (output, psa) = explain_psa(Some("1950-03-01"), vec![], "2020-02-29T12:00:00Z");
+    assert_eq!(output["response"]["cards"].as_array().unwrap().len(), 0);
+    assert_eq!(psa["verdict"], "does-not-apply");
+    assert_eq!(psa["why"], "not met: age ≥ 70");
+    assert!(
+        psa.get("matched").is_none(),
+        "only a fired rule has matches: {psa}"
+    );
+
+    let cancer = common::condition(
+        "c1",
+        "http://hl7.org/fhir/sid/icd-10-cm",
+        "C61",
+        "Malignant neoplasm of prostate",
+        "2015-01-01",
+    );
+    let (_, psa) = explain_psa(Some("1950-03-01"), vec![cancer], "2020-03-01T12:00:00Z");
+    assert_eq!(psa["verdict"], "excluded");
+    assert_eq!(
+        psa["why"],
+        "excluded by prostate-cancer: prostate cancer or carcinoma in situ"
+    );
+
+    let (_, psa) = explain_psa(None, vec![], "2020-03-01T12:00:00Z");
+    assert_eq!(psa["verdict"], "no-data");
+    assert_eq!(psa["why"], "no birth date on record");
+}
+
 #[test]
 fn rules_lists_id_title_category_hooks_and_source() {
     let (ok, out) = hookwise(&["rules", "--json"]);

@@ -51,6 +51,7 @@ fn patient_view_findings_on_synthea_patients_are_the_reviewed_set() {
                     hook_instance: "population",
                     patient_id: "p",
                     screen: &screen,
+                    explain: false,
                 });
                 evaluation.fired().map(str::to_string).collect::<Vec<_>>()
             })

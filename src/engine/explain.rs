@@ -1,0 +1,99 @@
+//! Why each rule of a service did or did not fire, for `hookwise eval
+//! --explain` (and the console): one entry per rule of the service, with a
+//! verdict, the reason in words and what a fired rule matched.
+
+use super::evaluate::{Evaluation, Outcome};
+use crate::rules::model::Rule;
+use crate::rules::{RuleSet, Service};
+use serde::Serialize;
+use serde_json::Value;
+
+/// How one rule came out, as `--explain` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExplainedVerdict {
+    /// The rule fired (alert-fatigue controls may still hold its card back).
+    Fires,
+    /// The rule matched, and an exclusion held.
+    Excluded,
+    /// The rule does not apply to this patient or these orders.
+    DoesNotApply,
+    /// Whether the rule applies cannot be told: data it needs is missing.
+    NoData,
+}
+
+/// One rule's explanation.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleExplanation {
+    /// The rule id.
+    pub id: String,
+    /// How it came out.
+    pub verdict: ExplainedVerdict,
+    /// Why, in the catalogue's words.
+    pub why: String,
+    /// What a fired rule's named criteria matched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matched: Option<Value>,
+}
+
+/// Explains every rule of `service`: the candidates from the evaluation's
+/// trace, then the rules the trigger index never let through.
+pub fn explain(
+    rules: &RuleSet,
+    service: &Service,
+    evaluation: Option<&Evaluation<'_>>,
+) -> Vec<RuleExplanation> {
+    let describe = |c: &crate::rules::model::Criterion| c.describe(&rules.value_sets);
+    let mut out: Vec<RuleExplanation> = Vec::new();
+    for (rule, outcome) in evaluation.map_or(&[][..], |e| &e.trace[..]) {
+        let (verdict, why) = match outcome {
+            Outcome::Fired => (
+                ExplainedVerdict::Fires,
+                format!("met: {}", describe(&rule.when)),
+            ),
+            Outcome::Excluded(id) => (ExplainedVerdict::Excluded, excluded_why(rule, id)),
+            Outcome::NotMet(Some(unmet)) => (
+                ExplainedVerdict::DoesNotApply,
+                format!("not met: {}", describe(unmet)),
+            ),
+            Outcome::NotMet(None) => (
+                ExplainedVerdict::DoesNotApply,
+                "no draft order matches its draftOrder criteria".into(),
+            ),
+            Outcome::NoData(why) => (ExplainedVerdict::NoData, why.clone()),
+        };
+        let matched = evaluation
+            .and_then(|e| e.matched.iter().find(|(id, _)| *id == rule.id))
+            .map(|(_, matched)| matched.clone());
+        out.push(RuleExplanation {
+            id: rule.id.clone(),
+            verdict,
+            why,
+            matched,
+        });
+    }
+    let not_triggered = if service.hook.is_order_hook() {
+        "no draft order has a code its draftOrder criteria match"
+    } else {
+        "nothing on record has a code that can trigger it"
+    };
+    for rule in rules.rules_for(service) {
+        if !out.iter().any(|e| e.id == rule.id) {
+            out.push(RuleExplanation {
+                id: rule.id.clone(),
+                verdict: ExplainedVerdict::DoesNotApply,
+                why: not_triggered.into(),
+                matched: None,
+            });
+        }
+    }
+    out
+}
+
+/// "excluded by id: label".
+fn excluded_why(rule: &Rule, id: &str) -> String {
+    match rule.exclusions.iter().find(|e| e.id == id) {
+        Some(exclusion) => format!("excluded by {id}: {}", exclusion.label),
+        None => format!("excluded by {id}"),
+    }
+}
