@@ -12,6 +12,7 @@ use hookwise::config::Settings;
 use hookwise::engine::{Engine, Input, Screen, evaluate};
 use hookwise::fhir::{PatientRecord, RecordSources};
 use hookwise::http::{AppState, Limits, Policy, discovery_document, router};
+use hookwise::rules::{Evaluator, Verdict};
 use hookwise::server::build_engine;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -123,6 +124,19 @@ fn stages(c: &mut Criterion) {
             screen: &screen,
             explain: false,
         };
+        let evaluator = Evaluator {
+            value_sets: &rules.value_sets,
+            record: &record,
+            now: now(),
+            hook: service.hook,
+        };
+        group.bench_function("3a evaluate criteria only (candidates and verdicts)", |b| {
+            b.iter(|| {
+                let candidates = rules.candidates(&service, &record);
+                let verdicts = candidates.iter().map(|rule| evaluator.evaluate(rule));
+                verdicts.filter(|v| matches!(v, Verdict::Fires(_))).count()
+            })
+        });
         group.bench_function("3 evaluate rules and render cards", |b| {
             b.iter(|| evaluate(&input).response.cards.len())
         });
