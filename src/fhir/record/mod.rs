@@ -177,6 +177,23 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    /// Counts a weight, creatinine or eGFR value whose unit does not convert
+    /// (or that has none) as skipped: the kidney criterion will not read it,
+    /// and the metric should say that data was dropped. The value stays in
+    /// the record, unit as sent, for criteria that compare it as written.
+    fn count_unreadable_kidney_input(&mut self, o: &ObservationFact<'a>) {
+        let Some((value, unit)) = o.value else { return };
+        let measured = o
+            .coded
+            .codes
+            .iter()
+            .filter(|c| c.system == "http://loinc.org")
+            .find_map(|c| crate::terminology::units::Measured::of_loinc(c.code));
+        if measured.is_some_and(|m| m.read(value, unit).is_none()) {
+            self.skipped += 1;
+        }
+    }
+
     fn add(&mut self, record: &mut PatientRecord<'a>, r: &'a Json<'a>) {
         match resource_type(r) {
             Some("Patient") => self.patient(record, r),
@@ -197,6 +214,7 @@ impl<'a> Reader<'a> {
             }
             Some("Observation") => {
                 if let Some(o) = self.observation(r) {
+                    self.count_unreadable_kidney_input(&o);
                     record.observations.push(o);
                 }
             }
