@@ -213,7 +213,8 @@ fn cockcroft_gault(age: i32, weight_kg: f64, creatinine_mg_dl: f64, sex: Equatio
 /// female, κ = 0.7 (F) / 0.9 (M), α = −0.241 (F) / −0.302 (M). Inker LA
 /// et al. New creatinine- and cystatin C-based equations to estimate GFR
 /// without race. N Engl J Med 2021;385:1737–49 (doi:10.1056/NEJMoa2102953),
-/// as the National Kidney Foundation's calculator states it.
+/// as the National Kidney Foundation states it at
+/// <https://kidney.org/ckd-epi-creatinine-equation-2021>.
 fn ckd_epi_2021(age: i32, creatinine_mg_dl: f64, sex: EquationSex) -> f64 {
     let (kappa, alpha, female) = match sex {
         EquationSex::Female => (0.7, -0.241, 1.012),
@@ -479,7 +480,10 @@ mod tests {
 
     #[test]
     fn ckd_epi_2021_matches_published_values() {
-        // NKF calculator: 50-year-old woman, creatinine 0.7 → 142 × 0.9938^50 × 1.012 = 105.
+        // Worked example at creatinineclearancecalculator.net/equations/ckd-epi:
+        // a 55-year-old woman with creatinine 0.9 mg/dL has an eGFR of about 76.
+        assert!((ckd_epi_2021(55, 0.9, EquationSex::Female) - 76.0).abs() < 0.6);
+        // At Scr = κ both spline terms are 1: 142 × 0.9938^50 × 1.012 = 105.
         assert!((ckd_epi_2021(50, 0.7, EquationSex::Female) - 105.0).abs() < 0.6);
         // 60-year-old man, creatinine 2.0: 142 × (2.0/0.9)^−1.2 × 0.9938^60 = 37.
         assert!((ckd_epi_2021(60, 2.0, EquationSex::Male) - 37.0).abs() < 0.6);
