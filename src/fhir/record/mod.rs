@@ -341,6 +341,29 @@ mod tests {
     }
 
     #[test]
+    fn kidney_inputs_in_units_that_do_not_convert_are_counted_as_skipped() {
+        let observation = |id: &str, code: &str, quantity: serde_json::Value| {
+            json!({"resource": {"resourceType": "Observation", "id": id, "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+                "valueQuantity": quantity}})
+        };
+        let bundle = json!({"resourceType": "Bundle", "entry": [
+            observation("w-ok", "29463-7", json!({"value": 60, "code": "kg"})),
+            observation("w-no-unit", "29463-7", json!({"value": 60})),
+            observation("c-ok", "14682-9", json!({"value": 106, "code": "umol/L"})),
+            observation("c-bad", "2160-0", json!({"value": 1.2, "code": "mg/mmol"})),
+            observation("other", "2857-1", json!({"value": 4, "code": "furlongs"})),
+        ]});
+        let data = borrow_value(&bundle);
+        let record = build(&data);
+        assert_eq!(record.observations.len(), 5, "values stay, unit as sent");
+        assert_eq!(
+            record.skipped_elements, 2,
+            "weight without a unit, creatinine in mg/mmol"
+        );
+    }
+
+    #[test]
     fn reads_sloppy_fhir_and_counts_what_it_skips() {
         let bundle = json!({"resourceType": "Bundle", "entry": [
             {"resource": {"resourceType": "Patient", "id": "p", "birthDate": "1950-06-15", "gender": "male"}},
