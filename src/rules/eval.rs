@@ -25,6 +25,8 @@ pub struct Bound<'a> {
     pub reference: Option<String>,
     /// The matched medication resource, for suggestions that update it.
     pub resource: Option<&'a crate::json::Json<'a>>,
+    /// Kidney function computed or read by a `kidney` criterion.
+    pub kidney: Option<super::criteria::KidneyFunction>,
 }
 
 /// What a rule's named criteria matched.

@@ -90,7 +90,8 @@ pub(crate) fn load_yaml<T: for<'de> Deserialize<'de>>(
             }
             _ => pointer.clone(),
         };
-        problems.add(path, doc.line_of(&line_pointer), format!("{at}: {error}"));
+        let message = kidney_hint(&pointer, error.kind()).unwrap_or_else(|| error.to_string());
+        problems.add(path, doc.line_of(&line_pointer), format!("{at}: {message}"));
     }
     if problems.0.len() > before {
         return None;
@@ -107,6 +108,24 @@ pub(crate) fn load_yaml<T: for<'de> Deserialize<'de>>(
             None
         }
     }
+}
+
+/// What to write instead when a `kidney` criterion names both measures or
+/// neither: the schema's own words (`not`, `required`) do not say.
+fn kidney_hint(pointer: &str, kind: &jsonschema::error::ValidationErrorKind) -> Option<String> {
+    use jsonschema::error::ValidationErrorKind::{Not, Required};
+    if !pointer.ends_with("/kidney") {
+        return None;
+    }
+    let problem = match kind {
+        Not { .. } => "names both `crcl` and `egfr`",
+        Required { .. } => "names neither `crcl` nor `egfr`",
+        _ => return None,
+    };
+    Some(format!(
+        "kidney {problem}; write exactly one, e.g. `kidney: {{ crcl: {{ comparator: \"<\", value: 30 }} }}` \
+         (creatinine clearance) or `kidney: {{ egfr: {{ comparator: \"<\", value: 30 }} }}`"
+    ))
 }
 
 pub(crate) fn compile_schema(text: &str) -> jsonschema::Validator {
@@ -634,6 +653,32 @@ mod tests {
                 (13, message("hidden").as_str())
             ]
         );
+    }
+
+    #[test]
+    fn a_kidney_criterion_with_both_measures_or_neither_says_what_to_write() {
+        for (kidney, problem) in [
+            (
+                "{ crcl: { comparator: \"<\", value: 30 }, egfr: { comparator: \"<\", value: 30 } }",
+                "names both",
+            ),
+            ("{ as: kidney }", "names neither"),
+        ] {
+            let when = format!(
+                "when:\n  all:\n    - draftOrder: {{ valueSet: https://example.org/vs/psa, as: order }}\n\
+                 \x20   - kidney: {kidney}\n"
+            );
+            let text = rule("kidney", "").replace(
+                "when:\n  draftOrder: { valueSet: https://example.org/vs/psa, as: order }\n",
+                &when,
+            );
+            let problems = load("", &[("a.yaml", text)]).unwrap_err();
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert_eq!(problems[0].line, 10, "the kidney line");
+            let message = &problems[0].message;
+            assert!(message.contains(problem), "{message}");
+            assert!(message.contains("write exactly one"), "{message}");
+        }
     }
 
     #[test]

@@ -188,10 +188,11 @@ impl RuleSet {
         for rule in rules {
             for criterion in rule.criteria() {
                 criterion.walk(&mut |c| {
-                    let Some(need) = data_need(c) else { return };
-                    let codes = needs.entry(need.data).or_default();
-                    if let Some(vs) = need.codes {
-                        codes.extend(self.value_sets.as_slice()[vs.id].search_tokens());
+                    for need in data_need(c) {
+                        let codes = needs.entry(need.data).or_default();
+                        if let Some(vs) = need.codes {
+                            codes.extend(self.value_sets.as_slice()[vs.id].search_tokens());
+                        }
                     }
                 });
             }
@@ -237,10 +238,10 @@ impl RuleSet {
 }
 
 /// The data a criterion reads, if it is a leaf that reads any.
-fn data_need(c: &Criterion) -> Option<criteria::Need<'_>> {
+fn data_need(c: &Criterion) -> Vec<criteria::Need<'_>> {
     match c.node() {
         criteria::Node::Leaf(leaf) => leaf.data_need(),
-        criteria::Node::All(_) | criteria::Node::Any(_) | criteria::Node::Not(_) => None,
+        criteria::Node::All(_) | criteria::Node::Any(_) | criteria::Node::Not(_) => Vec::new(),
     }
 }
 impl RuleSet {

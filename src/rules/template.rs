@@ -6,6 +6,7 @@
 //! A template is parsed once, when its rule file loads, into segments; the
 //! fields a placeholder may name are the one list [`Field::ALL`].
 
+use super::criteria::KidneyMeasure;
 use super::eval::{Bound, Finding};
 use serde::{Deserialize, Deserializer};
 
@@ -58,11 +59,18 @@ pub enum Field {
     Days,
     /// The first observation's value and unit.
     Value,
+    /// A `kidney` criterion's creatinine clearance, "24 mL/min".
+    Crcl,
+    /// A `kidney` criterion's eGFR, "24 mL/min/1.73 m²".
+    Egfr,
+    /// How a `kidney` criterion obtained its value, e.g. "recorded eGFR on
+    /// 2026-03-01".
+    Method,
 }
 
 impl Field {
     /// Every field, in the order messages list them.
-    pub const ALL: [Field; 7] = [
+    pub const ALL: [Field; 10] = [
         Field::Display,
         Field::List,
         Field::Count,
@@ -70,6 +78,9 @@ impl Field {
         Field::DaysAgo,
         Field::Days,
         Field::Value,
+        Field::Crcl,
+        Field::Egfr,
+        Field::Method,
     ];
 
     /// The name written after the dot.
@@ -82,6 +93,9 @@ impl Field {
             Field::DaysAgo => "daysAgo",
             Field::Days => "days",
             Field::Value => "value",
+            Field::Crcl => "crcl",
+            Field::Egfr => "egfr",
+            Field::Method => "method",
         }
     }
 
@@ -115,6 +129,25 @@ impl Field {
             Field::Value => first
                 .value
                 .map(|(v, unit)| format!("{v} {}", unit.unwrap_or("")).trim_end().to_string())
+                .unwrap_or_default(),
+            // Empty unless a kidney criterion bound the measure asked for,
+            // so `{{k.crcl|k.egfr}}` states whichever the rule computes.
+            Field::Crcl | Field::Egfr => first
+                .kidney
+                .as_ref()
+                .filter(|k| {
+                    let wanted = match self {
+                        Field::Crcl => KidneyMeasure::Crcl,
+                        _ => KidneyMeasure::Egfr,
+                    };
+                    k.measure == wanted
+                })
+                .map(|k| k.stated())
+                .unwrap_or_default(),
+            Field::Method => first
+                .kidney
+                .as_ref()
+                .map(|k| k.method.clone())
                 .unwrap_or_default(),
         }
     }
@@ -311,7 +344,7 @@ mod tests {
         assert_eq!(
             problems("{{order.colour}}", &["order"]),
             [
-                "{{order.colour}}: unknown field \"colour\"; use one of display, list, count, date, daysAgo, days, value"
+                "{{order.colour}}: unknown field \"colour\"; use one of display, list, count, date, daysAgo, days, value, crcl, egfr, method"
             ]
         );
         assert_eq!(

@@ -76,6 +76,38 @@ impl ValueSetIds {
         ValueSetRef { url, id }
     }
 
+    /// A value set holding every code of `parts`, named `url`, for a leaf
+    /// that reads several sets and is triggered by any of them (`kidney`).
+    /// Made once per `url`: the parts are the same for every rule.
+    pub(crate) fn union(&mut self, url: &str, parts: &[&ValueSetRef]) -> ValueSetRef {
+        if let Some(&id) = self.by_url.get(url) {
+            return ValueSetRef {
+                url: url.to_string(),
+                id,
+            };
+        }
+        let mut codes: HashMap<String, HashSet<String>> = HashMap::new();
+        for part in parts {
+            for (system, set) in &self.sets[part.id.0].codes {
+                codes
+                    .entry(system.clone())
+                    .or_default()
+                    .extend(set.iter().cloned());
+            }
+        }
+        let id = ValueSetId(self.sets.len());
+        self.sets.push(ValueSet {
+            url: url.to_string(),
+            title: url.to_string(),
+            codes,
+        });
+        self.by_url.insert(url.to_string(), id);
+        ValueSetRef {
+            url: url.to_string(),
+            id,
+        }
+    }
+
     /// The value sets the ids index.
     pub(crate) fn into_sets(self) -> Vec<ValueSet> {
         self.sets

@@ -126,6 +126,59 @@ impl Analyte {
     }
 }
 
+/// A quantity whose LOINC codes fix the unit it is read in: the inputs of
+/// kidney function. The record reader counts a value of one of these codes
+/// whose unit does not convert as a skipped element, and the kidney
+/// criterion reads values through [`Measured::read`], so both agree on what
+/// is unreadable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Measured {
+    /// Body weight, read in kg.
+    BodyWeight,
+    /// Serum or plasma creatinine, read in mg/dL.
+    Creatinine,
+    /// Estimated GFR, read in mL/min/{1.73_m2}.
+    Egfr,
+}
+
+impl Measured {
+    /// What a LOINC code measures, for the codes of the bundled value sets
+    /// `body-weight`, `serum-creatinine` and `egfr` (`cds-rules/valuesets/`).
+    pub fn of_loinc(code: &str) -> Option<Measured> {
+        match code {
+            // Body weight; Body weight Measured.
+            "29463-7" | "3141-9" => Some(Measured::BodyWeight),
+            code if Analyte::of_loinc(code) == Some(Analyte::Creatinine) => {
+                Some(Measured::Creatinine)
+            }
+            // VSAC Estimated Glomerular Filtration Rate, plus 33914-3 (MDRD).
+            "48642-3" | "48643-1" | "50044-7" | "50210-4" | "62238-1" | "69405-9" | "70969-1"
+            | "77147-7" | "88293-6" | "88294-4" | "94677-2" | "98979-8" | "98980-6" | "33914-3" => {
+                Some(Measured::Egfr)
+            }
+            _ => None,
+        }
+    }
+
+    /// The UCUM unit values are read in.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Measured::BodyWeight => "kg",
+            Measured::Creatinine => "mg/dL",
+            Measured::Egfr => "mL/min/{1.73_m2}",
+        }
+    }
+
+    /// `value` in `unit`, expressed in [`Measured::unit`]; `None` without a
+    /// unit, in a unit that does not convert, or for a value that cannot be
+    /// a measurement (zero, negative, not finite).
+    pub fn read(self, value: f64, unit: Option<&str>) -> Option<f64> {
+        let analyte = (self == Measured::Creatinine).then_some(Analyte::Creatinine);
+        let converted = convert(value, unit?, self.unit(), analyte)?;
+        (converted.is_finite() && converted > 0.0).then_some(converted)
+    }
+}
+
 /// `value` in unit `from`, expressed in unit `to`; `None` when either unit
 /// is unknown or they do not convert (for the analyte, when given).
 pub fn convert(value: f64, from: &str, to: &str, analyte: Option<Analyte>) -> Option<f64> {
@@ -188,5 +241,20 @@ mod tests {
         assert_eq!(convert(1.0, "mg/dL", "furlongs", None), None);
         assert_eq!(Unit::parse("bogus"), None);
         assert_eq!(convert(3.0, "{tbl}", "{tbl}", None), Some(3.0), "same code");
+    }
+
+    #[test]
+    fn kidney_inputs_read_in_their_fixed_units() {
+        assert_eq!(Measured::of_loinc("3141-9"), Some(Measured::BodyWeight));
+        assert_eq!(Measured::of_loinc("14682-9"), Some(Measured::Creatinine));
+        assert_eq!(Measured::of_loinc("98979-8"), Some(Measured::Egfr));
+        assert!(close(
+            Measured::BodyWeight.read(132.0, Some("[lb_av]")),
+            59.87
+        ));
+        assert!(close(Measured::Creatinine.read(176.8, Some("umol/L")), 2.0));
+        assert_eq!(Measured::BodyWeight.read(60.0, None), None, "no unit");
+        assert_eq!(Measured::Creatinine.read(1.0, Some("mg")), None);
+        assert_eq!(Measured::Creatinine.read(0.0, Some("mg/dL")), None);
     }
 }

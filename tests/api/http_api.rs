@@ -60,6 +60,28 @@ async fn discovery_lists_one_service_per_hook_with_derived_prefetch() {
     }
 }
 
+/// `rx-nsaid-ckd` computes creatinine clearance with `kidney`, so the
+/// deprescribing services prefetch the Patient and narrow the Observation
+/// query to the body weight and serum creatinine codes as well.
+#[tokio::test]
+async fn discovery_prefetches_weight_and_creatinine_for_a_kidney_criterion() {
+    let app = spawn_app().await;
+    let (_, body) = app.get("/cds-services").await;
+    let services = body["services"].as_array().unwrap();
+    let view = services
+        .iter()
+        .find(|s| s["id"] == "deprescribing-patient-view")
+        .unwrap();
+    assert_eq!(view["prefetch"]["patient"], "Patient/{{context.patientId}}");
+    let observations = view["prefetch"]["observations"].as_str().unwrap();
+    for code in ["29463-7", "3141-9", "2160-0", "14682-9", "62238-1"] {
+        assert!(
+            observations.contains(&format!("http://loinc.org|{code}")),
+            "{code} missing from {observations}"
+        );
+    }
+}
+
 /// What a client such as the CDS Hooks sandbox does with discovery: services
 /// kept in a map keyed by id (a repeated id would overwrite an earlier
 /// hook), each called for its one hook with its prefetch templates filled.

@@ -177,6 +177,23 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    /// Counts a weight, creatinine or eGFR value whose unit does not convert
+    /// (or that has none) as skipped: the kidney criterion will not read it,
+    /// and the metric should say that data was dropped. The value stays in
+    /// the record, unit as sent, for criteria that compare it as written.
+    fn count_unreadable_kidney_input(&mut self, o: &ObservationFact<'a>) {
+        let Some((value, unit)) = o.value else { return };
+        let measured = o
+            .coded
+            .codes
+            .iter()
+            .filter(|c| c.system == "http://loinc.org")
+            .find_map(|c| crate::terminology::units::Measured::of_loinc(c.code));
+        if measured.is_some_and(|m| m.read(value, unit).is_none()) {
+            self.skipped += 1;
+        }
+    }
+
     fn add(&mut self, record: &mut PatientRecord<'a>, r: &'a Json<'a>) {
         match resource_type(r) {
             Some("Patient") => self.patient(record, r),
@@ -197,6 +214,7 @@ impl<'a> Reader<'a> {
             }
             Some("Observation") => {
                 if let Some(o) = self.observation(r) {
+                    self.count_unreadable_kidney_input(&o);
                     record.observations.push(o);
                 }
             }
@@ -320,6 +338,29 @@ mod tests {
             data: vec![data],
             ..Default::default()
         })
+    }
+
+    #[test]
+    fn kidney_inputs_in_units_that_do_not_convert_are_counted_as_skipped() {
+        let observation = |id: &str, code: &str, quantity: serde_json::Value| {
+            json!({"resource": {"resourceType": "Observation", "id": id, "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+                "valueQuantity": quantity}})
+        };
+        let bundle = json!({"resourceType": "Bundle", "entry": [
+            observation("w-ok", "29463-7", json!({"value": 60, "code": "kg"})),
+            observation("w-no-unit", "29463-7", json!({"value": 60})),
+            observation("c-ok", "14682-9", json!({"value": 106, "code": "umol/L"})),
+            observation("c-bad", "2160-0", json!({"value": 1.2, "code": "mg/mmol"})),
+            observation("other", "2857-1", json!({"value": 4, "code": "furlongs"})),
+        ]});
+        let data = borrow_value(&bundle);
+        let record = build(&data);
+        assert_eq!(record.observations.len(), 5, "values stay, unit as sent");
+        assert_eq!(
+            record.skipped_elements, 2,
+            "weight without a unit, creatinine in mg/mmol"
+        );
     }
 
     #[test]

@@ -37,7 +37,7 @@ impl Leaf for AgeBounds {
         }
     }
 
-    fn data_need(&self) -> Option<Need<'_>> {
+    fn data_need(&self) -> Vec<Need<'_>> {
         Need::of(DataNeed::Patient)
     }
 

@@ -28,6 +28,7 @@ pub(super) trait CodedItem<'a> {
             value: None,
             reference: None,
             resource: None,
+            kidney: None,
         }
     }
 }

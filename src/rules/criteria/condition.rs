@@ -96,7 +96,7 @@ impl Leaf for ConditionCriterion {
         )
     }
 
-    fn data_need(&self) -> Option<Need<'_>> {
+    fn data_need(&self) -> Vec<Need<'_>> {
         Need::of(DataNeed::Conditions)
     }
 

@@ -93,9 +93,9 @@ impl Leaf for DraftOrderCriterion {
         format!("draft order for {}", title(value_sets, &self.value_set))
     }
 
-    fn data_need(&self) -> Option<Need<'_>> {
+    fn data_need(&self) -> Vec<Need<'_>> {
         // Draft orders arrive in the request's context, never by prefetch.
-        None
+        Vec::new()
     }
 
     fn items(&self) -> Option<Items<'_>> {

@@ -56,7 +56,7 @@ impl Leaf for EncounterCriterion {
         format!("encounter class {}", self.class.join("/"))
     }
 
-    fn data_need(&self) -> Option<Need<'_>> {
+    fn data_need(&self) -> Vec<Need<'_>> {
         Need::of(match self.scope {
             EncounterScope::Current => DataNeed::CurrentEncounter,
             EncounterScope::Any => DataNeed::Encounters,

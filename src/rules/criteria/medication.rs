@@ -84,7 +84,7 @@ impl Leaf for MedicationCriterion {
         )
     }
 
-    fn data_need(&self) -> Option<Need<'_>> {
+    fn data_need(&self) -> Vec<Need<'_>> {
         Need::of(DataNeed::Medications)
     }
 

@@ -13,6 +13,7 @@ mod coded;
 mod condition;
 mod draft_order;
 mod encounter;
+mod kidney;
 mod medication;
 mod observation;
 mod procedure;
@@ -23,6 +24,7 @@ pub use age::AgeBounds;
 pub use condition::{ConditionCriterion, ConditionStatus};
 pub use draft_order::{DraftOrderCriterion, OrderType};
 pub use encounter::{EncounterCriterion, EncounterScope};
+pub use kidney::{KidneyCriterion, KidneyFunction, KidneyMeasure, KidneyTest};
 pub use medication::MedicationCriterion;
 pub use observation::{Comparator, ObservationCriterion, ValueTest};
 pub use procedure::ProcedureCriterion;
@@ -64,6 +66,8 @@ pub enum Criterion<V = ValueSetRef> {
     Encounter(EncounterCriterion),
     /// A draft order.
     DraftOrder(DraftOrderCriterion<V>),
+    /// Kidney function: creatinine clearance or eGFR against a threshold.
+    Kidney(KidneyCriterion<V>),
 }
 
 /// A criterion seen as a combinator or a leaf.
@@ -85,8 +89,9 @@ pub(crate) trait Leaf {
     fn evaluate<'a>(&self, ev: &Evaluator<'_, 'a>) -> Outcome<'a>;
     /// Plain words for the generated catalogue.
     fn describe(&self, value_sets: &[ValueSet]) -> String;
-    /// The record data the leaf reads, which becomes a prefetch template.
-    fn data_need(&self) -> Option<Need<'_>>;
+    /// The record data the leaf reads, which become prefetch templates (a
+    /// leaf may read several: `kidney` reads the Patient and results).
+    fn data_need(&self) -> Vec<Need<'_>>;
     /// The coded items the leaf matches; `None` for leaves that test the
     /// patient or the encounter, which no code can trigger.
     fn items(&self) -> Option<Items<'_>>;
@@ -144,8 +149,8 @@ pub(crate) struct Need<'c> {
 
 impl Need<'_> {
     /// A need not narrowed by codes.
-    fn of(data: DataNeed) -> Option<Need<'static>> {
-        Some(Need { data, codes: None })
+    fn of(data: DataNeed) -> Vec<Need<'static>> {
+        vec![Need { data, codes: None }]
     }
 }
 
@@ -167,6 +172,7 @@ impl Criterion<String> {
             Criterion::Procedure(leaf) => Criterion::Procedure(leaf.resolve(ids)),
             Criterion::Encounter(leaf) => Criterion::Encounter(leaf),
             Criterion::DraftOrder(leaf) => Criterion::DraftOrder(leaf.resolve(ids)),
+            Criterion::Kidney(leaf) => Criterion::Kidney(leaf.resolve(ids)),
         }
     }
 }
@@ -186,6 +192,7 @@ impl Criterion {
             Criterion::Procedure(leaf) => Node::Leaf(leaf),
             Criterion::Encounter(leaf) => Node::Leaf(leaf),
             Criterion::DraftOrder(leaf) => Node::Leaf(leaf),
+            Criterion::Kidney(leaf) => Node::Leaf(leaf),
         }
     }
 

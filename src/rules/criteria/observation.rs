@@ -148,12 +148,12 @@ impl Leaf for ObservationCriterion {
         )
     }
 
-    fn data_need(&self) -> Option<Need<'_>> {
+    fn data_need(&self) -> Vec<Need<'_>> {
         // Observations are many, so the query asks only for the codes read.
-        Some(Need {
+        vec![Need {
             data: DataNeed::Observations,
             codes: Some(&self.value_set),
-        })
+        }]
     }
 
     fn items(&self) -> Option<Items<'_>> {

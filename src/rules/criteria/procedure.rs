@@ -60,7 +60,7 @@ impl Leaf for ProcedureCriterion {
         )
     }
 
-    fn data_need(&self) -> Option<Need<'_>> {
+    fn data_need(&self) -> Vec<Need<'_>> {
         Need::of(DataNeed::Procedures)
     }
 

@@ -46,7 +46,7 @@ impl Leaf for Sex {
         self.as_str().to_string()
     }
 
-    fn data_need(&self) -> Option<Need<'_>> {
+    fn data_need(&self) -> Vec<Need<'_>> {
         Need::of(DataNeed::Patient)
     }
 
