@@ -195,6 +195,8 @@ mod tests {
                 resource_type: "ServiceRequest",
                 coded: coded("c2"),
                 selected: true,
+                dosage: Vec::new(),
+                authored: None,
             }],
             ..PatientRecord::default()
         }
