@@ -58,11 +58,13 @@ pub enum Field {
     Days,
     /// The first observation's value and unit.
     Value,
+    /// The first medication's daily dose, when its criterion tests one ("0.25 mg/day").
+    Dose,
 }
 
 impl Field {
     /// Every field, in the order messages list them.
-    pub const ALL: [Field; 7] = [
+    pub const ALL: [Field; 8] = [
         Field::Display,
         Field::List,
         Field::Count,
@@ -70,6 +72,7 @@ impl Field {
         Field::DaysAgo,
         Field::Days,
         Field::Value,
+        Field::Dose,
     ];
 
     /// The name written after the dot.
@@ -82,6 +85,7 @@ impl Field {
             Field::DaysAgo => "daysAgo",
             Field::Days => "days",
             Field::Value => "value",
+            Field::Dose => "dose",
         }
     }
 
@@ -116,8 +120,19 @@ impl Field {
                 .value
                 .map(|(v, unit)| format!("{v} {}", unit.unwrap_or("")).trim_end().to_string())
                 .unwrap_or_default(),
+            // The medication criterion binds the daily dose as the value.
+            Field::Dose => first
+                .value
+                .map(|(v, unit)| format!("{} {}/day", round(v), unit.unwrap_or("")))
+                .unwrap_or_default(),
         }
     }
+}
+
+/// A dose as a card shows it: at most three decimals, no trailing zeros.
+fn round(v: f64) -> String {
+    let s = format!("{v:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
 impl Alternative {
