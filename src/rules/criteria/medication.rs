@@ -172,3 +172,205 @@ fn distinct_count(items: &[(Bound<'_>, Vec<String>)]) -> usize {
     drugs.dedup();
     drugs.len()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cds::Hook;
+    use crate::fhir::{Code, Coded, Dosage, DoseQuantity, MedicationFact, PatientRecord};
+    use crate::json::Json;
+    use serde_json::json;
+    use time::macros::datetime;
+
+    const RXNORM: &str = "http://www.nlm.nih.gov/research/umls/rxnorm";
+    const NULL: Json<'static> = Json::Null;
+
+    /// A criterion over a value set of the given RxNorm codes.
+    fn criterion(codes: &[&str], extra: serde_json::Value) -> (MedicationCriterion, Vec<ValueSet>) {
+        let concepts: Vec<_> = codes.iter().map(|c| json!({"code": c})).collect();
+        let set = json!({"resourceType": "ValueSet", "url": "drugs",
+            "compose": {"include": [{"system": RXNORM, "concept": concepts}]}});
+        let mut ids = ValueSetIds::new(vec![ValueSet::from_fhir(&set).unwrap()]);
+        let mut raw = json!({"valueSet": "drugs"});
+        raw.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let raw: MedicationCriterion<String> = serde_json::from_value(raw).unwrap();
+        let c = raw.resolve(&mut ids);
+        (c, ids.into_sets())
+    }
+
+    fn med(code: &'static str, dosage: Vec<Dosage<'static>>) -> MedicationFact<'static> {
+        MedicationFact {
+            coded: Coded {
+                id: None,
+                codes: vec![Code {
+                    system: RXNORM,
+                    code,
+                    display: None,
+                }],
+                text: Some(code),
+            },
+            start: None,
+            resource_type: "MedicationRequest",
+            resource: &NULL,
+            authored: None,
+            dosage,
+        }
+    }
+
+    fn tablets(n: f64, unit: &'static str, per_day: Option<f64>) -> Vec<Dosage<'static>> {
+        vec![Dosage {
+            dose: Some(DoseQuantity { value: n, unit }),
+            per_day,
+            ..Dosage::default()
+        }]
+    }
+
+    fn matched(
+        (c, sets): &(MedicationCriterion, Vec<ValueSet>),
+        medications: Vec<MedicationFact<'static>>,
+    ) -> Vec<Option<(f64, Option<&'static str>)>> {
+        let record = PatientRecord {
+            medications,
+            ..PatientRecord::default()
+        };
+        let ev = Evaluator {
+            value_sets: sets,
+            record: &record,
+            now: datetime!(2026-06-01 0:00 UTC),
+            hook: Hook::PatientView,
+        };
+        match c.evaluate(&ev) {
+            Outcome::Matched(items) => items.iter().map(|b| b.value).collect(),
+            #[allow(unreachable_patterns)]
+            _ => Vec::new(),
+        }
+    }
+
+    // 197604 is Digoxin 0.125 MG Oral Tablet in terminology/rxnorm-drugs.tsv.
+    const DIGOXIN: &str = "197604";
+
+    #[test]
+    fn daily_dose_fires_above_and_at_the_threshold() {
+        let over = criterion(
+            &[DIGOXIN],
+            json!({"dose": {"perDay": {"comparator": ">", "value": 0.125, "unit": "mg"}}}),
+        );
+        assert_eq!(
+            matched(&over, vec![med(DIGOXIN, tablets(2.0, "{tbl}", Some(1.0)))]),
+            [Some((0.25, Some("mg")))]
+        );
+        assert!(
+            matched(&over, vec![med(DIGOXIN, tablets(1.0, "TAB", Some(1.0)))]).is_empty(),
+            "equal is not over"
+        );
+        let at_least = criterion(
+            &[DIGOXIN],
+            json!({"dose": {"perDay": {"comparator": ">=", "value": 125, "unit": "mcg"}}}),
+        );
+        assert_eq!(
+            matched(
+                &at_least,
+                vec![med(DIGOXIN, tablets(1.0, "tablet", Some(1.0)))]
+            )
+            .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn bad_dosage_data_does_not_match() {
+        let c = criterion(
+            &[DIGOXIN, "3407"],
+            json!({"dose": {"perDay": {"comparator": ">=", "value": 0, "unit": "mg"}}}),
+        );
+        let none = |m| matched(&c, vec![m]).is_empty();
+        assert!(
+            none(med(DIGOXIN, tablets(1.0, "{tbl}", None))),
+            "no frequency"
+        );
+        assert!(
+            none(med(DIGOXIN, tablets(1.0, "scoop", Some(1.0)))),
+            "unknown unit"
+        );
+        assert!(none(med(DIGOXIN, vec![Dosage::default()])), "no dose");
+        assert!(none(med(DIGOXIN, Vec::new())), "no dosage");
+        assert!(
+            none(med("3407", tablets(1.0, "{tbl}", Some(1.0)))),
+            "an ingredient code has no strength"
+        );
+    }
+
+    #[test]
+    fn forms_routes_and_as_needed_filter() {
+        // 801957: 0.5 ML diazepam 5 MG/ML Rectal Gel; 1807452: 2 ML diazepam 5 MG/ML Auto-Injector.
+        let codes = ["801957", "1807452", DIGOXIN];
+        let not_rescue = criterion(&codes, json!({"notForm": ["rectal", "auto-injector"]}));
+        assert!(matched(&not_rescue, vec![med("801957", Vec::new())]).is_empty());
+        assert!(matched(&not_rescue, vec![med("1807452", Vec::new())]).is_empty());
+        assert_eq!(
+            matched(&not_rescue, vec![med(DIGOXIN, Vec::new())]).len(),
+            1
+        );
+
+        let oral = criterion(&codes, json!({"route": ["oral"]}));
+        assert_eq!(matched(&oral, vec![med(DIGOXIN, Vec::new())]).len(), 1);
+        let mut rectal_route = med(DIGOXIN, Vec::new());
+        rectal_route.dosage = vec![Dosage {
+            route: Some(RouteClass::Rectal),
+            ..Dosage::default()
+        }];
+        assert!(
+            matched(&oral, vec![rectal_route]).is_empty(),
+            "the dosage route wins"
+        );
+
+        let prn = criterion(&codes, json!({"asNeeded": true}));
+        assert!(matched(&prn, vec![med(DIGOXIN, Vec::new())]).is_empty());
+        let mut as_needed = med(DIGOXIN, Vec::new());
+        as_needed.dosage = vec![Dosage {
+            as_needed: true,
+            ..Dosage::default()
+        }];
+        assert_eq!(matched(&prn, vec![as_needed]).len(), 1);
+    }
+
+    #[test]
+    fn two_strengths_of_one_drug_count_once() {
+        // 197604 (digoxin tablet) and 3407 (the digoxin ingredient code).
+        let c = criterion(&[DIGOXIN, "3407", "801957"], json!({"minCount": 2}));
+        assert!(matched(&c, vec![med(DIGOXIN, Vec::new()), med("3407", Vec::new())]).is_empty());
+        assert_eq!(
+            matched(
+                &c,
+                vec![med(DIGOXIN, Vec::new()), med("801957", Vec::new())]
+            )
+            .len(),
+            2
+        );
+    }
+
+    #[test]
+    fn describes_and_checks_the_new_fields() {
+        let (c, sets) = criterion(
+            &[DIGOXIN],
+            json!({"dose": {"perDay": {"comparator": ">", "value": 0.125, "unit": "mg"}}, "notForm": ["rectal"]}),
+        );
+        let text = c.describe(&sets);
+        assert!(
+            text.contains("with daily dose > 0.125 mg (not rectal)"),
+            "{text}"
+        );
+        let (bad, _) = criterion(
+            &[DIGOXIN],
+            json!({"dose": {"perDay": {"comparator": ">", "value": 1, "unit": "mL/min"}}}),
+        );
+        assert_eq!(
+            bad.unreachable().as_deref(),
+            Some("dose.perDay unit \"mL/min\" is not a drug amount; write mg, mcg, g or mL")
+        );
+        let (empty, _) = criterion(&[DIGOXIN], json!({"form": []}));
+        assert!(empty.unreachable().is_some());
+    }
+}
