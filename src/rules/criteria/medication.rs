@@ -243,7 +243,6 @@ mod tests {
         };
         match c.evaluate(&ev) {
             Outcome::Matched(items) => items.iter().map(|b| b.value).collect(),
-            #[allow(unreachable_patterns)]
             _ => Vec::new(),
         }
     }
