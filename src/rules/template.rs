@@ -326,7 +326,7 @@ mod tests {
         assert_eq!(
             problems("{{order.colour}}", &["order"]),
             [
-                "{{order.colour}}: unknown field \"colour\"; use one of display, list, count, date, daysAgo, days, value"
+                "{{order.colour}}: unknown field \"colour\"; use one of display, list, count, date, daysAgo, days, value, dose"
             ]
         );
         assert_eq!(
