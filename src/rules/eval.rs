@@ -304,6 +304,8 @@ mod tests {
                 resource_type: "ServiceRequest",
                 coded: coded("c2"),
                 selected: true,
+                dosage: Vec::new(),
+                authored: None,
             }],
             ..PatientRecord::default()
         }

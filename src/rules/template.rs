@@ -66,11 +66,13 @@ pub enum Field {
     /// How a `kidney` criterion obtained its value, e.g. "recorded eGFR on
     /// 2026-03-01".
     Method,
+    /// The first medication's daily dose, when its criterion tests one ("0.25 mg/day").
+    Dose,
 }
 
 impl Field {
     /// Every field, in the order messages list them.
-    pub const ALL: [Field; 10] = [
+    pub const ALL: [Field; 11] = [
         Field::Display,
         Field::List,
         Field::Count,
@@ -81,6 +83,7 @@ impl Field {
         Field::Crcl,
         Field::Egfr,
         Field::Method,
+        Field::Dose,
     ];
 
     /// The name written after the dot.
@@ -96,6 +99,7 @@ impl Field {
             Field::Crcl => "crcl",
             Field::Egfr => "egfr",
             Field::Method => "method",
+            Field::Dose => "dose",
         }
     }
 
@@ -149,8 +153,19 @@ impl Field {
                 .as_ref()
                 .map(|k| k.method.clone())
                 .unwrap_or_default(),
+            // The medication criterion binds the daily dose as the value.
+            Field::Dose => first
+                .value
+                .map(|(v, unit)| format!("{} {}/day", round(v), unit.unwrap_or("")))
+                .unwrap_or_default(),
         }
     }
+}
+
+/// A dose as a card shows it: at most three decimals, no trailing zeros.
+fn round(v: f64) -> String {
+    let s = format!("{v:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
 impl Alternative {
@@ -344,7 +359,7 @@ mod tests {
         assert_eq!(
             problems("{{order.colour}}", &["order"]),
             [
-                "{{order.colour}}: unknown field \"colour\"; use one of display, list, count, date, daysAgo, days, value, crcl, egfr, method"
+                "{{order.colour}}: unknown field \"colour\"; use one of display, list, count, date, daysAgo, days, value, crcl, egfr, method, dose"
             ]
         );
         assert_eq!(

@@ -1,7 +1,7 @@
 //! Medications: active MedicationRequests and MedicationStatements, the
 //! drug each names, and the renewals that carry a start date back.
 
-use super::{Code, Coded, Reader, earliest};
+use super::{Code, Coded, Dosage, Reader, earliest};
 use crate::json::{Json, field, str_field};
 use time::OffsetDateTime;
 
@@ -18,6 +18,10 @@ pub struct MedicationFact<'a> {
     pub resource_type: &'a str,
     /// The resource itself, for suggestions that update it.
     pub resource: &'a Json<'a>,
+    /// MedicationRequest.authoredOn (this prescription, not carried back).
+    pub authored: Option<OffsetDateTime>,
+    /// `dosageInstruction`, in order (a MedicationStatement's `dosage`).
+    pub dosage: Vec<Dosage<'a>>,
 }
 
 /// A completed or stopped prescription, which an active one may renew.
@@ -98,6 +102,8 @@ impl<'a> Reader<'a> {
             start: earliest(authored, validity),
             resource_type: "MedicationRequest",
             resource: r,
+            authored,
+            dosage: self.dosages(r, "dosageInstruction"),
         })
     }
 
@@ -113,6 +119,8 @@ impl<'a> Reader<'a> {
             start,
             resource_type: "MedicationStatement",
             resource: r,
+            authored: None,
+            dosage: self.dosages(r, "dosage"),
         })
     }
 

@@ -12,6 +12,7 @@
 //! readers and the walk over the resources.
 
 mod condition;
+mod dosage;
 mod encounter;
 mod medication;
 mod observation;
@@ -19,6 +20,7 @@ mod order;
 mod procedure;
 
 pub use condition::ConditionFact;
+pub use dosage::{Dosage, DoseQuantity};
 pub use encounter::EncounterFact;
 pub use medication::MedicationFact;
 pub use observation::ObservationFact;

@@ -1,6 +1,6 @@
 //! Draft orders from `context.draftOrders`, and which are selected.
 
-use super::{Coded, Reader, RecordSources};
+use super::{Coded, Dosage, Reader, RecordSources};
 use crate::json::{Json, bundle_resources, resource_type};
 
 /// A draft order from `context.draftOrders`.
@@ -12,6 +12,10 @@ pub struct DraftOrder<'a> {
     pub coded: Coded<'a>,
     /// Whether the order is among `context.selections` (always true on order-sign).
     pub selected: bool,
+    /// A MedicationRequest's `dosageInstruction` (empty for other orders).
+    pub dosage: Vec<Dosage<'a>>,
+    /// A MedicationRequest's `authoredOn`.
+    pub authored: Option<time::OffsetDateTime>,
 }
 
 impl DraftOrder<'_> {
@@ -41,7 +45,8 @@ impl<'a> Reader<'a> {
             .into_iter()
             .filter_map(|r| {
                 let resource_type = resource_type(r)?;
-                let coded = if resource_type == "MedicationRequest" {
+                let medication = resource_type == "MedicationRequest";
+                let coded = if medication {
                     self.medication(r)
                 } else {
                     self.coded(r, "code")
@@ -53,10 +58,20 @@ impl<'a> Reader<'a> {
                 let selected = !sources.selections_only
                     || selections.is_empty()
                     || reference.is_some_and(|r| selections.contains(&r.as_str()));
+                let (dosage, authored) = if medication {
+                    (
+                        self.dosages(r, "dosageInstruction"),
+                        self.datetime(r, "authoredOn"),
+                    )
+                } else {
+                    (Vec::new(), None)
+                };
                 Some(DraftOrder {
                     resource_type,
                     coded,
                     selected,
+                    dosage,
+                    authored,
                 })
             })
             .collect()

@@ -1,12 +1,15 @@
 //! The `draftOrder` criterion: draft orders in context whose code is in a
-//! value set. On order hooks a rule fires only when one of these matched.
+//! value set, and for medications by daily dose, as needed, route and dose
+//! form. On order hooks a rule fires only when one of these matched.
 
 use super::coded::CodedItem;
+use super::dose::{self, DoseTest};
 use super::{Items, Kind, Leaf, Need, Outcome, Relative, title};
 use crate::fhir::DraftOrder;
 use crate::rules::eval::{Bound, Evaluator};
 use crate::rules::valueset::ValueSet;
 use crate::rules::valueset::{ValueSetIds, ValueSetRef};
+use crate::terminology::drugs::RouteClass;
 use serde::Deserialize;
 
 /// Draft orders from a value set.
@@ -18,6 +21,16 @@ pub struct DraftOrderCriterion<V = ValueSetRef> {
     pub value_set: V,
     /// Resource type filter.
     pub resource_type: Option<OrderType>,
+    /// Daily dose test (medication orders).
+    pub dose: Option<DoseTest>,
+    /// Whether the order is (true) or is not (false) as needed.
+    pub as_needed: Option<bool>,
+    /// Route classes accepted: the dosage route, else the dose form's.
+    pub route: Option<Vec<RouteClass>>,
+    /// Dose-form classes accepted (from the drug table).
+    pub form: Option<Vec<RouteClass>>,
+    /// Dose-form classes excluded (from the drug table).
+    pub not_form: Option<Vec<RouteClass>>,
     /// Binding name.
     #[serde(rename = "as")]
     pub bind: Option<String>,
@@ -60,6 +73,11 @@ impl DraftOrderCriterion<String> {
         DraftOrderCriterion {
             value_set: ids.resolve(self.value_set),
             resource_type: self.resource_type,
+            dose: self.dose,
+            as_needed: self.as_needed,
+            route: self.route,
+            form: self.form,
+            not_form: self.not_form,
             bind: self.bind,
             relative: self.relative,
         }
@@ -67,6 +85,15 @@ impl DraftOrderCriterion<String> {
 }
 
 impl DraftOrderCriterion {
+    fn filter(&self) -> dose::Filter<'_> {
+        dose::Filter {
+            as_needed: self.as_needed,
+            route: self.route.as_deref(),
+            form: self.form.as_deref(),
+            not_form: self.not_form.as_deref(),
+        }
+    }
+
     fn matches<'a>(&self, ev: &Evaluator<'_, 'a>) -> Vec<Bound<'a>> {
         let of_type = |d: &DraftOrder<'_>| {
             d.selected
@@ -74,11 +101,20 @@ impl DraftOrderCriterion {
                     .resource_type
                     .is_none_or(|t| t.as_str() == d.resource_type)
         };
+        let filter = self.filter();
         ev.coded_items(&ev.record.draft_orders, &self.value_set, None, of_type)
             .into_iter()
-            .map(|d| Bound {
-                reference: d.reference(),
-                ..d.bound()
+            .filter(|d| filter.passes(&d.coded, &d.dosage))
+            .filter_map(|d| {
+                let value = match &self.dose {
+                    Some(test) => Some((test.passes(&d.coded, &d.dosage)?, Some(test.unit()))),
+                    None => None,
+                };
+                Some(Bound {
+                    reference: d.reference(),
+                    value,
+                    ..d.bound()
+                })
             })
             .collect()
     }
@@ -90,7 +126,16 @@ impl Leaf for DraftOrderCriterion {
     }
 
     fn describe(&self, value_sets: &[ValueSet]) -> String {
-        format!("draft order for {}", title(value_sets, &self.value_set))
+        let dose = self
+            .dose
+            .as_ref()
+            .map(|d| format!(" with {}", d.describe()))
+            .unwrap_or_default();
+        format!(
+            "draft order for {}{dose}{}",
+            title(value_sets, &self.value_set),
+            self.filter().describe()
+        )
     }
 
     fn data_need(&self) -> Vec<Need<'_>> {
@@ -108,6 +153,24 @@ impl Leaf for DraftOrderCriterion {
     }
 
     fn unreachable(&self) -> Option<String> {
-        None
+        let medication_only = self.dose.is_some()
+            || self.as_needed.is_some()
+            || self.route.is_some()
+            || self.form.is_some()
+            || self.not_form.is_some();
+        if medication_only
+            && self
+                .resource_type
+                .is_some_and(|t| t != OrderType::MedicationRequest)
+        {
+            return Some(
+                "dose, asNeeded, route, form and notForm apply only to resourceType: MedicationRequest"
+                    .to_owned(),
+            );
+        }
+        self.dose
+            .as_ref()
+            .and_then(DoseTest::problem)
+            .or_else(|| self.filter().problem())
     }
 }

@@ -11,6 +11,7 @@
 mod age;
 mod coded;
 mod condition;
+mod dose;
 mod draft_order;
 mod encounter;
 mod kidney;
@@ -22,6 +23,7 @@ mod sex;
 
 pub use age::AgeBounds;
 pub use condition::{ConditionCriterion, ConditionStatus};
+pub use dose::{DoseTest, DoseThreshold};
 pub use draft_order::{DraftOrderCriterion, OrderType};
 pub use encounter::{EncounterCriterion, EncounterScope};
 pub use kidney::{KidneyCriterion, KidneyFunction, KidneyMeasure, KidneyTest};
