@@ -24,7 +24,7 @@ pub use condition::{ConditionCriterion, ConditionStatus};
 pub use draft_order::{DraftOrderCriterion, OrderType};
 pub use encounter::{EncounterCriterion, EncounterScope};
 pub use medication::MedicationCriterion;
-pub use observation::{Comparator, ObservationCriterion, ValueTest};
+pub use observation::{Comparator, CountTest, Interpretation, ObservationCriterion, ValueTest};
 pub use procedure::ProcedureCriterion;
 pub use relative::Relative;
 pub use sex::Sex;
