@@ -671,6 +671,24 @@ mod tests {
     }
 
     #[test]
+    fn an_encounter_with_neither_class_nor_type_is_refused_at_its_line() {
+        let when = "when:\n  all:\n    - encounter: { scope: current }\n\
+                    \x20   - draftOrder: { valueSet: https://example.org/vs/psa, as: order }\n";
+        let text = rule("no-class", "").replace(
+            "when:\n  draftOrder: { valueSet: https://example.org/vs/psa, as: order }\n",
+            when,
+        );
+        let problems = load("", &[("a.yaml", text)]).unwrap_err();
+        let got: Vec<(usize, String)> = problems
+            .iter()
+            .map(|p| (p.line, p.message.clone()))
+            .collect();
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].1.contains("needs `class`"), "{got:?}");
+        assert_eq!(got[0].0, 9, "{got:?}");
+    }
+
+    #[test]
     fn the_service_schema_and_the_service_model_agree() {
         use crate::rules::schema_sync::{differences, tests::derived};
         let hand: Value = serde_json::from_str(SERVICE_SCHEMA).unwrap();

@@ -208,6 +208,7 @@ impl<'a> Reader<'a> {
             Some("Encounter") => record.encounters.push(EncounterFact {
                 id: self.string(r, "id"),
                 class: self.encounter_class(r),
+                types: self.encounter_types(r),
                 start: self.datetime_in(r, "period", "start"),
             }),
             _ => {}
@@ -233,6 +234,15 @@ impl<'a> Reader<'a> {
                 ..Default::default()
             };
         };
+        Coded {
+            id,
+            codes: self.concept_codes(concept),
+            text: field(concept, "text").and_then(Json::as_str),
+        }
+    }
+
+    /// The codings of one CodeableConcept that have a system and a code.
+    fn concept_codes(&mut self, concept: &'a Json<'a>) -> Vec<Code<'a>> {
         let codings: Vec<&Json<'a>> = match field(concept, "coding") {
             Some(Json::Array(items)) => items.iter().collect(),
             Some(single @ Json::Object(_)) => vec![single],
@@ -242,7 +252,7 @@ impl<'a> Reader<'a> {
             }
             None => Vec::new(),
         };
-        let codes = codings
+        codings
             .into_iter()
             .filter_map(|c| {
                 let code = Code {
@@ -252,12 +262,7 @@ impl<'a> Reader<'a> {
                 };
                 Some(code)
             })
-            .collect();
-        Coded {
-            id,
-            codes,
-            text: field(concept, "text").and_then(Json::as_str),
-        }
+            .collect()
     }
 
     /// The first coding's code of a status CodeableConcept; its system is

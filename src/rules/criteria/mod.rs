@@ -60,8 +60,8 @@ pub enum Criterion<V = ValueSetRef> {
     Observation(ObservationCriterion<V>),
     /// Performed procedures.
     Procedure(ProcedureCriterion<V>),
-    /// Encounter class.
-    Encounter(EncounterCriterion),
+    /// Encounter class or type.
+    Encounter(EncounterCriterion<V>),
     /// A draft order.
     DraftOrder(DraftOrderCriterion<V>),
 }
@@ -165,7 +165,7 @@ impl Criterion<String> {
             Criterion::Medication(leaf) => Criterion::Medication(leaf.resolve(ids)),
             Criterion::Observation(leaf) => Criterion::Observation(leaf.resolve(ids)),
             Criterion::Procedure(leaf) => Criterion::Procedure(leaf.resolve(ids)),
-            Criterion::Encounter(leaf) => Criterion::Encounter(leaf),
+            Criterion::Encounter(leaf) => Criterion::Encounter(leaf.resolve(ids)),
             Criterion::DraftOrder(leaf) => Criterion::DraftOrder(leaf.resolve(ids)),
         }
     }

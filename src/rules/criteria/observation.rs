@@ -234,8 +234,9 @@ impl ObservationCriterion {
 
     fn matches<'a>(&self, ev: &Evaluator<'_, 'a>) -> Vec<Bound<'a>> {
         let observations = &ev.record.observations;
-        let mut matched =
-            ev.coded_items(observations, &self.value_set, self.within, |o| self.keeps(ev, o));
+        let mut matched = ev.coded_items(observations, &self.value_set, self.within, |o| {
+            self.keeps(ev, o)
+        });
         let enough = self
             .count
             .is_none_or(|c| matched.len() >= usize::try_from(c.min).unwrap_or(usize::MAX));
@@ -443,14 +444,28 @@ mod tests {
 
     #[test]
     fn hba1c_in_mmol_per_mol_converts_to_percent_at_the_threshold() {
-        let mmol = |v: f64| json!({"value": v, "system": "http://unitsofmeasure.org", "code": "mmol/mol"});
+        let mmol =
+            |v: f64| json!({"value": v, "system": "http://unitsofmeasure.org", "code": "mmol/mol"});
         // 7 % is 10.929 × (7 − 2.15) = 53.0 mmol/mol.
-        assert_eq!(run(below_7_percent("value"), json!([a1c(1, mmol(48.0))])), (true, 0));
-        assert_eq!(run(below_7_percent("value"), json!([a1c(1, mmol(53.1))])), (false, 0));
+        assert_eq!(
+            run(below_7_percent("value"), json!([a1c(1, mmol(48.0))])),
+            (true, 0)
+        );
+        assert_eq!(
+            run(below_7_percent("value"), json!([a1c(1, mmol(53.1))])),
+            (false, 0)
+        );
         let at = 10.929 * (7.0 - 2.15);
-        assert!(!run(below_7_percent("value"), json!([a1c(1, mmol(at))])).0, "7 % is not < 7 %");
-        let at_most = json!({"valueSet": "obs", "value": {"comparator": "<=", "value": 7.0, "unit": "%"}});
-        assert!(run(at_most, json!([a1c(1, mmol(at))])).0, "equality survives the conversion");
+        assert!(
+            !run(below_7_percent("value"), json!([a1c(1, mmol(at))])).0,
+            "7 % is not < 7 %"
+        );
+        let at_most =
+            json!({"valueSet": "obs", "value": {"comparator": "<=", "value": 7.0, "unit": "%"}});
+        assert!(
+            run(at_most, json!([a1c(1, mmol(at))])).0,
+            "equality survives the conversion"
+        );
         let percent = json!({"value": 6.5, "unit": "%"});
         assert!(run(below_7_percent("value"), json!([a1c(1, percent)])).0);
     }
@@ -458,9 +473,15 @@ mod tests {
     #[test]
     fn an_unknown_unit_does_not_match_and_is_counted() {
         let odd = json!({"value": 5.0, "unit": "percent-ish"});
-        assert_eq!(run(below_7_percent("value"), json!([a1c(1, odd.clone())])), (false, 1));
+        assert_eq!(
+            run(below_7_percent("value"), json!([a1c(1, odd.clone())])),
+            (false, 1)
+        );
         let unitless = json!({"value": 5.0});
-        assert_eq!(run(below_7_percent("value"), json!([a1c(1, unitless)])), (false, 1));
+        assert_eq!(
+            run(below_7_percent("value"), json!([a1c(1, unitless)])),
+            (false, 1)
+        );
         let good = json!({"value": 6.0, "unit": "%"});
         assert_eq!(
             run(below_7_percent("value"), json!([a1c(1, good), a1c(2, odd)])),
@@ -468,14 +489,20 @@ mod tests {
             "the earlier value in a known unit is the latest comparable one"
         );
         let wrong_shape = json!({"value": "six", "unit": "%"});
-        assert_eq!(run(below_7_percent("value"), json!([a1c(1, wrong_shape)])), (false, 1));
+        assert_eq!(
+            run(below_7_percent("value"), json!([a1c(1, wrong_shape)])),
+            (false, 1)
+        );
     }
 
     #[test]
     fn any_value_and_count_look_at_every_result_in_the_window() {
         let pct = |v: f64| json!({"value": v, "unit": "%"});
         let readings = json!([a1c(1, pct(6.0)), a1c(2, pct(8.0))]);
-        assert!(!run(below_7_percent("value"), readings.clone()).0, "the latest is 8 %");
+        assert!(
+            !run(below_7_percent("value"), readings.clone()).0,
+            "the latest is 8 %"
+        );
         assert!(run(below_7_percent("anyValue"), readings.clone()).0);
         let twice = |min: u32| {
             json!({"valueSet": "obs", "within": "60d", "count": {"min": min},
@@ -487,10 +514,16 @@ mod tests {
         let old = json!([a1c(1, pct(6.0)), {"resourceType": "Observation", "status": "final",
             "code": {"coding": [{"system": "http://loinc.org", "code": "4548-4"}]},
             "effectiveDateTime": "2025-01-01", "valueQuantity": pct(6.0)}]);
-        assert!(!run(twice(2), old).0, "a result outside the window does not count");
+        assert!(
+            !run(twice(2), old).0,
+            "a result outside the window does not count"
+        );
         let undated = json!([a1c(1, pct(6.0)), {"resourceType": "Observation", "status": "final",
             "code": {"coding": [{"system": "http://loinc.org", "code": "4548-4"}]}, "valueQuantity": pct(6.0)}]);
-        assert!(!run(twice(2), undated).0, "an undated result is not within the window");
+        assert!(
+            !run(twice(2), undated).0,
+            "an undated result is not within the window"
+        );
     }
 
     /// A strep test on 2026-05-20 with this result and interpretation.
@@ -504,22 +537,76 @@ mod tests {
     fn coded_results_and_interpretation_flags_match() {
         let positive = json!({"coding": [{"system": "http://snomed.info/sct", "code": "10828004", "display": "Positive"}]});
         let negative = json!({"coding": [{"system": "http://snomed.info/sct", "code": "260385009", "display": "Negative"}]});
-        let flag = |code: &str| {
-            json!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "code": code}]}])
-        };
+        let flag = |code: &str| json!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "code": code}]}]);
         let by_result = json!({"valueSet": "obs", "result": "pos"});
-        assert!(run(by_result.clone(), json!([strep(positive.clone(), json!([]))])).0);
-        assert!(!run(by_result.clone(), json!([strep(negative.clone(), json!([]))])).0);
+        assert!(
+            run(
+                by_result.clone(),
+                json!([strep(positive.clone(), json!([]))])
+            )
+            .0
+        );
+        assert!(
+            !run(
+                by_result.clone(),
+                json!([strep(negative.clone(), json!([]))])
+            )
+            .0
+        );
         let flagged = |flags: Value| json!({"valueSet": "obs", "interpretation": flags});
-        assert!(run(flagged(json!(["positive"])), json!([strep(negative.clone(), flag("POS"))])).0);
-        assert!(!run(flagged(json!(["positive"])), json!([strep(negative.clone(), flag("NEG"))])).0);
-        assert!(run(flagged(json!(["critical"])), json!([strep(negative.clone(), flag("LL"))])).0);
-        assert!(run(flagged(json!(["low", "high"])), json!([strep(negative.clone(), flag("HH"))])).0);
-        assert!(!run(flagged(json!(["critical"])), json!([strep(negative.clone(), flag("L"))])).0);
-        let other_system = json!([{"coding": [{"system": "http://example.org/flags", "code": "POS"}]}]);
-        assert!(!run(flagged(json!(["positive"])), json!([strep(negative.clone(), other_system)])).0);
-        let (holds, skipped) = run(flagged(json!(["positive"])), json!([strep(negative, json!("POS"))]));
-        assert_eq!((holds, skipped), (false, 1), "an interpretation of the wrong shape");
+        assert!(
+            run(
+                flagged(json!(["positive"])),
+                json!([strep(negative.clone(), flag("POS"))])
+            )
+            .0
+        );
+        assert!(
+            !run(
+                flagged(json!(["positive"])),
+                json!([strep(negative.clone(), flag("NEG"))])
+            )
+            .0
+        );
+        assert!(
+            run(
+                flagged(json!(["critical"])),
+                json!([strep(negative.clone(), flag("LL"))])
+            )
+            .0
+        );
+        assert!(
+            run(
+                flagged(json!(["low", "high"])),
+                json!([strep(negative.clone(), flag("HH"))])
+            )
+            .0
+        );
+        assert!(
+            !run(
+                flagged(json!(["critical"])),
+                json!([strep(negative.clone(), flag("L"))])
+            )
+            .0
+        );
+        let other_system =
+            json!([{"coding": [{"system": "http://example.org/flags", "code": "POS"}]}]);
+        assert!(
+            !run(
+                flagged(json!(["positive"])),
+                json!([strep(negative.clone(), other_system)])
+            )
+            .0
+        );
+        let (holds, skipped) = run(
+            flagged(json!(["positive"])),
+            json!([strep(negative, json!("POS"))]),
+        );
+        assert_eq!(
+            (holds, skipped),
+            (false, 1),
+            "an interpretation of the wrong shape"
+        );
         assert!(serde_json::from_value::<Interpretation>(json!("reactive")).is_err());
     }
 }
