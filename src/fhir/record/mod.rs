@@ -16,6 +16,7 @@ mod encounter;
 mod medication;
 mod observation;
 mod order;
+mod planned;
 mod procedure;
 
 pub use condition::ConditionFact;
@@ -23,6 +24,7 @@ pub use encounter::EncounterFact;
 pub use medication::MedicationFact;
 pub use observation::ObservationFact;
 pub use order::DraftOrder;
+pub use planned::PlannedOrderFact;
 pub use procedure::ProcedureFact;
 
 use super::date::{parse_date, parse_datetime};
@@ -82,6 +84,8 @@ pub struct PatientRecord<'a> {
     pub procedures: Vec<ProcedureFact<'a>>,
     /// Encounters.
     pub encounters: Vec<EncounterFact<'a>>,
+    /// Planned orders: active ServiceRequests and Procedures in preparation.
+    pub planned_orders: Vec<PlannedOrderFact<'a>>,
     /// `context.encounterId`.
     pub current_encounter: Option<&'a str>,
     /// Draft orders with a code; uncoded drafts cannot be judged.
@@ -203,6 +207,13 @@ impl<'a> Reader<'a> {
             Some("Procedure") => {
                 if let Some(p) = self.procedure(r) {
                     record.procedures.push(p);
+                } else if let Some(p) = self.planned_procedure(r) {
+                    record.planned_orders.push(p);
+                }
+            }
+            Some("ServiceRequest") => {
+                if let Some(p) = self.planned_service_request(r) {
+                    record.planned_orders.push(p);
                 }
             }
             Some("Encounter") => record.encounters.push(EncounterFact {

@@ -15,6 +15,7 @@ mod draft_order;
 mod encounter;
 mod medication;
 mod observation;
+mod planned_order;
 mod procedure;
 mod relative;
 mod sex;
@@ -25,6 +26,7 @@ pub use draft_order::{DraftOrderCriterion, OrderType};
 pub use encounter::{EncounterCriterion, EncounterScope};
 pub use medication::MedicationCriterion;
 pub use observation::{Comparator, CountTest, Interpretation, ObservationCriterion, ValueTest};
+pub use planned_order::PlannedOrderCriterion;
 pub use procedure::ProcedureCriterion;
 pub use relative::Relative;
 pub use sex::Sex;
@@ -64,6 +66,8 @@ pub enum Criterion<V = ValueSetRef> {
     Encounter(EncounterCriterion<V>),
     /// A draft order.
     DraftOrder(DraftOrderCriterion<V>),
+    /// A planned (active, scheduled) order.
+    PlannedOrder(PlannedOrderCriterion<V>),
 }
 
 /// A criterion seen as a combinator or a leaf.
@@ -119,6 +123,8 @@ pub(crate) enum Kind {
     Observation,
     /// A performed Procedure.
     Procedure,
+    /// A planned order (active ServiceRequest, Procedure in preparation).
+    PlannedOrder,
 }
 
 /// The coded items a leaf matches.
@@ -167,6 +173,7 @@ impl Criterion<String> {
             Criterion::Procedure(leaf) => Criterion::Procedure(leaf.resolve(ids)),
             Criterion::Encounter(leaf) => Criterion::Encounter(leaf.resolve(ids)),
             Criterion::DraftOrder(leaf) => Criterion::DraftOrder(leaf.resolve(ids)),
+            Criterion::PlannedOrder(leaf) => Criterion::PlannedOrder(leaf.resolve(ids)),
         }
     }
 }
@@ -186,6 +193,7 @@ impl Criterion {
             Criterion::Procedure(leaf) => Node::Leaf(leaf),
             Criterion::Encounter(leaf) => Node::Leaf(leaf),
             Criterion::DraftOrder(leaf) => Node::Leaf(leaf),
+            Criterion::PlannedOrder(leaf) => Node::Leaf(leaf),
         }
     }
 
