@@ -21,6 +21,9 @@ pub enum DataNeed {
     CurrentEncounter,
     /// All the patient's encounters.
     Encounters,
+    /// Active ServiceRequests (planned orders; scheduled Procedures come
+    /// with `Procedures`).
+    PlannedOrders,
 }
 
 /// Query strings longer than this drop their code filter: EHR gateways
@@ -59,6 +62,10 @@ impl PrefetchKey {
             DataNeed::Encounters => (
                 "encounters",
                 "Encounter?patient={{context.patientId}}".into(),
+            ),
+            DataNeed::PlannedOrders => (
+                "plannedOrders",
+                "ServiceRequest?patient={{context.patientId}}&status=active".into(),
             ),
         };
         PrefetchKey { key, template }

@@ -100,6 +100,10 @@ impl TriggerIndex {
             for p in &record.procedures {
                 self.view.hits(Kind::Procedure, &p.coded.codes, &mut hits);
             }
+            for p in &record.planned_orders {
+                self.view
+                    .hits(Kind::PlannedOrder, &p.coded.codes, &mut hits);
+            }
         }
         hits.sort_unstable();
         hits.dedup();

@@ -389,7 +389,7 @@ fn check_rule(path: &Path, doc: &YamlDoc, rule: &Rule, problems: &mut Problems) 
             Kind::DraftOrder => draft_bound.push(name),
             Kind::Medication => medication_bound.push(name),
             // No action acts on what these bind.
-            Kind::Condition | Kind::Observation | Kind::Procedure => {}
+            Kind::Condition | Kind::Observation | Kind::Procedure | Kind::PlannedOrder => {}
         }
     });
     for (field, text) in [
@@ -713,6 +713,24 @@ mod tests {
                 (15, "unreachable: age min 9 is above max 1"),
             ]
         );
+    }
+
+    #[test]
+    fn an_encounter_with_neither_class_nor_type_is_refused_at_its_line() {
+        let when = "when:\n  all:\n    - encounter: { scope: current }\n\
+                    \x20   - draftOrder: { valueSet: https://example.org/vs/psa, as: order }\n";
+        let text = rule("no-class", "").replace(
+            "when:\n  draftOrder: { valueSet: https://example.org/vs/psa, as: order }\n",
+            when,
+        );
+        let problems = load("", &[("a.yaml", text)]).unwrap_err();
+        let got: Vec<(usize, String)> = problems
+            .iter()
+            .map(|p| (p.line, p.message.clone()))
+            .collect();
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].1.contains("needs `class`"), "{got:?}");
+        assert_eq!(got[0].0, 9, "{got:?}");
     }
 
     #[test]

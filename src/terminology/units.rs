@@ -111,8 +111,12 @@ impl Analyte {
         match code {
             // Creatinine [Mass/volume] and [Moles/volume] in serum, plasma or blood.
             "2160-0" | "38483-4" | "14682-9" | "59826-8" | "77140-2" => Some(Analyte::Creatinine),
-            // Hemoglobin A1c/Hemoglobin.total in blood (%, mmol/mol, by HPLC, IFCC).
-            "4548-4" | "17856-6" | "59261-8" | "41995-2" | "4549-2" => Some(Analyte::HbA1c),
+            // Hemoglobin A1c/Hemoglobin.total in blood (%, mmol/mol, by HPLC, IFCC,
+            // by calculation, in dried blood spot: the last two from VSAC HbA1c
+            // Laboratory Test, cds-rules/valuesets/hba1c.json).
+            "4548-4" | "17856-6" | "59261-8" | "41995-2" | "4549-2" | "17855-8" | "96595-4" => {
+                Some(Analyte::HbA1c)
+            }
             _ => None,
         }
     }

@@ -82,6 +82,32 @@ async fn discovery_prefetches_weight_and_creatinine_for_a_kidney_criterion() {
     }
 }
 
+/// The preoperative cataract rules read planned orders (a surgery already
+/// scheduled), so the Choosing Wisely services ask for active ServiceRequests.
+#[tokio::test]
+async fn a_rule_using_planned_orders_puts_the_service_request_template_in_discovery() {
+    let app = spawn_app().await;
+    let (status, body) = app.get("/cds-services").await;
+    assert_eq!(status, StatusCode::OK);
+    let services = body["services"].as_array().unwrap();
+    for service in services.iter().filter(|s| {
+        s["id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("choosing-wisely"))
+    }) {
+        assert_eq!(
+            service["prefetch"]["plannedOrders"],
+            "ServiceRequest?patient={{context.patientId}}&status=active",
+            "{}",
+            service["id"]
+        );
+        assert_eq!(
+            service["prefetch"]["procedures"], "Procedure?patient={{context.patientId}}",
+            "scheduled Procedures come unfiltered by status"
+        );
+    }
+}
+
 /// What a client such as the CDS Hooks sandbox does with discovery: services
 /// kept in a map keyed by id (a repeated id would overwrite an earlier
 /// hook), each called for its one hook with its prefetch templates filled.

@@ -1,6 +1,6 @@
-//! Encounters: their class and start.
+//! Encounters: their class, type and start.
 
-use super::Reader;
+use super::{Code, Reader};
 use crate::json::{Json, field};
 use time::OffsetDateTime;
 
@@ -11,11 +11,32 @@ pub struct EncounterFact<'a> {
     pub id: Option<&'a str>,
     /// `class.code` (v3 ActCode, e.g. EMER, AMB, IMP).
     pub class: Option<&'a str>,
+    /// Every coding of every `type` CodeableConcept (e.g. a preventive visit).
+    pub types: Vec<Code<'a>>,
     /// period.start.
     pub start: Option<OffsetDateTime>,
 }
 
 impl<'a> Reader<'a> {
+    /// The codings of `Encounter.type`, an array of CodeableConcepts; a
+    /// lone CodeableConcept is tolerated, any other shape skipped and counted.
+    pub(super) fn encounter_types(&mut self, r: &'a Json<'a>) -> Vec<Code<'a>> {
+        let concepts: Vec<&'a Json<'a>> = match field(r, "type") {
+            None => return Vec::new(),
+            Some(Json::Array(items)) => items.iter().collect(),
+            Some(single @ Json::Object(_)) => vec![single],
+            Some(_) => {
+                self.skipped += 1;
+                return Vec::new();
+            }
+        };
+        let mut codes = Vec::new();
+        for concept in concepts {
+            codes.extend(self.concept_codes(concept));
+        }
+        codes
+    }
+
     pub(super) fn encounter_class(&mut self, r: &'a Json<'a>) -> Option<&'a str> {
         // R4 has one Coding; some senders use an array or a CodeableConcept.
         let class = field(r, "class")?;

@@ -17,6 +17,7 @@ mod encounter;
 mod medication;
 mod observation;
 mod order;
+mod planned;
 mod procedure;
 
 pub use condition::ConditionFact;
@@ -25,6 +26,7 @@ pub use encounter::EncounterFact;
 pub use medication::MedicationFact;
 pub use observation::ObservationFact;
 pub use order::DraftOrder;
+pub use planned::PlannedOrderFact;
 pub use procedure::ProcedureFact;
 
 use super::date::{parse_date, parse_datetime};
@@ -84,6 +86,8 @@ pub struct PatientRecord<'a> {
     pub procedures: Vec<ProcedureFact<'a>>,
     /// Encounters.
     pub encounters: Vec<EncounterFact<'a>>,
+    /// Planned orders: active ServiceRequests and Procedures in preparation.
+    pub planned_orders: Vec<PlannedOrderFact<'a>>,
     /// `context.encounterId`.
     pub current_encounter: Option<&'a str>,
     /// Draft orders with a code; uncoded drafts cannot be judged.
@@ -223,11 +227,19 @@ impl<'a> Reader<'a> {
             Some("Procedure") => {
                 if let Some(p) = self.procedure(r) {
                     record.procedures.push(p);
+                } else if let Some(p) = self.planned_procedure(r) {
+                    record.planned_orders.push(p);
+                }
+            }
+            Some("ServiceRequest") => {
+                if let Some(p) = self.planned_service_request(r) {
+                    record.planned_orders.push(p);
                 }
             }
             Some("Encounter") => record.encounters.push(EncounterFact {
                 id: self.string(r, "id"),
                 class: self.encounter_class(r),
+                types: self.encounter_types(r),
                 start: self.datetime_in(r, "period", "start"),
             }),
             _ => {}
@@ -253,6 +265,15 @@ impl<'a> Reader<'a> {
                 ..Default::default()
             };
         };
+        Coded {
+            id,
+            codes: self.concept_codes(concept),
+            text: field(concept, "text").and_then(Json::as_str),
+        }
+    }
+
+    /// The codings of one CodeableConcept that have a system and a code.
+    fn concept_codes(&mut self, concept: &'a Json<'a>) -> Vec<Code<'a>> {
         let codings: Vec<&Json<'a>> = match field(concept, "coding") {
             Some(Json::Array(items)) => items.iter().collect(),
             Some(single @ Json::Object(_)) => vec![single],
@@ -262,7 +283,7 @@ impl<'a> Reader<'a> {
             }
             None => Vec::new(),
         };
-        let codes = codings
+        codings
             .into_iter()
             .filter_map(|c| {
                 let code = Code {
@@ -272,12 +293,7 @@ impl<'a> Reader<'a> {
                 };
                 Some(code)
             })
-            .collect();
-        Coded {
-            id,
-            codes,
-            text: field(concept, "text").and_then(Json::as_str),
-        }
+            .collect()
     }
 
     /// The first coding's code of a status CodeableConcept; its system is

@@ -1,8 +1,14 @@
-//! Observations: what was measured or found, when, and the value.
+//! Observations: what was measured or found, when, the value and its
+//! interpretation.
 
 use super::{Coded, Reader};
 use crate::json::{Json, field};
+use crate::terminology::units::{Analyte, Unit};
 use time::OffsetDateTime;
+
+/// The code system of `Observation.interpretation` flags.
+const INTERPRETATION_SYSTEM: &str =
+    "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation";
 
 /// An Observation.
 #[derive(Debug, Clone)]
@@ -13,6 +19,12 @@ pub struct ObservationFact<'a> {
     pub when: Option<OffsetDateTime>,
     /// `valueQuantity` value and unit (UCUM code, else unit text).
     pub value: Option<(f64, Option<&'a str>)>,
+    /// `valueCodeableConcept`: a coded result (positive, a organism).
+    pub result: Option<Coded<'a>>,
+    /// `interpretation` codes of the v3 ObservationInterpretation system
+    /// (H, LL, POS...); codings without a system count, since the element
+    /// implies it.
+    pub interpretation: Vec<&'a str>,
 }
 
 impl<'a> Reader<'a> {
@@ -28,6 +40,7 @@ impl<'a> Reader<'a> {
             .or_else(|| self.datetime_in(r, "effectivePeriod", "start"))
             .or_else(|| self.datetime(r, "effectiveInstant"))
             .or_else(|| self.datetime(r, "issued"));
+        let coded = self.coded(r, "code");
         let value = field(r, "valueQuantity").and_then(|q| {
             let number = field(q, "value").and_then(Json::as_f64);
             if number.is_none() {
@@ -36,12 +49,69 @@ impl<'a> Reader<'a> {
             let unit = field(q, "code")
                 .or_else(|| field(q, "unit"))
                 .and_then(Json::as_str);
-            number.map(|n| (n, unit))
+            let number = number?;
+            // For analytes whose units convert, a unit that is not UCUM
+            // cannot be compared with any threshold: the value is dropped
+            // and counted here, at read time, because evaluation cannot
+            // count. Other analytes keep any unit; a rule's unit must then
+            // match or convert.
+            let convertible = coded
+                .codes
+                .iter()
+                .any(|c| c.system == "http://loinc.org" && Analyte::of_loinc(c.code).is_some());
+            if convertible && unit.and_then(Unit::parse).is_none() {
+                self.skipped += 1;
+                return None;
+            }
+            Some((number, unit))
         });
+        let result = field(r, "valueCodeableConcept")
+            .is_some()
+            .then(|| self.coded(r, "valueCodeableConcept"));
+        let interpretation = self.interpretation(r);
         Some(ObservationFact {
-            coded: self.coded(r, "code"),
+            coded,
             when,
             value,
+            result,
+            interpretation,
         })
+    }
+
+    /// The interpretation flags: `interpretation` is an array of
+    /// CodeableConcepts; a lone object is tolerated like elsewhere, any
+    /// other shape is skipped and counted.
+    fn interpretation(&mut self, r: &'a Json<'a>) -> Vec<&'a str> {
+        let concepts: Vec<&Json<'a>> = match field(r, "interpretation") {
+            None => return Vec::new(),
+            Some(Json::Array(items)) => items.iter().collect(),
+            Some(single @ Json::Object(_)) => vec![single],
+            Some(_) => {
+                self.skipped += 1;
+                return Vec::new();
+            }
+        };
+        let mut codes = Vec::new();
+        for concept in concepts {
+            let codings: Vec<&Json<'a>> = match field(concept, "coding") {
+                Some(Json::Array(items)) => items.iter().collect(),
+                Some(single @ Json::Object(_)) => vec![single],
+                Some(_) => {
+                    self.skipped += 1;
+                    Vec::new()
+                }
+                None => Vec::new(),
+            };
+            for coding in codings {
+                let system = field(coding, "system").and_then(Json::as_str);
+                if system.is_some_and(|s| s != INTERPRETATION_SYSTEM) {
+                    continue;
+                }
+                if let Some(code) = field(coding, "code").and_then(Json::as_str) {
+                    codes.push(code);
+                }
+            }
+        }
+        codes
     }
 }

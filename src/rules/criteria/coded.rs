@@ -4,7 +4,8 @@
 //! turned into [`Bound`] items for the card.
 
 use crate::fhir::{
-    Coded, ConditionFact, DraftOrder, MedicationFact, ObservationFact, ProcedureFact,
+    Coded, ConditionFact, DraftOrder, MedicationFact, ObservationFact, PlannedOrderFact,
+    ProcedureFact,
 };
 use crate::rules::eval::{Bound, Evaluator};
 use crate::rules::model::Span;
@@ -88,6 +89,16 @@ impl<'a> CodedItem<'a> for ProcedureFact<'a> {
     fn coded(&self) -> &Coded<'a> {
         &self.coded
     }
+    fn date(&self) -> Option<OffsetDateTime> {
+        self.when
+    }
+}
+
+impl<'a> CodedItem<'a> for PlannedOrderFact<'a> {
+    fn coded(&self) -> &Coded<'a> {
+        &self.coded
+    }
+    /// The date it is scheduled for.
     fn date(&self) -> Option<OffsetDateTime> {
         self.when
     }

@@ -1,11 +1,12 @@
-//! The `encounter` criterion: the class of the current encounter, or of any
-//! encounter within a look-back window.
+//! The `encounter` criterion: the class or type of the current encounter, or
+//! of any encounter within a look-back window.
 
-use super::{Items, Leaf, Need, Outcome};
-use crate::fhir::DataNeed;
+use super::{Items, Leaf, Need, Outcome, title};
+use crate::fhir::{DataNeed, EncounterFact};
 use crate::rules::eval::Evaluator;
 use crate::rules::model::Span;
 use crate::rules::valueset::ValueSet;
+use crate::rules::valueset::{ValueSetIds, ValueSetRef};
 use serde::Deserialize;
 
 /// Encounter scope.
@@ -20,13 +21,18 @@ pub enum EncounterScope {
     Any,
 }
 
-/// Encounter class.
+/// Encounter class and type: one of the two is required; with both, an
+/// encounter must have both.
 #[derive(Debug, Clone, Deserialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct EncounterCriterion {
-    /// Accepted class codes.
-    pub class: Vec<String>,
+pub struct EncounterCriterion<V = ValueSetRef> {
+    /// Accepted class codes (v3 ActCode).
+    pub class: Option<Vec<String>>,
+    /// Accepted `Encounter.type` codes: a canonical URL as written,
+    /// resolved at load.
+    #[serde(rename = "type")]
+    pub kind: Option<V>,
     /// Which encounters.
     #[serde(default)]
     pub scope: EncounterScope,
@@ -34,26 +40,63 @@ pub struct EncounterCriterion {
     pub within: Option<Span>,
 }
 
+impl EncounterCriterion<String> {
+    /// The criterion with its value set resolved.
+    pub(super) fn resolve(self, ids: &mut ValueSetIds) -> EncounterCriterion {
+        EncounterCriterion {
+            class: self.class,
+            kind: self.kind.map(|k| ids.resolve(k)),
+            scope: self.scope,
+            within: self.within,
+        }
+    }
+}
+
+impl EncounterCriterion {
+    /// Whether one encounter has an accepted class and type.
+    fn accepts(&self, ev: &Evaluator<'_, '_>, e: &EncounterFact<'_>) -> bool {
+        let class_ok = self
+            .class
+            .as_ref()
+            .is_none_or(|classes| e.class.is_some_and(|k| classes.iter().any(|w| w == k)));
+        let type_ok = self
+            .kind
+            .as_ref()
+            .is_none_or(|set| ev.value_sets[set.id].first_match(&e.types).is_some());
+        class_ok && type_ok
+    }
+}
+
 impl Leaf for EncounterCriterion {
     fn evaluate<'a>(&self, ev: &Evaluator<'_, 'a>) -> Outcome<'a> {
-        let class_ok =
-            |class: Option<&str>| class.is_some_and(|k| self.class.iter().any(|w| w == k));
         let encounters = &ev.record.encounters;
         let holds = match self.scope {
             EncounterScope::Current => ev.record.current_encounter.is_some_and(|current| {
                 encounters
                     .iter()
-                    .any(|e| e.id == Some(current) && class_ok(e.class))
+                    .any(|e| e.id == Some(current) && self.accepts(ev, e))
             }),
             EncounterScope::Any => encounters
                 .iter()
-                .any(|e| class_ok(e.class) && ev.within(e.start, self.within)),
+                .any(|e| self.accepts(ev, e) && ev.within(e.start, self.within)),
         };
         Outcome::Test(holds)
     }
 
-    fn describe(&self, _: &[ValueSet]) -> String {
-        format!("encounter class {}", self.class.join("/"))
+    fn describe(&self, value_sets: &[ValueSet]) -> String {
+        let class = self
+            .class
+            .as_ref()
+            .map(|c| format!("encounter class {}", c.join("/")));
+        let kind = self
+            .kind
+            .as_ref()
+            .map(|k| format!("encounter type {}", title(value_sets, k)));
+        [class, kind]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" and ")
     }
 
     fn data_need(&self) -> Vec<Need<'_>> {
@@ -68,6 +111,110 @@ impl Leaf for EncounterCriterion {
     }
 
     fn unreachable(&self) -> Option<String> {
-        None
+        match (&self.class, &self.kind) {
+            (None, None) => Some(
+                "`encounter` needs `class` (e.g. `class: [AMB]`) or `type` (a value set URL), or both"
+                    .into(),
+            ),
+            (Some(classes), _) if classes.is_empty() => {
+                Some("`encounter` `class` lists no classes: write e.g. `class: [AMB]`".into())
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cds::Hook;
+    use crate::fhir::{PatientRecord, RecordSources};
+    use crate::json::borrow_value;
+    use serde_json::{Value, json};
+    use time::macros::datetime;
+
+    /// Whether the criterion holds for the encounters, the current one `e1`.
+    fn holds(criterion: Value, encounters: Value) -> (bool, usize) {
+        let visit = json!({"resourceType": "ValueSet", "url": "visit",
+            "compose": {"include": [{"system": "s", "concept": [{"code": "wellness"}]}]}});
+        let mut ids = ValueSetIds::new(vec![ValueSet::from_fhir(&visit).unwrap()]);
+        let raw: EncounterCriterion<String> = serde_json::from_value(criterion).unwrap();
+        let criterion = raw.resolve(&mut ids);
+        let sets = ids.into_sets();
+        let data = borrow_value(&encounters);
+        let record = PatientRecord::build(RecordSources {
+            data: data.as_array().unwrap().iter().collect(),
+            encounter_id: Some("e1"),
+            ..Default::default()
+        });
+        let ev = Evaluator {
+            value_sets: &sets,
+            record: &record,
+            now: datetime!(2026-06-01 0:00 UTC),
+            hook: Hook::PatientView,
+        };
+        let holds = matches!(criterion.evaluate(&ev), Outcome::Test(true));
+        (holds, record.skipped_elements)
+    }
+
+    fn encounter(id: &str, class: &str, types: Value) -> Value {
+        json!({"resourceType": "Encounter", "id": id, "status": "finished",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": class},
+            "type": types, "period": {"start": "2026-05-20"}})
+    }
+
+    #[test]
+    fn type_alone_or_with_class_matches_the_encounter() {
+        let wellness = json!([{"coding": [{"system": "s", "code": "wellness"}]}]);
+        let other = json!([{"coding": [{"system": "s", "code": "urgent"}]}]);
+        let by_type = json!({"type": "visit"});
+        assert_eq!(
+            holds(
+                by_type.clone(),
+                json!([encounter("e1", "AMB", wellness.clone())])
+            ),
+            (true, 0)
+        );
+        assert!(
+            !holds(
+                by_type.clone(),
+                json!([encounter("e1", "AMB", other.clone())])
+            )
+            .0
+        );
+        let both = json!({"type": "visit", "class": ["EMER"]});
+        assert!(!holds(both, json!([encounter("e1", "AMB", wellness.clone())])).0);
+        let any = json!({"type": "visit", "scope": "any", "within": "30d"});
+        assert!(
+            holds(
+                any,
+                json!([
+                    encounter("e1", "AMB", other),
+                    encounter("e2", "AMB", wellness.clone())
+                ])
+            )
+            .0
+        );
+        let lone = json!({"coding": [{"system": "s", "code": "wellness"}]});
+        assert!(
+            holds(by_type.clone(), json!([encounter("e1", "AMB", lone)])).0,
+            "a lone CodeableConcept"
+        );
+        assert_eq!(
+            holds(by_type, json!([encounter("e1", "AMB", json!("wellness"))])),
+            (false, 1)
+        );
+    }
+
+    #[test]
+    fn neither_class_nor_type_is_unreachable() {
+        let raw: EncounterCriterion<String> =
+            serde_json::from_value(json!({"scope": "current"})).unwrap();
+        let criterion = raw.resolve(&mut ValueSetIds::new(Vec::new()));
+        assert!(
+            criterion
+                .unreachable()
+                .is_some_and(|why| why.contains("`class`"))
+        );
     }
 }

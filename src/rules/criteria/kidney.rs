@@ -521,6 +521,8 @@ mod tests {
             },
             when: Some(on.midnight().assume_utc()),
             value: Some((value, unit)),
+            result: None,
+            interpretation: Vec::new(),
         }
     }
 

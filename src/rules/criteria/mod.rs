@@ -17,6 +17,7 @@ mod encounter;
 mod kidney;
 mod medication;
 mod observation;
+mod planned_order;
 mod procedure;
 mod relative;
 mod sex;
@@ -28,7 +29,8 @@ pub use draft_order::{DraftOrderCriterion, OrderType};
 pub use encounter::{EncounterCriterion, EncounterScope};
 pub use kidney::{KidneyCriterion, KidneyFunction, KidneyMeasure, KidneyTest};
 pub use medication::MedicationCriterion;
-pub use observation::{Comparator, ObservationCriterion, ValueTest};
+pub use observation::{Comparator, CountTest, Interpretation, ObservationCriterion, ValueTest};
+pub use planned_order::PlannedOrderCriterion;
 pub use procedure::ProcedureCriterion;
 pub use relative::Relative;
 pub use sex::Sex;
@@ -64,12 +66,14 @@ pub enum Criterion<V = ValueSetRef> {
     Observation(ObservationCriterion<V>),
     /// Performed procedures.
     Procedure(ProcedureCriterion<V>),
-    /// Encounter class.
-    Encounter(EncounterCriterion),
+    /// Encounter class or type.
+    Encounter(EncounterCriterion<V>),
     /// A draft order.
     DraftOrder(DraftOrderCriterion<V>),
     /// Kidney function: creatinine clearance or eGFR against a threshold.
     Kidney(KidneyCriterion<V>),
+    /// A planned (active, scheduled) order.
+    PlannedOrder(PlannedOrderCriterion<V>),
 }
 
 /// A criterion seen as a combinator or a leaf.
@@ -126,6 +130,8 @@ pub(crate) enum Kind {
     Observation,
     /// A performed Procedure.
     Procedure,
+    /// A planned order (active ServiceRequest, Procedure in preparation).
+    PlannedOrder,
 }
 
 /// The coded items a leaf matches.
@@ -172,9 +178,10 @@ impl Criterion<String> {
             Criterion::Medication(leaf) => Criterion::Medication(leaf.resolve(ids)),
             Criterion::Observation(leaf) => Criterion::Observation(leaf.resolve(ids)),
             Criterion::Procedure(leaf) => Criterion::Procedure(leaf.resolve(ids)),
-            Criterion::Encounter(leaf) => Criterion::Encounter(leaf),
+            Criterion::Encounter(leaf) => Criterion::Encounter(leaf.resolve(ids)),
             Criterion::DraftOrder(leaf) => Criterion::DraftOrder(leaf.resolve(ids)),
             Criterion::Kidney(leaf) => Criterion::Kidney(leaf.resolve(ids)),
+            Criterion::PlannedOrder(leaf) => Criterion::PlannedOrder(leaf.resolve(ids)),
         }
     }
 }
@@ -195,6 +202,7 @@ impl Criterion {
             Criterion::Encounter(leaf) => Node::Leaf(leaf),
             Criterion::DraftOrder(leaf) => Node::Leaf(leaf),
             Criterion::Kidney(leaf) => Node::Leaf(leaf),
+            Criterion::PlannedOrder(leaf) => Node::Leaf(leaf),
         }
     }
 
