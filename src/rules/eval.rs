@@ -306,6 +306,8 @@ mod tests {
                 selected: true,
                 dosage: Vec::new(),
                 authored: None,
+                reason_codes: Vec::new(),
+                reason_references: Vec::new(),
             }],
             ..PatientRecord::default()
         }
@@ -498,5 +500,48 @@ mod tests {
             truth(json!({"all": [condition(0, "a"), {"not": {"age": {"max": 64}}}]})),
             unknown
         );
+    }
+
+    #[test]
+    fn an_order_reason_is_a_reason_code_or_a_referenced_condition() {
+        let sets = value_sets();
+        let mut record = record();
+        record.draft_orders[0].reason_codes = coded("c0").codes;
+        record.draft_orders[0].reason_references = vec!["Condition/c1"];
+        let ev = Evaluator {
+            value_sets: &sets,
+            record: &record,
+            now: NOW,
+            hook: Hook::OrderSelect,
+        };
+        let holds = |extra: Value| {
+            let mut draft = json!({"valueSet": "vs2"});
+            draft
+                .as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            let c = criterion(json!({"draftOrder": draft}));
+            ev.holds(&c, &mut State::default()).is_true()
+        };
+        assert!(holds(json!({"reason": "vs0"})), "a reasonCode");
+        assert!(holds(json!({"reason": "vs1"})), "a referenced Condition");
+        assert!(!holds(json!({"reason": "vs2"})));
+        assert!(!holds(json!({"notReason": "vs0"})));
+        assert!(holds(json!({"notReason": "vs2"})));
+        let mut elsewhere = record.draft_orders[0].clone();
+        elsewhere.reason_codes.clear();
+        elsewhere.reason_references = vec!["Condition/elsewhere"];
+        let record = PatientRecord {
+            draft_orders: vec![elsewhere],
+            conditions: record.conditions.clone(),
+            ..PatientRecord::default()
+        };
+        let ev = Evaluator {
+            record: &record,
+            ..ev
+        };
+        let c = criterion(json!({"draftOrder": {"valueSet": "vs2", "reason": "vs1"}}));
+        let holds = ev.holds(&c, &mut State::default()).is_true();
+        assert!(!holds, "a reference to no Condition on record");
     }
 }

@@ -494,4 +494,31 @@ mod tests {
         assert_eq!(record.conditions.len(), 1);
         assert!(record.conditions[0].active);
     }
+
+    #[test]
+    fn draft_order_reasons_are_codes_and_references_and_sloppy_shapes_are_counted() {
+        let drafts = json!([
+            {"resourceType": "ServiceRequest", "id": "s1", "status": "draft",
+                "code": {"coding": [{"system": "http://loinc.org", "code": "2857-1"}]},
+                "reasonCode": [{"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "R35.0"}]}],
+                "reasonReference": {"reference": "Condition/c1"}},
+            {"resourceType": "ServiceRequest", "id": "s2", "status": "draft",
+                "code": {"coding": [{"system": "http://loinc.org", "code": "2857-1"}]},
+                "reasonCode": "frequency of micturition"}
+        ]);
+        let drafts = borrow_value(&drafts);
+        let record = PatientRecord::build(RecordSources {
+            draft_orders: Some(&drafts),
+            ..Default::default()
+        });
+        let first = &record.draft_orders[0];
+        assert_eq!(first.reason_codes[0].code, "R35.0");
+        assert_eq!(
+            first.reason_references,
+            ["Condition/c1"],
+            "a lone Reference object counts"
+        );
+        assert!(record.draft_orders[1].reason_codes.is_empty());
+        assert_eq!(record.skipped_elements, 1, "a reasonCode string is skipped");
+    }
 }

@@ -1,7 +1,7 @@
 //! Draft orders from `context.draftOrders`, and which are selected.
 
-use super::{Coded, Dosage, Reader, RecordSources};
-use crate::json::{Json, bundle_resources, resource_type};
+use super::{Code, Coded, Dosage, Reader, RecordSources};
+use crate::json::{Json, bundle_resources, field, resource_type};
 
 /// A draft order from `context.draftOrders`.
 #[derive(Debug, Clone)]
@@ -16,6 +16,10 @@ pub struct DraftOrder<'a> {
     pub dosage: Vec<Dosage<'a>>,
     /// A MedicationRequest's `authoredOn`.
     pub authored: Option<time::OffsetDateTime>,
+    /// Why it is ordered: the codings of every `reasonCode`.
+    pub reason_codes: Vec<Code<'a>>,
+    /// Why it is ordered: each `reasonReference.reference` (`Condition/id`).
+    pub reason_references: Vec<&'a str>,
 }
 
 impl DraftOrder<'_> {
@@ -66,14 +70,46 @@ impl<'a> Reader<'a> {
                 } else {
                     (Vec::new(), None)
                 };
+                let (reason_codes, reason_references) = self.reasons(r);
                 Some(DraftOrder {
                     resource_type,
                     coded,
                     selected,
                     dosage,
                     authored,
+                    reason_codes,
+                    reason_references,
                 })
             })
             .collect()
+    }
+
+    /// An order's `reasonCode` codings and `reasonReference` references;
+    /// elements of the wrong shape are skipped and counted.
+    fn reasons(&mut self, r: &'a Json<'a>) -> (Vec<Code<'a>>, Vec<&'a str>) {
+        let mut codes = Vec::new();
+        for concept in self.array(r, "reasonCode") {
+            codes.extend(self.concept_codes(concept));
+        }
+        let references = self
+            .array(r, "reasonReference")
+            .into_iter()
+            .filter_map(|reference| field(reference, "reference").and_then(Json::as_str))
+            .collect();
+        (codes, references)
+    }
+
+    /// The items of an array element; a lone object counts as one item,
+    /// anything else is skipped and counted.
+    fn array(&mut self, r: &'a Json<'a>, key: &str) -> Vec<&'a Json<'a>> {
+        match field(r, key) {
+            None => Vec::new(),
+            Some(Json::Array(items)) => items.iter().collect(),
+            Some(single @ Json::Object(_)) => vec![single],
+            Some(_) => {
+                self.skipped += 1;
+                Vec::new()
+            }
+        }
     }
 }

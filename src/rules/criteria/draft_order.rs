@@ -5,6 +5,7 @@
 use super::coded::CodedItem;
 use super::dose::{self, DoseTest};
 use super::{Items, Kind, Leaf, Need, Outcome, Relative, title};
+use crate::fhir::DataNeed;
 use crate::fhir::DraftOrder;
 use crate::rules::eval::{Bound, Evaluator};
 use crate::rules::valueset::ValueSet;
@@ -31,6 +32,12 @@ pub struct DraftOrderCriterion<V = ValueSetRef> {
     pub form: Option<Vec<RouteClass>>,
     /// Dose-form classes excluded (from the drug table).
     pub not_form: Option<Vec<RouteClass>>,
+    /// Only orders with a reason in this value set: a `reasonCode`, or the
+    /// code of a Condition in `reasonReference`.
+    pub reason: Option<V>,
+    /// Only orders with no reason in this value set (a screening order
+    /// is one without a diagnostic reason).
+    pub not_reason: Option<V>,
     /// Binding name.
     #[serde(rename = "as")]
     pub bind: Option<String>,
@@ -78,6 +85,8 @@ impl DraftOrderCriterion<String> {
             route: self.route,
             form: self.form,
             not_form: self.not_form,
+            reason: self.reason.map(|v| ids.resolve(v)),
+            not_reason: self.not_reason.map(|v| ids.resolve(v)),
             bind: self.bind,
             relative: self.relative,
         }
@@ -85,6 +94,24 @@ impl DraftOrderCriterion<String> {
 }
 
 impl DraftOrderCriterion {
+    /// Whether the order's reasons satisfy `reason` and `notReason`.
+    fn reasons_pass(&self, ev: &Evaluator<'_, '_>, order: &DraftOrder<'_>) -> bool {
+        let has = |set: &ValueSetRef| {
+            let coded = |codes: &[crate::fhir::Code<'_>]| {
+                ev.value_sets[set.id].first_match(codes).is_some()
+            };
+            coded(&order.reason_codes)
+                || order.reason_references.iter().any(|reference| {
+                    let id = reference.strip_prefix("Condition/");
+                    ev.record
+                        .conditions
+                        .iter()
+                        .any(|c| id.is_some() && c.coded.id == id && coded(&c.coded.codes))
+                })
+        };
+        self.reason.as_ref().is_none_or(has) && !self.not_reason.as_ref().is_some_and(has)
+    }
+
     fn filter(&self) -> dose::Filter<'_> {
         dose::Filter {
             as_needed: self.as_needed,
@@ -105,6 +132,7 @@ impl DraftOrderCriterion {
         ev.coded_items(&ev.record.draft_orders, &self.value_set, None, of_type)
             .into_iter()
             .filter(|d| filter.passes(&d.coded, &d.dosage))
+            .filter(|d| self.reasons_pass(ev, d))
             .filter_map(|d| {
                 let value = match &self.dose {
                     Some(test) => Some((test.passes(&d.coded, &d.dosage)?, Some(test.unit()))),
@@ -131,16 +159,27 @@ impl Leaf for DraftOrderCriterion {
             .as_ref()
             .map(|d| format!(" with {}", d.describe()))
             .unwrap_or_default();
+        let reason = |prefix: &str, set: &Option<ValueSetRef>| {
+            set.as_ref()
+                .map(|set| format!(" {prefix} {}", title(value_sets, set)))
+                .unwrap_or_default()
+        };
         format!(
-            "draft order for {}{dose}{}",
+            "draft order for {}{dose}{}{}{}",
             title(value_sets, &self.value_set),
-            self.filter().describe()
+            self.filter().describe(),
+            reason("for", &self.reason),
+            reason("not for", &self.not_reason)
         )
     }
 
     fn data_need(&self) -> Vec<Need<'_>> {
-        // Draft orders arrive in the request's context, never by prefetch.
-        Vec::new()
+        // Draft orders arrive in the request's context, never by prefetch;
+        // a reason may reference one of the patient's Conditions.
+        match self.reason.is_some() || self.not_reason.is_some() {
+            true => Need::of(DataNeed::Conditions),
+            false => Vec::new(),
+        }
     }
 
     fn items(&self) -> Option<Items<'_>> {
