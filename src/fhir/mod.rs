@@ -18,5 +18,5 @@ pub use date::{parse_date, parse_datetime};
 pub use prefetch::{DataNeed, PrefetchKey, PrefetchState, classify_prefetch, render_template};
 pub use record::{
     Code, Coded, ConditionFact, Dosage, DoseQuantity, DraftOrder, EncounterFact, MedicationFact,
-    ObservationFact, PatientRecord, PlannedOrderFact, ProcedureFact, RecordSources,
+    ObservationFact, PatientRecord, PlannedOrderFact, Prescription, ProcedureFact, RecordSources,
 };

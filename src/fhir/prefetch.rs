@@ -13,6 +13,9 @@ pub enum DataNeed {
     Conditions,
     /// Active medications.
     Medications,
+    /// Every MedicationRequest, past ones too (for new starts); replaces
+    /// [`DataNeed::Medications`] under the same key.
+    MedicationHistory,
     /// Observations (restricted to the codes rules read, when few enough).
     Observations,
     /// Procedures.
@@ -52,6 +55,10 @@ impl PrefetchKey {
             DataNeed::Medications => (
                 "medications",
                 "MedicationRequest?patient={{context.patientId}}&status=active".into(),
+            ),
+            DataNeed::MedicationHistory => (
+                "medications",
+                "MedicationRequest?patient={{context.patientId}}".into(),
             ),
             DataNeed::Observations => ("observations", observation_template(observation_codes)),
             DataNeed::Procedures => (

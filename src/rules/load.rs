@@ -625,6 +625,32 @@ mod tests {
     }
 
     #[test]
+    fn a_new_start_asks_discovery_for_every_medication_request() {
+        let prefetch = |draft: &str| {
+            let text = rule("meds", "").replace(
+                "draftOrder: { valueSet: https://example.org/vs/psa, as: order }",
+                &format!("draftOrder: {{ valueSet: https://example.org/vs/psa, resourceType: MedicationRequest, as: order{draft} }}"),
+            );
+            let rules = load("", &[("a.yaml", text)]).unwrap();
+            let keys = rules.prefetch_keys(rules.rules.iter());
+            let medications: Vec<String> = keys
+                .iter()
+                .filter(|k| k.key == "medications")
+                .map(|k| k.template.clone())
+                .collect();
+            medications
+        };
+        assert_eq!(
+            prefetch(", newStart: { within: 6mo }"),
+            ["MedicationRequest?patient={{context.patientId}}"]
+        );
+        assert!(
+            prefetch("").is_empty(),
+            "a draft order alone needs no medications"
+        );
+    }
+
+    #[test]
     fn a_relative_window_must_name_a_binding_made_before_it() {
         let when = "when:\n  all:\n    - procedure: { valueSet: https://example.org/vs/psa, as: test,\n\
                     \x20       relative: { to: order, after: 30d } }\n\

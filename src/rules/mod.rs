@@ -197,6 +197,10 @@ impl RuleSet {
                 });
             }
         }
+        // The history holds the active medications too, under the same key.
+        if needs.contains_key(&DataNeed::MedicationHistory) {
+            needs.remove(&DataNeed::Medications);
+        }
         needs
             .into_iter()
             .map(|(need, codes)| PrefetchKey::for_need(need, &Vec::from_iter(codes)))

@@ -25,6 +25,16 @@ pub struct MedicationFact<'a> {
 }
 
 /// A completed or stopped prescription, which an active one may renew.
+/// A dated MedicationRequest, active, completed or stopped: the
+/// prescribing history that tells a new start from a continuation.
+#[derive(Debug, Clone)]
+pub struct Prescription<'a> {
+    /// The drug.
+    pub coded: Coded<'a>,
+    /// When it was written: the earliest of authoredOn and the validity start.
+    pub written: OffsetDateTime,
+}
+
 pub(super) struct PastPrescription<'a> {
     drug: Code<'a>,
     start: OffsetDateTime,
@@ -87,8 +97,14 @@ impl<'a> Reader<'a> {
         let authored = self.datetime(r, "authoredOn");
         let validity = field(r, "dispenseRequest").and_then(|d| field(d, "validityPeriod"));
         let validity_start = validity.and_then(|p| self.datetime(p, "start"));
+        // Read once: reading counts what it skips.
+        let coded = self.medication(r);
+        if let Some(written) = earliest(authored, validity_start) {
+            let coded = coded.clone();
+            self.prescriptions.push(Prescription { coded, written });
+        }
         if status != Some("active") {
-            let drug = self.medication(r).codes.first().copied();
+            let drug = coded.codes.first().copied();
             if let (Some(drug), Some(start)) = (drug, earliest(authored, validity_start)) {
                 let end = validity.and_then(|p| self.datetime(p, "end"));
                 self.past_prescriptions
@@ -98,7 +114,7 @@ impl<'a> Reader<'a> {
         }
         let validity = validity_start;
         Some(MedicationFact {
-            coded: self.medication(r),
+            coded,
             start: earliest(authored, validity),
             resource_type: "MedicationRequest",
             resource: r,

@@ -23,7 +23,7 @@ mod procedure;
 pub use condition::ConditionFact;
 pub use dosage::{Dosage, DoseQuantity};
 pub use encounter::EncounterFact;
-pub use medication::MedicationFact;
+pub use medication::{MedicationFact, Prescription};
 pub use observation::ObservationFact;
 pub use order::DraftOrder;
 pub use planned::PlannedOrderFact;
@@ -80,6 +80,9 @@ pub struct PatientRecord<'a> {
     pub conditions: Vec<ConditionFact<'a>>,
     /// Active medications.
     pub medications: Vec<MedicationFact<'a>>,
+    /// Every dated MedicationRequest (active, completed or stopped), for
+    /// telling a new start from a continuation.
+    pub prescriptions: Vec<Prescription<'a>>,
     /// Observations (not cancelled or entered in error).
     pub observations: Vec<ObservationFact<'a>>,
     /// Performed procedures.
@@ -124,6 +127,7 @@ impl<'a> PatientRecord<'a> {
             skipped: 0,
             medications_by_id,
             past_prescriptions: Vec::new(),
+            prescriptions: Vec::new(),
         };
         let mut record = PatientRecord {
             current_encounter: sources.encounter_id,
@@ -135,6 +139,7 @@ impl<'a> PatientRecord<'a> {
         record.draft_orders = reader.draft_orders(&sources);
         record.skipped_elements = reader.skipped;
         carry_back_renewals(&mut record.medications, &mut reader.past_prescriptions);
+        record.prescriptions = reader.prescriptions;
         record
     }
 
@@ -180,6 +185,7 @@ struct Reader<'a> {
     skipped: usize,
     medications_by_id: HashMap<&'a str, &'a Json<'a>>,
     past_prescriptions: Vec<PastPrescription<'a>>,
+    prescriptions: Vec<Prescription<'a>>,
 }
 
 impl<'a> Reader<'a> {

@@ -4,7 +4,7 @@
 
 use super::coded::CodedItem;
 use super::dose::{self, DoseTest};
-use super::{Items, Kind, Leaf, Need, Outcome, Relative, title};
+use super::{Items, Kind, Leaf, Need, NewStart, Outcome, Relative, title};
 use crate::fhir::DataNeed;
 use crate::fhir::DraftOrder;
 use crate::rules::eval::{Bound, Evaluator};
@@ -32,6 +32,8 @@ pub struct DraftOrderCriterion<V = ValueSetRef> {
     pub form: Option<Vec<RouteClass>>,
     /// Dose-form classes excluded (from the drug table).
     pub not_form: Option<Vec<RouteClass>>,
+    /// Only new starts: no prescription of the same ingredient in the window before.
+    pub new_start: Option<NewStart>,
     /// Only orders with a reason in this value set: a `reasonCode`, or the
     /// code of a Condition in `reasonReference`.
     pub reason: Option<V>,
@@ -85,6 +87,7 @@ impl DraftOrderCriterion<String> {
             route: self.route,
             form: self.form,
             not_form: self.not_form,
+            new_start: self.new_start,
             reason: self.reason.map(|v| ids.resolve(v)),
             not_reason: self.not_reason.map(|v| ids.resolve(v)),
             bind: self.bind,
@@ -133,6 +136,11 @@ impl DraftOrderCriterion {
             .into_iter()
             .filter(|d| filter.passes(&d.coded, &d.dosage))
             .filter(|d| self.reasons_pass(ev, d))
+            .filter(|d| {
+                let start = d.authored.unwrap_or(ev.now);
+                let new = |n: &NewStart| n.holds(ev.record, &d.coded, start, true);
+                self.new_start.as_ref().is_none_or(new)
+            })
             .filter_map(|d| {
                 let value = match &self.dose {
                     Some(test) => Some((test.passes(&d.coded, &d.dosage)?, Some(test.unit()))),
@@ -164,8 +172,13 @@ impl Leaf for DraftOrderCriterion {
                 .map(|set| format!(" {prefix} {}", title(value_sets, set)))
                 .unwrap_or_default()
         };
+        let new = self
+            .new_start
+            .as_ref()
+            .map(NewStart::describe)
+            .unwrap_or_default();
         format!(
-            "draft order for {}{dose}{}{}{}",
+            "draft order for {}{dose}{}{new}{}{}",
             title(value_sets, &self.value_set),
             self.filter().describe(),
             reason("for", &self.reason),
@@ -176,10 +189,14 @@ impl Leaf for DraftOrderCriterion {
     fn data_need(&self) -> Vec<Need<'_>> {
         // Draft orders arrive in the request's context, never by prefetch;
         // a reason may reference one of the patient's Conditions.
-        match self.reason.is_some() || self.not_reason.is_some() {
-            true => Need::of(DataNeed::Conditions),
-            false => Vec::new(),
+        let mut needs = Vec::new();
+        if self.reason.is_some() || self.not_reason.is_some() {
+            needs.extend(Need::of(DataNeed::Conditions));
         }
+        if self.new_start.is_some() {
+            needs.extend(Need::of(DataNeed::MedicationHistory));
+        }
+        needs
     }
 
     fn items(&self) -> Option<Items<'_>> {
@@ -196,14 +213,15 @@ impl Leaf for DraftOrderCriterion {
             || self.as_needed.is_some()
             || self.route.is_some()
             || self.form.is_some()
-            || self.not_form.is_some();
+            || self.not_form.is_some()
+            || self.new_start.is_some();
         if medication_only
             && self
                 .resource_type
                 .is_some_and(|t| t != OrderType::MedicationRequest)
         {
             return Some(
-                "dose, asNeeded, route, form and notForm apply only to resourceType: MedicationRequest"
+                "dose, asNeeded, route, form, notForm and newStart apply only to resourceType: MedicationRequest"
                     .to_owned(),
             );
         }

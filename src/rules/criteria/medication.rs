@@ -4,7 +4,7 @@
 
 use super::coded::CodedItem;
 use super::dose::{self, DoseTest};
-use super::{Items, Kind, Leaf, Need, Outcome, Relative, span_words, title};
+use super::{Items, Kind, Leaf, Need, NewStart, Outcome, Relative, span_words, title};
 use crate::fhir::DataNeed;
 use crate::rules::eval::{Bound, Evaluator};
 use crate::rules::model::Span;
@@ -34,6 +34,8 @@ pub struct MedicationCriterion<V = ValueSetRef> {
     pub form: Option<Vec<RouteClass>>,
     /// Dose-form classes excluded (from the drug table).
     pub not_form: Option<Vec<RouteClass>>,
+    /// Only new starts: no prescription of the same ingredient in the window before.
+    pub new_start: Option<NewStart>,
     /// Binding name.
     #[serde(rename = "as")]
     pub bind: Option<String>,
@@ -53,6 +55,7 @@ impl MedicationCriterion<String> {
             route: self.route,
             form: self.form,
             not_form: self.not_form,
+            new_start: self.new_start,
             bind: self.bind,
             relative: self.relative,
         }
@@ -78,6 +81,13 @@ impl MedicationCriterion {
                 let days = m.start.map(|s| (ev.now - s).whole_days());
                 if let Some(Span(min)) = self.min_duration
                     && days.is_none_or(|d| d < min.whole_days())
+                {
+                    return None;
+                }
+                if let Some(new) = &self.new_start
+                    && !m
+                        .start
+                        .is_some_and(|start| new.holds(ev.record, &m.coded, start, false))
                 {
                     return None;
                 }
@@ -137,8 +147,13 @@ impl Leaf for MedicationCriterion {
             .as_ref()
             .map(|d| format!(" with {}", d.describe()))
             .unwrap_or_default();
+        let new = self
+            .new_start
+            .as_ref()
+            .map(NewStart::describe)
+            .unwrap_or_default();
         format!(
-            "{count}active {}{}{dose}{}",
+            "{count}active {}{}{dose}{}{new}",
             title(value_sets, &self.value_set),
             span_words(self.min_duration, "for at least"),
             filter.describe()
@@ -146,7 +161,11 @@ impl Leaf for MedicationCriterion {
     }
 
     fn data_need(&self) -> Vec<Need<'_>> {
-        Need::of(DataNeed::Medications)
+        // A new start is judged against past prescriptions, not only active ones.
+        match self.new_start {
+            Some(_) => Need::of(DataNeed::MedicationHistory),
+            None => Need::of(DataNeed::Medications),
+        }
     }
 
     fn items(&self) -> Option<Items<'_>> {
