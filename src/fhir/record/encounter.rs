@@ -21,15 +21,7 @@ impl<'a> Reader<'a> {
     /// The codings of `Encounter.type`, an array of CodeableConcepts; a
     /// lone CodeableConcept is tolerated, any other shape skipped and counted.
     pub(super) fn encounter_types(&mut self, r: &'a Json<'a>) -> Vec<Code<'a>> {
-        let concepts: Vec<&'a Json<'a>> = match field(r, "type") {
-            None => return Vec::new(),
-            Some(Json::Array(items)) => items.iter().collect(),
-            Some(single @ Json::Object(_)) => vec![single],
-            Some(_) => {
-                self.skipped += 1;
-                return Vec::new();
-            }
-        };
+        let concepts = self.array(r, "type");
         let mut codes = Vec::new();
         for concept in concepts {
             codes.extend(self.concept_codes(concept));

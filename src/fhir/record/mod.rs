@@ -278,17 +278,23 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// The codings of one CodeableConcept that have a system and a code.
-    fn concept_codes(&mut self, concept: &'a Json<'a>) -> Vec<Code<'a>> {
-        let codings: Vec<&Json<'a>> = match field(concept, "coding") {
+    /// The items of an array element; a lone object counts as one item,
+    /// anything else is skipped and counted.
+    pub(super) fn array(&mut self, r: &'a Json<'a>, key: &str) -> Vec<&'a Json<'a>> {
+        match field(r, key) {
+            None => Vec::new(),
             Some(Json::Array(items)) => items.iter().collect(),
             Some(single @ Json::Object(_)) => vec![single],
             Some(_) => {
                 self.skipped += 1;
                 Vec::new()
             }
-            None => Vec::new(),
-        };
+        }
+    }
+
+    /// The codings of one CodeableConcept that have a system and a code.
+    fn concept_codes(&mut self, concept: &'a Json<'a>) -> Vec<Code<'a>> {
+        let codings = self.array(concept, "coding");
         codings
             .into_iter()
             .filter_map(|c| {

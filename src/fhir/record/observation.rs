@@ -82,26 +82,10 @@ impl<'a> Reader<'a> {
     /// CodeableConcepts; a lone object is tolerated like elsewhere, any
     /// other shape is skipped and counted.
     fn interpretation(&mut self, r: &'a Json<'a>) -> Vec<&'a str> {
-        let concepts: Vec<&Json<'a>> = match field(r, "interpretation") {
-            None => return Vec::new(),
-            Some(Json::Array(items)) => items.iter().collect(),
-            Some(single @ Json::Object(_)) => vec![single],
-            Some(_) => {
-                self.skipped += 1;
-                return Vec::new();
-            }
-        };
+        let concepts = self.array(r, "interpretation");
         let mut codes = Vec::new();
         for concept in concepts {
-            let codings: Vec<&Json<'a>> = match field(concept, "coding") {
-                Some(Json::Array(items)) => items.iter().collect(),
-                Some(single @ Json::Object(_)) => vec![single],
-                Some(_) => {
-                    self.skipped += 1;
-                    Vec::new()
-                }
-                None => Vec::new(),
-            };
+            let codings = self.array(concept, "coding");
             for coding in codings {
                 let system = field(coding, "system").and_then(Json::as_str);
                 if system.is_some_and(|s| s != INTERPRETATION_SYSTEM) {

@@ -98,18 +98,4 @@ impl<'a> Reader<'a> {
             .collect();
         (codes, references)
     }
-
-    /// The items of an array element; a lone object counts as one item,
-    /// anything else is skipped and counted.
-    fn array(&mut self, r: &'a Json<'a>, key: &str) -> Vec<&'a Json<'a>> {
-        match field(r, key) {
-            None => Vec::new(),
-            Some(Json::Array(items)) => items.iter().collect(),
-            Some(single @ Json::Object(_)) => vec![single],
-            Some(_) => {
-                self.skipped += 1;
-                Vec::new()
-            }
-        }
-    }
 }
