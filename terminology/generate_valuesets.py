@@ -61,8 +61,19 @@ def load_table():
 
 
 def load_classes():
+    """drug-classes.json, then every classes/*.json (one file per rule area), as one class list."""
     with open(CLASSES, encoding="utf-8") as f:
-        return json.load(f)
+        spec = json.load(f)
+    extra = os.path.join(HERE, "classes")
+    for name in sorted(os.listdir(extra)) if os.path.isdir(extra) else []:
+        if name.endswith(".json"):
+            with open(os.path.join(extra, name), encoding="utf-8") as f:
+                spec["classes"].extend(json.load(f)["classes"])
+    ids = [c["id"] for c in spec["classes"]]
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        sys.exit("classes defined twice: " + ", ".join(dup))
+    return spec
 
 
 def members(cls, drugs, done):

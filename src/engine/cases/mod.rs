@@ -3,6 +3,8 @@
 //! fire. `hookwise test` and `cargo test` run them through the same record
 //! builder and evaluator as the server.
 
+mod shorthand;
+
 use super::screen::Screen;
 use super::{Input, Outcome, evaluate};
 use crate::cds::Hook;
@@ -35,8 +37,54 @@ struct Case {
     context: Map<String, Value>,
     #[serde(default)]
     draft_orders: Vec<Value>,
+    /// Short-form draft medication orders; selected on order-select unless
+    /// `selections` says otherwise.
+    #[serde(default)]
+    draft_medications: Vec<shorthand::Medication>,
     selections: Option<Vec<String>>,
     expect: Expect,
+}
+
+impl Case {
+    /// Expands the short forms into the resources and draft orders they
+    /// stand for, with ids numbered in order (`med-1`, `draft-1` ...).
+    fn expand_shorthand(&mut self) {
+        let patient = self
+            .patient
+            .id
+            .clone()
+            .unwrap_or_else(|| "test-patient".into());
+        let p = &mut self.patient;
+        let expanded = (p.medications.iter().enumerate())
+            .map(|(i, m)| m.resource(&format!("med-{}", i + 1), &patient, false))
+            .chain(
+                (p.conditions.iter().enumerate())
+                    .map(|(i, c)| c.resource(&format!("cond-{}", i + 1), &patient)),
+            )
+            .chain(
+                (p.observations.iter().enumerate())
+                    .map(|(i, o)| o.resource(&format!("obs-{}", i + 1), &patient)),
+            )
+            .chain(
+                (p.procedures.iter().enumerate())
+                    .map(|(i, r)| r.resource(&format!("proc-{}", i + 1), &patient)),
+            )
+            .collect::<Vec<_>>();
+        p.resources.extend(expanded);
+        let ids: Vec<String> = (1..=self.draft_medications.len())
+            .map(|i| format!("draft-{i}"))
+            .collect();
+        for (m, id) in self.draft_medications.iter().zip(&ids) {
+            self.draft_orders.push(m.resource(id, &patient, true));
+        }
+        if self.selections.is_none() && !ids.is_empty() && self.hook == Hook::OrderSelect {
+            self.selections = Some(
+                ids.iter()
+                    .map(|id| format!("MedicationRequest/{id}"))
+                    .collect(),
+            );
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -48,6 +96,14 @@ struct PatientSpec {
     gender: Option<String>,
     #[serde(default)]
     resources: Vec<Value>,
+    #[serde(default)]
+    medications: Vec<shorthand::Medication>,
+    #[serde(default)]
+    conditions: Vec<shorthand::Condition>,
+    #[serde(default)]
+    observations: Vec<shorthand::Observation>,
+    #[serde(default)]
+    procedures: Vec<shorthand::Procedure>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -108,9 +164,10 @@ pub fn load_tests(
         if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
             continue;
         }
-        let Some((file, doc)) = load_yaml::<TestFile>(&path, &schema, &mut problems) else {
+        let Some((mut file, doc)) = load_yaml::<TestFile>(&path, &schema, &mut problems) else {
             continue;
         };
+        file.cases.iter_mut().for_each(Case::expand_shorthand);
         for (i, case) in file.cases.iter().enumerate() {
             let named = case.expect.fires.iter().map(|id| ("fires", id));
             let named = named.chain(

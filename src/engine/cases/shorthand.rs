@@ -1,0 +1,228 @@
+//! The short forms of a rule case: a line per medication, condition,
+//! observation or procedure instead of a whole FHIR resource.
+//!
+//! Each short form expands to the R4 resource a conformant EHR would send
+//! (and is validated as strictly as a hand-written one), so a case written
+//! either way tests the same record builder.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+const RXNORM: &str = "http://www.nlm.nih.gov/research/umls/rxnorm";
+const LOINC: &str = "http://loinc.org";
+const UCUM: &str = "http://unitsofmeasure.org";
+
+/// A code system as a case names it: an alias or the system URL.
+fn system_url(name: &str) -> &str {
+    match name {
+        "icd10" => "http://hl7.org/fhir/sid/icd-10-cm",
+        "snomed" => "http://snomed.info/sct",
+        "rxnorm" => RXNORM,
+        "loinc" => LOINC,
+        "cpt" => "http://www.ama-assn.org/go/cpt",
+        "hcpcs" => "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets",
+        url => url,
+    }
+}
+
+/// A medication: an active order (or a draft, under `draftMedications`).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Medication {
+    rxnorm: String,
+    display: String,
+    #[serde(default = "active")]
+    status: String,
+    authored_on: Option<String>,
+    /// A sig as text, or a FHIR R4 Dosage object.
+    dosage: Option<Value>,
+    /// Coded reasons: `{code, system?, display?}` (system defaults to ICD-10-CM).
+    #[serde(default)]
+    reason: Vec<Coded>,
+}
+
+/// A code with its system (default ICD-10-CM) and display.
+#[derive(Debug, Deserialize)]
+pub struct Coded {
+    code: String,
+    #[serde(default = "icd10")]
+    system: String,
+    display: Option<String>,
+}
+
+/// A condition on the problem list.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    #[serde(flatten)]
+    coded: Coded,
+    #[serde(default = "active")]
+    status: String,
+    onset: Option<String>,
+    recorded: Option<String>,
+}
+
+/// A final observation: a quantity, a coded result, or neither.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Observation {
+    loinc: String,
+    display: Option<String>,
+    date: String,
+    value: Option<f64>,
+    unit: Option<String>,
+    result: Option<Coded>,
+    /// A v3 ObservationInterpretation code (`H`, `L`, `POS`, `NEG` ...).
+    interpretation: Option<String>,
+}
+
+/// A completed procedure.
+#[derive(Debug, Deserialize)]
+pub struct Procedure {
+    #[serde(flatten)]
+    coded: Coded,
+    date: String,
+}
+
+fn active() -> String {
+    "active".into()
+}
+
+fn icd10() -> String {
+    "icd10".into()
+}
+
+impl Coded {
+    fn concept(&self) -> Value {
+        let mut coding = json!({"system": system_url(&self.system), "code": self.code});
+        if let Some(display) = &self.display {
+            coding["display"] = json!(display);
+        }
+        json!({"coding": [coding]})
+    }
+}
+
+impl Medication {
+    /// The MedicationRequest; `status` is forced to `draft` for a draft order.
+    pub fn resource(&self, id: &str, patient: &str, draft: bool) -> Value {
+        let status = if draft { "draft" } else { self.status.as_str() };
+        let mut r = json!({
+            "resourceType": "MedicationRequest", "id": id, "status": status, "intent": "order",
+            "medicationCodeableConcept": {
+                "coding": [{"system": RXNORM, "code": self.rxnorm, "display": self.display}],
+                "text": self.display},
+            "subject": {"reference": format!("Patient/{patient}")}});
+        if let Some(authored) = &self.authored_on {
+            r["authoredOn"] = json!(authored);
+        }
+        match &self.dosage {
+            Some(Value::String(text)) => r["dosageInstruction"] = json!([{"text": text}]),
+            Some(dosage) => r["dosageInstruction"] = json!([dosage]),
+            None => {}
+        }
+        if !self.reason.is_empty() {
+            r["reasonCode"] = self.reason.iter().map(Coded::concept).collect();
+        }
+        r
+    }
+}
+
+impl Condition {
+    /// The Condition, with its clinical status and onset or recorded date.
+    pub fn resource(&self, id: &str, patient: &str) -> Value {
+        let status_system = "http://terminology.hl7.org/CodeSystem/condition-clinical";
+        let mut r = json!({
+            "resourceType": "Condition", "id": id,
+            "clinicalStatus": {"coding": [{"system": status_system, "code": self.status}]},
+            "code": self.coded.concept(),
+            "subject": {"reference": format!("Patient/{patient}")}});
+        if let Some(onset) = &self.onset {
+            r["onsetDateTime"] = json!(onset);
+        }
+        if let Some(recorded) = &self.recorded {
+            r["recordedDate"] = json!(recorded);
+        }
+        r
+    }
+}
+
+impl Observation {
+    /// The final Observation, with its value and interpretation.
+    pub fn resource(&self, id: &str, patient: &str) -> Value {
+        let mut coding = json!({"system": LOINC, "code": self.loinc});
+        if let Some(display) = &self.display {
+            coding["display"] = json!(display);
+        }
+        let mut r = json!({
+            "resourceType": "Observation", "id": id, "status": "final",
+            "code": {"coding": [coding]},
+            "subject": {"reference": format!("Patient/{patient}")},
+            "effectiveDateTime": self.date});
+        if let Some(value) = self.value {
+            let mut quantity = json!({"value": value});
+            if let Some(unit) = &self.unit {
+                quantity["unit"] = json!(unit);
+                quantity["system"] = json!(UCUM);
+                quantity["code"] = json!(unit);
+            }
+            r["valueQuantity"] = quantity;
+        }
+        if let Some(result) = &self.result {
+            r["valueCodeableConcept"] = result.concept();
+        }
+        if let Some(code) = &self.interpretation {
+            let system = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation";
+            r["interpretation"] = json!([{"coding": [{"system": system, "code": code}]}]);
+        }
+        r
+    }
+}
+
+impl Procedure {
+    /// The completed Procedure.
+    pub fn resource(&self, id: &str, patient: &str) -> Value {
+        json!({
+            "resourceType": "Procedure", "id": id, "status": "completed",
+            "code": self.coded.concept(),
+            "subject": {"reference": format!("Patient/{patient}")},
+            "performedDateTime": self.date})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_medication_expands_to_a_coded_medication_request() {
+        let med: Medication = serde_json::from_value(json!({
+            "rxnorm": "197901", "display": "lorazepam 1 MG Oral Tablet",
+            "authoredOn": "2026-01-10", "dosage": "1 tablet at night",
+            "reason": [{"code": "F41.1"}]}))
+        .unwrap();
+        let r = med.resource("med-1", "p", false);
+        assert_eq!(r["status"], "active");
+        assert_eq!(
+            r["medicationCodeableConcept"]["coding"][0]["code"],
+            "197901"
+        );
+        assert_eq!(r["dosageInstruction"][0]["text"], "1 tablet at night");
+        assert_eq!(
+            r["reasonCode"][0]["coding"][0]["system"],
+            "http://hl7.org/fhir/sid/icd-10-cm"
+        );
+        assert_eq!(med.resource("d-1", "p", true)["status"], "draft");
+    }
+
+    #[test]
+    fn an_observation_carries_its_ucum_unit_and_interpretation() {
+        let obs: Observation = serde_json::from_value(json!({
+            "loinc": "2160-0", "date": "2026-06-01", "value": 1.8, "unit": "mg/dL",
+            "interpretation": "H"}))
+        .unwrap();
+        let r = obs.resource("obs-1", "p");
+        assert_eq!(r["valueQuantity"]["code"], "mg/dL");
+        assert_eq!(r["interpretation"][0]["coding"][0]["code"], "H");
+        assert!(r.get("valueCodeableConcept").is_none());
+    }
+}
