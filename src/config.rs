@@ -18,6 +18,10 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// Rule directory (`HOOKWISE_RULES`).
     pub rules: PathBuf,
+    /// Ids of rules this site turns off, such as the "use with caution"
+    /// cards it does not want (`HOOKWISE_DISABLED_RULES`, comma-separated).
+    /// An id that names no rule stops the server from starting.
+    pub disabled_rules: Vec<String>,
     /// Budget for a service call, FHIR fetches included (`HOOKWISE_DEADLINE_MS`).
     pub deadline_ms: u64,
     /// Largest request body in bytes; larger gets 413 (`HOOKWISE_MAX_BODY_BYTES`).
@@ -245,6 +249,7 @@ impl Default for Settings {
         Settings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             rules: PathBuf::from("cds-rules"),
+            disabled_rules: Vec::new(),
             deadline_ms: 2000,
             max_body_bytes: 5 * 1024 * 1024,
             max_json_depth: MAX_JSON_DEPTH_CEILING,
@@ -310,6 +315,7 @@ impl Settings {
                 .separator("__")
                 .list_separator(",")
                 .with_list_parse_key("fhir.insecure_hosts")
+                .with_list_parse_key("disabled_rules")
                 .with_list_parse_key("cors.allowed_origins")
                 .try_parsing(true),
         );

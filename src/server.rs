@@ -56,6 +56,9 @@ pub fn build_engine(settings: &Settings) -> Result<Engine, StartError> {
         dir: settings.rules.display().to_string(),
         problems,
     })?;
+    let rules = rules
+        .without(&settings.disabled_rules)
+        .map_err(StartError::Config)?;
     let fhir = FhirClient::new(FhirClientConfig {
         insecure_hosts: settings.fhir.insecure_hosts.clone(),
         request_timeout: Duration::from_millis(settings.fhir.request_timeout_ms),

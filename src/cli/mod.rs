@@ -299,8 +299,17 @@ fn test(dir: &Path, fixtures: Option<PathBuf>) -> Result<ExitCode, CliError> {
         say!("{}", result.line());
     }
     let failed = results.iter().filter(|r| !r.passed()).count();
-    say!("{} passed, {} failed", results.len() - failed, failed);
-    Ok(if failed == 0 {
+    let gaps = crate::engine::cases::gaps(&rules, &results);
+    for gap in &gaps {
+        say!("GAP {gap}");
+    }
+    say!(
+        "{} passed, {} failed, {} untested behaviours",
+        results.len() - failed,
+        failed,
+        gaps.len()
+    );
+    Ok(if failed == 0 && gaps.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

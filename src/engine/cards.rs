@@ -128,7 +128,7 @@ pub fn render_card(finding: &Finding<'_, '_>, ctx: &CardContext<'_>) -> Card {
         },
         suggestions,
         selection_behavior,
-        override_reasons: template.override_reasons.clone(),
+        override_reasons: template.override_reasons.codings().to_vec(),
         links: template.links.iter().map(link).collect(),
     }
 }
@@ -137,8 +137,8 @@ pub fn render_card(finding: &Finding<'_, '_>, ctx: &CardContext<'_>) -> Card {
 pub struct Part<'p> {
     /// The rule's title, heading its section.
     pub title: &'p str,
-    /// The medications the finding names.
-    pub drugs: Vec<&'p str>,
+    /// The medications the finding names, by ingredient.
+    pub drugs: Vec<String>,
     /// The finding's own card.
     pub card: Card,
 }
@@ -156,7 +156,7 @@ impl<'p> Part<'p> {
                         .as_deref()
                         .is_some_and(|r| r.starts_with("Medication"))
             })
-            .map(|b| b.display)
+            .map(|b| b.drug_name())
             .collect();
         Part {
             title: &finding.rule.title,
@@ -175,13 +175,16 @@ pub fn combine(
     parts: Vec<Part<'_>>,
     ctx: &CardContext<'_>,
 ) -> Card {
-    let mut drugs: Vec<&str> = parts.iter().flat_map(|p| p.drugs.iter().copied()).collect();
+    let mut drugs: Vec<&str> = parts
+        .iter()
+        .flat_map(|p| p.drugs.iter().map(String::as_str))
+        .collect();
     drugs.sort_unstable();
     drugs.dedup();
     let summary = template
         .summary
-        .replace("{{count}}", &parts.len().to_string())
-        .replace("{{drugs}}", &drugs.join(", "));
+        .replace("{{count}}", &parts.len().to_string());
+    let summary = with_drug_list(&summary, &drugs);
     let detail = parts
         .iter()
         .map(|p| {
@@ -224,6 +227,22 @@ pub fn combine(
         override_reasons: template.override_reasons.clone(),
         links,
     }
+}
+
+/// Fills `{{drugs}}` with as many names as fit in a summary, then "and N
+/// more", so a long review is never cut in the middle of a name.
+fn with_drug_list(summary: &str, drugs: &[&str]) -> String {
+    let filled = |list: &str| summary.replace("{{drugs}}", list);
+    (0..=drugs.len())
+        .rev()
+        .map(|shown| match drugs.len() - shown {
+            0 => drugs.join(", "),
+            rest if shown == 0 => format!("{rest} drugs"),
+            rest => format!("{} and {rest} more", drugs[..shown].join(", ")),
+        })
+        .map(|list| filled(&list))
+        .find(|s| s.chars().count() <= MAX_SUMMARY_CHARS)
+        .unwrap_or_else(|| filled(&format!("{} drugs", drugs.len())))
 }
 
 /// The actions of one template action: one delete per matched draft order
@@ -391,6 +410,38 @@ mod tests {
             }
         }
         assert!(checked >= 9, "only {checked} proposed resources found");
+    }
+
+    #[test]
+    fn a_long_drug_list_ends_with_how_many_more_instead_of_being_cut() {
+        let summary = "Medication review: 9 potentially inappropriate ({{drugs}})";
+        assert_eq!(
+            with_drug_list(summary, &["glipizide", "lorazepam"]),
+            "Medication review: 9 potentially inappropriate (glipizide, lorazepam)"
+        );
+        let many = [
+            "amitriptyline",
+            "diphenhydramine",
+            "glyburide",
+            "lorazepam",
+            "meperidine",
+            "oxybutynin",
+            "promethazine",
+            "temazepam",
+            "zolpidem",
+            "cyclobenzaprine",
+        ];
+        let long = with_drug_list(summary, &many);
+        assert!(long.chars().count() <= MAX_SUMMARY_CHARS, "{long}");
+        assert!(long.ends_with(" more)"), "{long}");
+        let shown = long
+            .split('(')
+            .nth(1)
+            .unwrap()
+            .split(" and ")
+            .next()
+            .unwrap();
+        assert!(shown.split(", ").all(|name| many.contains(&name)), "{long}");
     }
 
     #[test]

@@ -240,14 +240,14 @@ pub fn reason_display(
     let family = rules.family(family);
     let own = rule
         .and_then(|id| rules.rules.iter().find(|r| r.id == id))
-        .map(|r| &r.card.override_reasons);
+        .map(|r| r.card.override_reasons.codings());
     let combined = family
         .and_then(|f| f.patient_view_card.as_ref())
-        .map(|t| &t.override_reasons);
+        .map(|t| t.override_reasons.as_slice());
     let members = family.into_iter().flat_map(|f| {
         f.rules
             .iter()
-            .map(|i| &rules.rules[*i].card.override_reasons)
+            .map(|i| rules.rules[*i].card.override_reasons.codings())
     });
     own.into_iter()
         .chain(combined)

@@ -27,6 +27,30 @@ pub struct Bound<'a> {
     pub resource: Option<&'a crate::json::Json<'a>>,
     /// Kidney function computed or read by a `kidney` criterion.
     pub kidney: Option<super::criteria::KidneyFunction>,
+    /// The drug table's entry for an RxNorm-coded item (its ingredients
+    /// name the drug on a card).
+    pub drug: Option<&'static crate::terminology::drugs::ClinicalDrug>,
+}
+
+impl Bound<'_> {
+    /// A drug's short name: its ingredients from the drug table, else its
+    /// display up to the strength ("Clonazepam [Klonopin]" stays whole,
+    /// "Simvastatin 10 MG" becomes "simvastatin"), lower-cased as RxNorm writes
+    /// ingredients.
+    pub fn drug_name(&self) -> String {
+        if let Some(drug) = self.drug.filter(|d| !d.ingredients.is_empty()) {
+            return drug.ingredients.join(" / ");
+        }
+        let words: Vec<&str> = self
+            .display
+            .split_whitespace()
+            .take_while(|w| !w.starts_with(|c: char| c.is_ascii_digit()))
+            .collect();
+        match words.is_empty() {
+            true => self.display.to_lowercase(),
+            false => words.join(" ").to_lowercase(),
+        }
+    }
 }
 
 /// What a rule's named criteria matched.

@@ -3,15 +3,15 @@
 //! is a [`Diagnostic`] naming the file and line.
 
 use super::criteria::{Kind, Node};
-use super::model::{ActionTemplate, AlertFatigue, Criterion, Rule};
+use super::model::{ActionTemplate, AlertFatigue, Criterion, OverrideReasons, Rule};
 use super::template::Template;
 use super::valueset::{ValueSet, ValueSetIds};
 use super::yaml::{YamlDoc, serde_path_to_pointer};
 use super::{Family, RuleSet, Service};
-use crate::cds::{Hook, SelectionBehavior};
+use crate::cds::{Coding, Hook, SelectionBehavior};
 use serde::Deserialize;
 use serde_json::Value;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -142,6 +142,9 @@ struct ServiceFile {
     description: String,
     usage_requirements: Option<String>,
     patient_view_card: Option<super::model::CombinedCardTemplate>,
+    /// Named override reason lists that the service's rules refer to by name.
+    #[serde(default)]
+    override_reason_sets: BTreeMap<String, Vec<Coding>>,
     #[serde(default)]
     alert_fatigue: ServiceAlertFatigue,
 }
@@ -235,6 +238,13 @@ pub fn load_dir(dir: &Path) -> Result<RuleSet, Vec<Diagnostic>> {
             };
             check_value_sets(&path, &doc, &ids, &mut problems);
             let mut rule = rule.resolve(&mut ids);
+            name_override_reasons(
+                &path,
+                &doc,
+                &mut rule,
+                &service.override_reason_sets,
+                &mut problems,
+            );
             check_rule(&path, &doc, &rule, &mut problems);
             rule.alert_fatigue = rule.alert_fatigue.or(fatigue_defaults);
             if let Some(first) = rule_files.get(&rule.id) {
@@ -297,6 +307,38 @@ fn load_value_sets(dir: &Path, problems: &mut Problems) -> Vec<ValueSet> {
         }
     }
     out
+}
+
+/// Replaces a card's named override reason set with the service's codings,
+/// or reports the unknown name with the sets there are.
+fn name_override_reasons(
+    path: &Path,
+    doc: &YamlDoc,
+    rule: &mut Rule,
+    sets: &BTreeMap<String, Vec<Coding>>,
+    problems: &mut Problems,
+) {
+    let OverrideReasons::Named(name) = &rule.card.override_reasons else {
+        return;
+    };
+    match sets.get(name) {
+        Some(codings) => rule.card.override_reasons = OverrideReasons::Listed(codings.clone()),
+        None => {
+            let known: Vec<&str> = sets.keys().map(String::as_str).collect();
+            problems.add(
+                path,
+                doc.line_of("/card/overrideReasons"),
+                format!(
+                    "unknown override reason set {name:?}; the service defines {}",
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            );
+        }
+    }
 }
 
 /// Reports every `valueSet` reference that names no loaded value set.
@@ -584,6 +626,38 @@ mod tests {
             std::fs::write(family.join(name), text).unwrap();
         }
         load_dir(dir.path())
+    }
+
+    #[test]
+    fn a_named_override_reason_set_becomes_the_services_codings() {
+        let service = "overrideReasonSets:\n  stop:\n    - { system: https://example.org, code: not-taking, display: Not taking }\n";
+        let named = rule("named", "").replace(
+            "overrideReasons: [{ system: https://example.org, code: x, display: X }]",
+            "overrideReasons: stop",
+        );
+        let set = load(service, &[("a.yaml", named.clone())]).unwrap();
+        let codes: Vec<&str> = set.rules[0]
+            .card
+            .override_reasons
+            .codings()
+            .iter()
+            .map(|c| c.code.as_str())
+            .collect();
+        assert_eq!(codes, ["not-taking"]);
+
+        let unknown = named.replace("overrideReasons: stop", "overrideReasons: taper");
+        let problems = load(service, &[("a.yaml", unknown)]).unwrap_err();
+        let message = problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(
+            message.contains("a.yaml:")
+                && message
+                    .contains("unknown override reason set \"taper\"; the service defines stop"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -122,6 +122,48 @@ impl RuleSet {
         set
     }
 
+    /// The rule set without the rules a site turned off (`disabled_rules`),
+    /// or the first id that names no rule. A hook none of a family's
+    /// remaining rules serves loses its service.
+    pub fn without(self, disabled: &[String]) -> Result<RuleSet, String> {
+        if let Some(unknown) = disabled
+            .iter()
+            .find(|id| !self.rules.iter().any(|r| &r.id == *id))
+        {
+            return Err(format!(
+                "disabled_rules names {unknown:?}, which is not a loaded rule"
+            ));
+        }
+        let mut new_index = Vec::with_capacity(self.rules.len());
+        let mut rules = Vec::with_capacity(self.rules.len());
+        for rule in self.rules {
+            match disabled.contains(&rule.id) {
+                true => new_index.push(None),
+                false => {
+                    new_index.push(Some(rules.len()));
+                    rules.push(rule);
+                }
+            }
+        }
+        let families = self
+            .families
+            .into_iter()
+            .map(|family| {
+                let kept: Vec<usize> = family.rules.iter().filter_map(|i| new_index[*i]).collect();
+                let hooks = kept
+                    .iter()
+                    .flat_map(|i| rules[*i].hooks.iter().copied())
+                    .collect();
+                Family {
+                    rules: kept,
+                    hooks,
+                    ..family
+                }
+            })
+            .collect();
+        Ok(RuleSet::new(rules, self.value_sets, families))
+    }
+
     /// The service with this id.
     pub fn service(&self, id: &str) -> Option<&Service> {
         self.services.iter().find(|s| s.id == id)
@@ -257,7 +299,10 @@ impl RuleSet {
             .iter()
             .flat_map(|f| f.patient_view_card.iter())
             .flat_map(|c| &c.override_reasons);
-        let own = self.rules.iter().flat_map(|r| &r.card.override_reasons);
+        let own = self
+            .rules
+            .iter()
+            .flat_map(|r| r.card.override_reasons.codings());
         crate::metrics::Declared {
             services: self
                 .services

@@ -212,8 +212,31 @@ pub struct CardTemplate {
     pub suggestions: Vec<SuggestionTemplate>,
     /// Selection behavior (default at-most-one).
     pub selection_behavior: Option<SelectionBehavior>,
-    /// Override reasons.
-    pub override_reasons: Vec<Coding>,
+    /// Override reasons: listed, or the name of one of the service's
+    /// `overrideReasonSets` (replaced by its codings at load time).
+    pub override_reasons: OverrideReasons,
+}
+
+/// A card's override reasons as a rule file writes them.
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+#[serde(untagged)]
+pub enum OverrideReasons {
+    /// The codings themselves.
+    Listed(Vec<Coding>),
+    /// A set the rule's service defines, such as `taper` or `stop`.
+    Named(String),
+}
+
+impl OverrideReasons {
+    /// The codings; empty for a name, which the loader has already replaced
+    /// (an unknown name is a load error).
+    pub fn codings(&self) -> &[Coding] {
+        match self {
+            OverrideReasons::Listed(codings) => codings,
+            OverrideReasons::Named(_) => &[],
+        }
+    }
 }
 
 /// Card source.

@@ -68,11 +68,18 @@ pub enum Field {
     Method,
     /// The first medication's daily dose, when its criterion tests one ("0.25 mg/day").
     Dose,
+    /// The first match's drug by ingredient, as RxNorm writes it
+    /// ("glipizide", "acetaminophen / oxycodone"): short enough for a summary.
+    Name,
+    /// The same, capitalised, to begin a sentence ("Glipizide").
+    CapitalName,
+    /// Every distinct drug by ingredient, comma-separated ("lorazepam, zolpidem").
+    Names,
 }
 
 impl Field {
     /// Every field, in the order messages list them.
-    pub const ALL: [Field; 11] = [
+    pub const ALL: [Field; 14] = [
         Field::Display,
         Field::List,
         Field::Count,
@@ -84,6 +91,9 @@ impl Field {
         Field::Egfr,
         Field::Method,
         Field::Dose,
+        Field::Name,
+        Field::CapitalName,
+        Field::Names,
     ];
 
     /// The name written after the dot.
@@ -100,6 +110,9 @@ impl Field {
             Field::Egfr => "egfr",
             Field::Method => "method",
             Field::Dose => "dose",
+            Field::Name => "name",
+            Field::CapitalName => "Name",
+            Field::Names => "names",
         }
     }
 
@@ -158,8 +171,25 @@ impl Field {
                 .value
                 .map(|(v, unit)| format!("{} {}/day", round(v), unit.unwrap_or("")))
                 .unwrap_or_default(),
+            Field::Name => first.drug_name(),
+            Field::CapitalName => capitalised(&first.drug_name()),
+            Field::Names => {
+                let mut names: Vec<String> = items.iter().map(Bound::drug_name).collect();
+                let mut seen = std::collections::HashSet::new();
+                names.retain(|n| seen.insert(n.clone()));
+                names.join(", ")
+            }
         }
     }
+}
+
+/// The text with its first letter in upper case.
+fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
 /// A dose as a card shows it: at most three decimals, no trailing zeros.
@@ -359,7 +389,7 @@ mod tests {
         assert_eq!(
             problems("{{order.colour}}", &["order"]),
             [
-                "{{order.colour}}: unknown field \"colour\"; use one of display, list, count, date, daysAgo, days, value, crcl, egfr, method, dose"
+                "{{order.colour}}: unknown field \"colour\"; use one of display, list, count, date, daysAgo, days, value, crcl, egfr, method, dose, name, Name, names"
             ]
         );
         assert_eq!(
@@ -373,6 +403,44 @@ mod tests {
         assert_eq!(
             problems("{{weight}}", &[]),
             ["unknown field {{weight}}; use age, sex, exclusions or name.field"]
+        );
+    }
+
+    fn drug(display: &str, rxcui: &str) -> Bound<'static> {
+        Bound {
+            display: Box::leak(display.to_string().into_boxed_str()),
+            date: None,
+            days_active: None,
+            value: None,
+            reference: None,
+            resource: None,
+            kidney: None,
+            drug: crate::terminology::drugs::lookup(rxcui),
+        }
+    }
+
+    #[test]
+    fn a_drug_is_named_by_its_ingredients_else_by_its_display_before_the_strength() {
+        let now = time::OffsetDateTime::UNIX_EPOCH;
+        let oxycodone = drug(
+            "acetaminophen 300 MG / oxycodone hydrochloride 5 MG Oral Tablet",
+            "1014615",
+        );
+        assert!(oxycodone.drug.is_some(), "1014615 is in the drug table");
+        let items = [
+            oxycodone,
+            drug("Simvistatin 10 MG Oral Tablet", "none"),
+            drug("Simvistatin 10 MG Oral Tablet", "none"),
+        ];
+        assert_eq!(Field::Name.render(&items, now), "acetaminophen / oxycodone");
+        assert_eq!(
+            Field::CapitalName.render(&items, now),
+            "Acetaminophen / oxycodone"
+        );
+        assert_eq!(Field::Name.render(&items[1..], now), "simvistatin");
+        assert_eq!(
+            Field::Names.render(&items, now),
+            "acetaminophen / oxycodone, simvistatin"
         );
     }
 

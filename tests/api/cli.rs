@@ -190,6 +190,50 @@ cases:
 }
 
 #[test]
+fn test_fails_a_rule_with_no_case_where_it_does_not_fire_or_where_an_exclusion_holds() {
+    let dir = rule_dir();
+    let excluded = GOOD_RULE.replace(
+        "card:\n",
+        "exclusions:\n  - id: over-90\n    label: over 90\n    when: { age: { min: 90 } }\ncard:\n",
+    );
+    write(dir.path(), "family/good.yaml", &excluded);
+    let case = |name: &str, birth: &str, expect: &str| {
+        format!(
+            "  - name: {name}\n    hook: order-select\n    now: 2026-01-01T00:00:00Z\n    patient: {{ birthDate: {birth}, gender: male }}\n    draftOrders:\n      - {{ resourceType: ServiceRequest, id: s1, status: draft, intent: order, subject: {{ reference: Patient/test-patient }}, code: {{ coding: [{{ system: http://loinc.org, code: 2857-1 }}] }} }}\n    expect: {{ {expect}: [good-rule] }}\n"
+        )
+    };
+    let run = |cases: &str| {
+        write(dir.path(), "tests/good.yaml", &format!("cases:\n{cases}"));
+        let d = dir.path().to_str().unwrap();
+        hookwise(&["test", d, "--fixtures", d])
+    };
+    let (ok, out) = run(&case("fires at 70", "1956-01-01", "fires"));
+    assert!(!ok, "untested behaviours fail the command: {out}");
+    assert!(
+        out.contains("GAP good-rule: no case where it does not fire"),
+        "{out}"
+    );
+    assert!(
+        out.contains("GAP good-rule: no case where exclusion \"over-90\" holds it back"),
+        "{out}"
+    );
+    assert!(
+        out.contains("1 passed, 0 failed, 2 untested behaviours"),
+        "{out}"
+    );
+
+    let all = case("fires at 70", "1956-01-01", "fires")
+        + &case("not at 69", "1957-06-01", "doesNotFire")
+        + &case("not at 91, excluded", "1935-01-01", "doesNotFire");
+    let (ok, out) = run(&all);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("3 passed, 0 failed, 0 untested behaviours"),
+        "{out}"
+    );
+}
+
+#[test]
 fn test_fails_a_case_whose_card_summary_had_to_be_shortened() {
     let dir = rule_dir();
     let long_summary = GOOD_RULE.replace(

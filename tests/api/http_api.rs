@@ -827,11 +827,8 @@ async fn patient_view_gathers_deprescribing_findings_into_one_card() {
         "{card}"
     );
     assert!(
-        card["summary"]
-            .as_str()
-            .unwrap()
-            .contains("lorazepam 1 MG Oral Tablet"),
-        "{card}"
+        card["summary"].as_str().unwrap().ends_with("(lorazepam)"),
+        "the review names the drug by ingredient: {card}"
     );
     assert!(
         card["detail"].as_str().unwrap().contains("### "),

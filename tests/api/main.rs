@@ -14,6 +14,7 @@ mod common;
 
 mod alert_fatigue;
 mod cli;
+mod disabled_rules;
 mod feedback;
 mod fhir_cache;
 mod harness;

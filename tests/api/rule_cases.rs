@@ -3,7 +3,7 @@
 
 use crate::common;
 
-use hookwise::engine::cases::load_tests;
+use hookwise::engine::cases::{gaps, load_tests};
 use hookwise::rules::{Diagnostic, load_dir};
 
 /// Loading problems, one a line.
@@ -41,6 +41,8 @@ fn bundled_rule_cases_pass() {
         failed.len(),
         failed.join("\n")
     );
+    let gaps = gaps(&rules, &results);
+    assert!(gaps.is_empty(), "untested behaviours:\n{}", gaps.join("\n"));
     for rule in &rules.rules {
         let tested = results.iter().any(|r| {
             r.file

@@ -124,6 +124,10 @@ pub struct CaseResult {
     pub name: String,
     /// Empty when the case passed.
     pub failures: Vec<String>,
+    /// What the case showed, for [`gaps`]: (rule id, what), where what is
+    /// `fires`, `does-not-fire` or `excluded:<exclusion id>`, for the rules
+    /// it names and whose expectation held.
+    pub shown: Vec<(String, String)>,
 }
 
 impl CaseResult {
@@ -253,14 +257,15 @@ impl TestSuite {
         let mut results = Vec::new();
         for (path, file) in &self.files {
             for case in &file.cases {
-                let failures = match self.fixture(case, &mut fixtures) {
+                let (failures, shown) = match self.fixture(case, &mut fixtures) {
                     Ok(fixture) => run_case(rules, case, fixture),
-                    Err(e) => vec![e],
+                    Err(e) => (vec![e], Vec::new()),
                 };
                 results.push(CaseResult {
                     file: path.clone(),
                     name: case.name.clone(),
                     failures,
+                    shown,
                 });
             }
         }
@@ -287,10 +292,47 @@ impl TestSuite {
     }
 }
 
-fn run_case(rules: &RuleSet, case: &Case, fixture: Option<&Value>) -> Vec<String> {
+/// What every rule must have a passing case for: one where it fires, one
+/// where it does not, and one per exclusion where that exclusion holds it
+/// back. Each gap is one line naming the rule.
+pub fn gaps(rules: &RuleSet, results: &[CaseResult]) -> Vec<String> {
+    let shown: std::collections::HashSet<(&str, &str)> = results
+        .iter()
+        .flat_map(|r| {
+            r.shown
+                .iter()
+                .map(|(id, what)| (id.as_str(), what.as_str()))
+        })
+        .collect();
+    let mut gaps = Vec::new();
+    for rule in &rules.rules {
+        let id = rule.id.as_str();
+        if !shown.contains(&(id, "fires")) {
+            gaps.push(format!("{id}: no case where it fires"));
+        }
+        if !shown.contains(&(id, "does-not-fire")) {
+            gaps.push(format!("{id}: no case where it does not fire"));
+        }
+        for exclusion in &rule.exclusions {
+            if !shown.contains(&(id, format!("excluded:{}", exclusion.id).as_str())) {
+                gaps.push(format!(
+                    "{id}: no case where exclusion {:?} holds it back",
+                    exclusion.id
+                ));
+            }
+        }
+    }
+    gaps
+}
+
+fn run_case(
+    rules: &RuleSet,
+    case: &Case,
+    fixture: Option<&Value>,
+) -> (Vec<String>, Vec<(String, String)>) {
     let hook = case.hook;
     let Ok(now) = OffsetDateTime::parse(&case.now, &Rfc3339) else {
-        return vec!["invalid now".into()];
+        return (vec!["invalid now".into()], Vec::new());
     };
     let patient_id = case
         .patient
@@ -317,6 +359,7 @@ fn run_case(rules: &RuleSet, case: &Case, fixture: Option<&Value>) -> Vec<String
     let screen = Screen::open();
     let mut fired = Vec::new();
     let mut why_not: HashMap<&str, String> = HashMap::new();
+    let mut excluded: Vec<(&str, &str)> = Vec::new();
     let mut failures = Vec::new();
     for service in rules.services.iter().filter(|s| s.hook == hook) {
         let evaluation = evaluate(&Input {
@@ -333,6 +376,7 @@ fn run_case(rules: &RuleSet, case: &Case, fixture: Option<&Value>) -> Vec<String
             match outcome {
                 Outcome::Fired => fired.push(rule.id.as_str()),
                 Outcome::Excluded(exclusion) => {
+                    excluded.push((&rule.id, exclusion));
                     why_not.insert(&rule.id, format!("excluded by {exclusion}"));
                 }
                 Outcome::NotMet(_) => {
@@ -367,12 +411,23 @@ fn run_case(rules: &RuleSet, case: &Case, fixture: Option<&Value>) -> Vec<String
             failures.push(format!("expected {id} to fire, but {reason}"));
         }
     }
+    let mut shown = Vec::new();
+    for id in &case.expect.fires {
+        if fired.contains(&id.as_str()) {
+            shown.push((id.clone(), "fires".to_string()));
+        }
+    }
     for id in &case.expect.does_not_fire {
         if fired.contains(&id.as_str()) {
             failures.push(format!("expected {id} not to fire, but it fired"));
+            continue;
+        }
+        shown.push((id.clone(), "does-not-fire".to_string()));
+        for (_, exclusion) in excluded.iter().filter(|(rule, _)| rule == id) {
+            shown.push((id.clone(), format!("excluded:{exclusion}")));
         }
     }
-    failures
+    (failures, shown)
 }
 
 /// Strict R4 validation (fhirbolt) of a resource an author wrote by hand:

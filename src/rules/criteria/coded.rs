@@ -30,6 +30,7 @@ pub(super) trait CodedItem<'a> {
             reference: None,
             resource: None,
             kidney: None,
+            drug: super::dose::clinical_drug(self.coded()),
         }
     }
 }
