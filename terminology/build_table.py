@@ -49,7 +49,7 @@ SYNONYMS = {
 }
 PREFIX = re.compile(
     r"^(?:(?:\d+(?:\.\d+)?\s+(?:ML|HR|ACTUAT|UNT Doses)\s+)|Abuse-Deterrent\s+|Sensor\s+|Matrix Delivery\s+|"
-    r"Biphasic\s+|NDA\d+\s+|\d+hr\s+|Sprinkle\s+|PMDD\s+|Smoking Cessation\s+)+", re.IGNORECASE)
+    r"Biphasic\s+|NDA\d+\s+|\d+hr\s+|Sprinkle\s+|PMDD\s+|Smoking Cessation\s+|Once-Daily\s+)+", re.IGNORECASE)
 STOP_WORDS = {"oral", "tablet", "capsule", "injection", "injectable", "solution", "suspension", "transdermal",
               "patch", "cream", "inhaler", "spray", "system", "pack", "day", "[", "per"}
 
