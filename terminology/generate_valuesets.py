@@ -38,6 +38,8 @@ SOURCE_LABEL = {
     "hl7-pddi-nsaids": "HL7 PDDI-CDS IG per-ingredient NSAID value sets (HL7/PDDI-CDS input/vocabulary, RxNorm 2018-07)",
     "hl7-pddi-ppis": "HL7 PDDI-CDS IG per-ingredient PPI value sets (HL7/PDDI-CDS input/vocabulary, RxNorm 2018-07)",
     "hl7-pddi-aspirin": "HL7 PDDI-CDS IG aspirin value set, aspirin 81 MG products only (HL7/PDDI-CDS input/vocabulary, RxNorm 2018-07)",
+    "hl7-pddi-aspirin-single": "HL7 PDDI-CDS IG aspirin value set, single-ingredient aspirin products of every strength (HL7/PDDI-CDS input/vocabulary, RxNorm 2018-07)",
+    "hl7-pddi-misoprostol": "HL7 PDDI-CDS IG misoprostol value set (HL7/PDDI-CDS input/vocabulary, RxNorm 2018-07)",
 }
 
 
