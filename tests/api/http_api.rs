@@ -827,7 +827,7 @@ async fn patient_view_gathers_deprescribing_findings_into_one_card() {
         "{card}"
     );
     assert!(
-        card["summary"].as_str().unwrap().ends_with("(lorazepam)"),
+        card["summary"].as_str().unwrap().ends_with("(1 to consider): lorazepam"),
         "the review names the drug by ingredient: {card}"
     );
     assert!(
