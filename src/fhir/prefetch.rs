@@ -185,6 +185,23 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn the_observation_query_is_narrowed_to_codes_only_while_they_fit_in_a_url() {
+        let few = ["http://loinc.org|2160-0".to_string()];
+        assert_eq!(
+            observation_template(&few),
+            "Observation?patient={{context.patientId}}&code=http://loinc.org|2160-0"
+        );
+        let many: Vec<String> = (0..200)
+            .map(|i| format!("http://loinc.org|{i}-0"))
+            .collect();
+        assert_eq!(
+            observation_template(&many),
+            "Observation?patient={{context.patientId}}",
+            "a query too long for an EHR's URL limit asks for every observation"
+        );
+    }
+
+    #[test]
     fn renders_context_and_user_tokens() {
         let context = json!({"patientId": "p 1/x", "userId": "Practitioner/42"});
         let context = &borrow_value(&context);

@@ -60,9 +60,10 @@ async fn discovery_lists_one_service_per_hook_with_derived_prefetch() {
     }
 }
 
-/// `rx-nsaid-ckd` computes creatinine clearance with `kidney`, so the
-/// deprescribing services prefetch the Patient and narrow the Observation
-/// query to the body weight and serum creatinine codes as well.
+/// The kidney rules compute creatinine clearance with `kidney`, so the
+/// deprescribing services prefetch the Patient and Observations; when the
+/// query is narrowed to codes (it is, while the codes fit in a URL), the body
+/// weight and serum creatinine codes are among them.
 #[tokio::test]
 async fn discovery_prefetches_weight_and_creatinine_for_a_kidney_criterion() {
     let app = spawn_app().await;
@@ -74,6 +75,10 @@ async fn discovery_prefetches_weight_and_creatinine_for_a_kidney_criterion() {
         .unwrap();
     assert_eq!(view["prefetch"]["patient"], "Patient/{{context.patientId}}");
     let observations = view["prefetch"]["observations"].as_str().unwrap();
+    assert!(observations.starts_with("Observation?patient={{context.patientId}}"));
+    if !observations.contains("&code=") {
+        return;
+    }
     for code in ["29463-7", "3141-9", "2160-0", "14682-9", "62238-1"] {
         assert!(
             observations.contains(&format!("http://loinc.org|{code}")),
@@ -827,7 +832,10 @@ async fn patient_view_gathers_deprescribing_findings_into_one_card() {
         "{card}"
     );
     assert!(
-        card["summary"].as_str().unwrap().ends_with("(1 to consider): lorazepam"),
+        card["summary"]
+            .as_str()
+            .unwrap()
+            .ends_with("(1 to consider): lorazepam"),
         "the review names the drug by ingredient: {card}"
     );
     assert!(
@@ -903,8 +911,8 @@ async fn the_sandbox_s_rx_sign_draft_is_judged() {
         cards[0]["summary"]
             .as_str()
             .unwrap()
-            .contains("Benzodiazepines"),
-        "{body:#}"
+            .starts_with("Lorazepam at 81"),
+        "the summary names the drug: {body:#}"
     );
     assert_no_empty_optionals(&body, "$");
 }
