@@ -46,14 +46,18 @@ struct Case {
 }
 
 impl Case {
+    /// The patient's id: the case's own, else `test-patient`.
+    fn patient_id(&self) -> String {
+        self.patient
+            .id
+            .clone()
+            .unwrap_or_else(|| "test-patient".into())
+    }
+
     /// Expands the short forms into the resources and draft orders they
     /// stand for, with ids numbered in order (`med-1`, `draft-1` ...).
     fn expand_shorthand(&mut self) {
-        let patient = self
-            .patient
-            .id
-            .clone()
-            .unwrap_or_else(|| "test-patient".into());
+        let patient = self.patient_id();
         let p = &mut self.patient;
         let expanded = (p.medications.iter().enumerate())
             .map(|(i, m)| m.resource(&format!("med-{}", i + 1), &patient, false))
@@ -334,11 +338,7 @@ fn run_case(
     let Ok(now) = OffsetDateTime::parse(&case.now, &Rfc3339) else {
         return (vec!["invalid now".into()], Vec::new());
     };
-    let patient_id = case
-        .patient
-        .id
-        .clone()
-        .unwrap_or_else(|| "test-patient".into());
+    let patient_id = case.patient_id();
     let synthesized = synthesized_patient(&case.patient, &patient_id);
     let draft_bundle = json!({"resourceType": "Bundle", "type": "collection",
         "entry": case.draft_orders.iter().map(|r| json!({"resource": r})).collect::<Vec<_>>()});
