@@ -553,6 +553,10 @@ mod tests {
         assert!(!holds(json!({"reason": "vs2"})));
         assert!(!holds(json!({"notReason": "vs0"})));
         assert!(holds(json!({"notReason": "vs2"})));
+        // A list means any of its value sets.
+        assert!(holds(json!({"reason": ["vs2", "vs0"]})));
+        assert!(!holds(json!({"notReason": ["vs2", "vs1"]})));
+        assert!(holds(json!({"notReason": ["vs2"]})));
         let mut elsewhere = record.draft_orders[0].clone();
         elsewhere.reason_codes.clear();
         elsewhere.reason_references = vec!["Condition/elsewhere"];

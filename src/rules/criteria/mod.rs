@@ -26,7 +26,7 @@ mod sex;
 pub use age::AgeBounds;
 pub use condition::{ConditionCriterion, ConditionStatus};
 pub use dose::{DoseTest, DoseThreshold};
-pub use draft_order::{DraftOrderCriterion, OrderType};
+pub use draft_order::{DraftOrderCriterion, OrderType, ValueSets};
 pub use encounter::{EncounterCriterion, EncounterScope};
 pub use kidney::{KidneyCriterion, KidneyFunction, KidneyMeasure, KidneyTest};
 pub use medication::MedicationCriterion;
