@@ -321,6 +321,7 @@ mod tests {
             coded: coded(code),
             active: true,
             onset: None,
+            symptom_onset: None,
         };
         PatientRecord {
             conditions: vec![condition("c0"), condition("c1")],
