@@ -476,7 +476,11 @@ fn check_rule(path: &Path, doc: &YamlDoc, rule: &Rule, problems: &mut Problems) 
             Kind::DraftOrder => draft_bound.push(name),
             Kind::Medication => medication_bound.push(name),
             // No action acts on what these bind.
-            Kind::Condition | Kind::Observation | Kind::Procedure | Kind::PlannedOrder => {}
+            Kind::Condition
+            | Kind::Observation
+            | Kind::Procedure
+            | Kind::PlannedOrder
+            | Kind::Encounter => {}
         }
     });
     for (field, text) in [

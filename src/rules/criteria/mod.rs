@@ -134,6 +134,8 @@ pub(crate) enum Kind {
     Procedure,
     /// A planned order (active ServiceRequest, Procedure in preparation).
     PlannedOrder,
+    /// An Encounter, by its type.
+    Encounter,
 }
 
 /// The coded items a leaf matches.
