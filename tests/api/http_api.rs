@@ -496,6 +496,8 @@ async fn missing_prefetch_is_fetched_with_the_bearer_token_across_pages() {
             page["link"] = json!([{"relation": "next", "url": "Condition?patient=p1&page=2"}]);
             (StatusCode::OK, page)
         }
+        // Every other search finds nothing.
+        search if search.matches('/').count() == 2 => (StatusCode::OK, searchset(vec![])),
         _ => (
             StatusCode::NOT_FOUND,
             json!({"resourceType": "OperationOutcome"}),

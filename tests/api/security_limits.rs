@@ -241,8 +241,11 @@ async fn the_json_depth_limit_is_configurable() {
 
 #[tokio::test]
 async fn prefetch_keys_and_draft_orders_are_limited() {
+    // The keys a client following discovery sends for a PSA order: patient,
+    // conditions and the order services' other keys.
+    let at_limit = 2 + ORDER_PREFETCH_KEYS.len();
     let mut settings = test_settings();
-    settings.max_prefetch_keys = 2;
+    settings.max_prefetch_keys = at_limit;
     settings.max_draft_orders = 1;
     let app = spawn_app_with(settings).await;
     let prefetch = json!({"patient": patient("p1", "male", &born_years_ago(75)), "conditions": searchset(vec![]), "extra": null});

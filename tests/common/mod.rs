@@ -202,9 +202,32 @@ pub fn order_request(hook: &str, drafts: Vec<Value>, prefetch: Option<Value>) ->
             .remove("selections");
     }
     if let Some(prefetch) = prefetch {
-        request["prefetch"] = prefetch;
+        request["prefetch"] = as_discovery_asks(prefetch);
     }
     request
+}
+
+/// The prefetch keys the order services' discovery asks for beyond the
+/// patient and conditions, which a client following discovery sends even
+/// when the patient has none of them.
+pub const ORDER_PREFETCH_KEYS: [&str; 5] = [
+    "medications",
+    "observations",
+    "procedures",
+    "encounters",
+    "plannedOrders",
+];
+
+/// A prefetch as a client that follows discovery sends it: the keys a test
+/// leaves out are empty searchsets ("nothing on record"); keys it gives,
+/// `null` included, stay as they are.
+pub fn as_discovery_asks(mut prefetch: Value) -> Value {
+    if let Some(keys) = prefetch.as_object_mut() {
+        for key in ORDER_PREFETCH_KEYS {
+            keys.entry(key).or_insert_with(|| searchset(vec![]));
+        }
+    }
+    prefetch
 }
 
 /// Sends a CORS preflight from `origin` for a POST to `path` with the
