@@ -3,6 +3,7 @@
 //! is a [`Diagnostic`] naming the file and line.
 
 use super::criteria::{Kind, Node};
+use super::definitions::Definitions;
 use super::model::{ActionTemplate, AlertFatigue, Criterion, OverrideReasons, Rule};
 use super::template::Template;
 use super::valueset::{ValueSet, ValueSetIds};
@@ -59,6 +60,17 @@ pub(crate) fn load_yaml<T: for<'de> Deserialize<'de>>(
     schema: &jsonschema::Validator,
     problems: &mut Problems,
 ) -> Option<(T, YamlDoc)> {
+    let doc = read_yaml(path, schema, problems)?;
+    parse_yaml(path, doc, problems)
+}
+
+/// A YAML file read and validated against a JSON schema; `None` after
+/// reporting why it cannot be used.
+pub(crate) fn read_yaml(
+    path: &Path,
+    schema: &jsonschema::Validator,
+    problems: &mut Problems,
+) -> Option<YamlDoc> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) => {
@@ -93,9 +105,15 @@ pub(crate) fn load_yaml<T: for<'de> Deserialize<'de>>(
         let message = kidney_hint(&pointer, error.kind()).unwrap_or_else(|| error.to_string());
         problems.add(path, doc.line_of(&line_pointer), format!("{at}: {message}"));
     }
-    if problems.0.len() > before {
-        return None;
-    }
+    (problems.0.len() == before).then_some(doc)
+}
+
+/// A validated document parsed into `T`, or the serde error at its line.
+pub(crate) fn parse_yaml<T: for<'de> Deserialize<'de>>(
+    path: &Path,
+    doc: YamlDoc,
+    problems: &mut Problems,
+) -> Option<(T, YamlDoc)> {
     match serde_path_to_error::deserialize::<_, T>(&doc.value) {
         Ok(value) => Some((value, doc)),
         Err(e) => {
@@ -145,6 +163,9 @@ struct ServiceFile {
     /// Named override reason lists that the service's rules refer to by name.
     #[serde(default)]
     override_reason_sets: BTreeMap<String, Vec<Coding>>,
+    /// Named criteria that the service's rules use as `definition: <name>`.
+    #[serde(default)]
+    definitions: BTreeMap<String, Value>,
     #[serde(default)]
     alert_fatigue: ServiceAlertFatigue,
 }
@@ -217,6 +238,12 @@ pub fn load_dir(dir: &Path) -> Result<RuleSet, Vec<Diagnostic>> {
                 }
             }
         }
+        let definitions = Definitions::check(
+            &service_path,
+            &service_doc,
+            service.definitions,
+            &mut problems,
+        );
         let fatigue_defaults = service.alert_fatigue.rule_defaults();
         let mut family = Family {
             id: service.id,
@@ -232,8 +259,13 @@ pub fn load_dir(dir: &Path) -> Result<RuleSet, Vec<Diagnostic>> {
             if path == service_path || path.extension().and_then(|e| e.to_str()) != Some("yaml") {
                 continue;
             }
-            let Some((rule, doc)) = load_yaml::<Rule<String>>(&path, &rule_schema, &mut problems)
-            else {
+            let Some(mut doc) = read_yaml(&path, &rule_schema, &mut problems) else {
+                continue;
+            };
+            if !definitions.expand(&path, &mut doc, &mut problems) {
+                continue;
+            }
+            let Some((rule, doc)) = parse_yaml::<Rule<String>>(&path, doc, &mut problems) else {
                 continue;
             };
             check_value_sets(&path, &doc, &ids, &mut problems);
@@ -656,6 +688,43 @@ mod tests {
             message.contains("a.yaml:")
                 && message
                     .contains("unknown override reason set \"taper\"; the service defines stop"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_rule_uses_a_service_definition_by_name_and_an_unknown_one_is_an_error_at_its_line() {
+        let service = "definitions:\n  old: { age: { min: 85 } }\n";
+        let uses = rule("uses", "").replace(
+            "when:\n  draftOrder: { valueSet: https://example.org/vs/psa, as: order }",
+            "when:\n  all:\n    - draftOrder: { valueSet: https://example.org/vs/psa, as: order }\n    - definition: old",
+        );
+        let set = load(service, &[("a.yaml", uses.clone())]).unwrap();
+        let Criterion::All(children) = &set.rules[0].when else {
+            panic!("when is {:?}", set.rules[0].when);
+        };
+        assert!(
+            matches!(&children[1], Criterion::Age(bounds) if bounds.min == Some(85)),
+            "{children:?}"
+        );
+
+        let problems = load(
+            service,
+            &[(
+                "a.yaml",
+                uses.replace("definition: old", "definition: frail"),
+            )],
+        )
+        .unwrap_err();
+        let message = problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(
+            message.contains(
+                "a.yaml:10: /when/all/1: unknown definition \"frail\"; the service defines old"
+            ),
             "{message}"
         );
     }

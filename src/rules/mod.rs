@@ -5,6 +5,7 @@
 //! Rules never do I/O: all data is fetched before evaluation.
 
 pub mod criteria;
+mod definitions;
 mod eval;
 mod index;
 pub(crate) mod load;

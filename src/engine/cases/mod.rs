@@ -41,6 +41,10 @@ struct Case {
     /// `selections` says otherwise.
     #[serde(default)]
     draft_medications: Vec<shorthand::Medication>,
+    /// Short-form draft service orders (tests, imaging, procedures);
+    /// selected on order-select unless `selections` says otherwise.
+    #[serde(default)]
+    draft_services: Vec<shorthand::Order>,
     selections: Option<Vec<String>>,
     expect: Expect,
 }
@@ -55,38 +59,45 @@ impl Case {
     }
 
     /// Expands the short forms into the resources and draft orders they
-    /// stand for, with ids numbered in order (`med-1`, `draft-1` ...).
+    /// stand for, with ids numbered in order (`med-1`, `draft-1`,
+    /// `order-1` ...).
     fn expand_shorthand(&mut self) {
         let patient = self.patient_id();
         let p = &mut self.patient;
-        let expanded = (p.medications.iter().enumerate())
-            .map(|(i, m)| m.resource(&format!("med-{}", i + 1), &patient, false))
-            .chain(
-                (p.conditions.iter().enumerate())
-                    .map(|(i, c)| c.resource(&format!("cond-{}", i + 1), &patient)),
-            )
-            .chain(
-                (p.observations.iter().enumerate())
-                    .map(|(i, o)| o.resource(&format!("obs-{}", i + 1), &patient)),
-            )
-            .chain(
-                (p.procedures.iter().enumerate())
-                    .map(|(i, r)| r.resource(&format!("proc-{}", i + 1), &patient)),
-            )
-            .collect::<Vec<_>>();
-        p.resources.extend(expanded);
-        let ids: Vec<String> = (1..=self.draft_medications.len())
-            .map(|i| format!("draft-{i}"))
-            .collect();
-        for (m, id) in self.draft_medications.iter().zip(&ids) {
-            self.draft_orders.push(m.resource(id, &patient, true));
+        let numbered = |prefix: &str, i: usize| format!("{prefix}-{}", i + 1);
+        let mut expanded: Vec<Value> = Vec::new();
+        for (i, m) in p.medications.iter().enumerate() {
+            expanded.push(m.resource(&numbered("med", i), &patient, false));
         }
-        if self.selections.is_none() && !ids.is_empty() && self.hook == Hook::OrderSelect {
-            self.selections = Some(
-                ids.iter()
-                    .map(|id| format!("MedicationRequest/{id}"))
-                    .collect(),
-            );
+        for (i, c) in p.conditions.iter().enumerate() {
+            expanded.push(c.resource(&numbered("cond", i), &patient));
+        }
+        for (i, o) in p.observations.iter().enumerate() {
+            expanded.push(o.resource(&numbered("obs", i), &patient));
+        }
+        for (i, r) in p.procedures.iter().enumerate() {
+            expanded.push(r.resource(&numbered("proc", i), &patient));
+        }
+        for (i, o) in p.planned_orders.iter().enumerate() {
+            expanded.push(o.resource(&numbered("plan", i), &patient, false));
+        }
+        for (i, e) in p.encounters.iter().enumerate() {
+            expanded.push(e.resource(&numbered("enc", i), &patient));
+        }
+        p.resources.extend(expanded);
+        let mut selected = Vec::new();
+        for (i, m) in self.draft_medications.iter().enumerate() {
+            let id = numbered("draft", i);
+            selected.push(format!("MedicationRequest/{id}"));
+            self.draft_orders.push(m.resource(&id, &patient, true));
+        }
+        for (i, o) in self.draft_services.iter().enumerate() {
+            let id = numbered("order", i);
+            selected.push(format!("ServiceRequest/{id}"));
+            self.draft_orders.push(o.resource(&id, &patient, true));
+        }
+        if self.selections.is_none() && !selected.is_empty() && self.hook == Hook::OrderSelect {
+            self.selections = Some(selected);
         }
     }
 }
@@ -108,6 +119,10 @@ struct PatientSpec {
     observations: Vec<shorthand::Observation>,
     #[serde(default)]
     procedures: Vec<shorthand::Procedure>,
+    #[serde(default)]
+    planned_orders: Vec<shorthand::Order>,
+    #[serde(default)]
+    encounters: Vec<shorthand::Encounter>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,5 +1,6 @@
 //! The short forms of a rule case: a line per medication, condition,
-//! observation or procedure instead of a whole FHIR resource.
+//! observation, procedure, planned order, encounter or draft service order
+//! instead of a whole FHIR resource.
 //!
 //! Each short form expands to the R4 resource a conformant EHR would send
 //! (and is validated as strictly as a hand-written one), so a case written
@@ -76,16 +77,61 @@ pub struct Observation {
     interpretation: Option<String>,
 }
 
-/// A completed procedure.
+/// A procedure: completed unless `status` says otherwise (`preparation`
+/// for one that is scheduled).
 #[derive(Debug, Deserialize)]
 pub struct Procedure {
     #[serde(flatten)]
     coded: Coded,
     date: String,
+    #[serde(default = "completed")]
+    status: String,
+}
+
+/// A service order: a draft (under `draftServices`) or an active order
+/// planned for a date (under `plannedOrders`). Orders name their system:
+/// no default fits LOINC tests, CPT procedures and SNOMED CT alike.
+#[derive(Debug, Deserialize)]
+pub struct Order {
+    code: String,
+    system: String,
+    display: Option<String>,
+    /// When a planned order is to happen (`occurrenceDateTime`).
+    date: Option<String>,
+    #[serde(default = "active")]
+    status: String,
+    /// Why it is ordered: coded reasons (system defaults to ICD-10-CM).
+    #[serde(default)]
+    reason: Vec<Coded>,
+}
+
+/// An encounter: its v3 ActCode class, an optional type and its date.
+#[derive(Debug, Deserialize)]
+pub struct Encounter {
+    #[serde(default = "ambulatory")]
+    class: String,
+    #[serde(rename = "type")]
+    kind: Option<Coded>,
+    date: String,
+    end: Option<String>,
+    #[serde(default = "finished")]
+    status: String,
 }
 
 fn active() -> String {
     "active".into()
+}
+
+fn completed() -> String {
+    "completed".into()
+}
+
+fn finished() -> String {
+    "finished".into()
+}
+
+fn ambulatory() -> String {
+    "AMB".into()
 }
 
 fn icd10() -> String {
@@ -179,13 +225,52 @@ impl Observation {
 }
 
 impl Procedure {
-    /// The completed Procedure.
+    /// The Procedure, performed (or scheduled) on its date.
     pub fn resource(&self, id: &str, patient: &str) -> Value {
         json!({
-            "resourceType": "Procedure", "id": id, "status": "completed",
+            "resourceType": "Procedure", "id": id, "status": self.status,
             "code": self.coded.concept(),
             "subject": {"reference": format!("Patient/{patient}")},
             "performedDateTime": self.date})
+    }
+}
+
+impl Order {
+    /// The ServiceRequest; `status` is forced to `draft` for a draft order.
+    pub fn resource(&self, id: &str, patient: &str, draft: bool) -> Value {
+        let status = if draft { "draft" } else { self.status.as_str() };
+        let code = Coded {
+            code: self.code.clone(),
+            system: self.system.clone(),
+            display: self.display.clone(),
+        };
+        let mut r = json!({
+            "resourceType": "ServiceRequest", "id": id, "status": status, "intent": "order",
+            "code": code.concept(),
+            "subject": {"reference": format!("Patient/{patient}")}});
+        if let Some(date) = &self.date {
+            r["occurrenceDateTime"] = json!(date);
+        }
+        if !self.reason.is_empty() {
+            r["reasonCode"] = self.reason.iter().map(Coded::concept).collect();
+        }
+        r
+    }
+}
+
+impl Encounter {
+    /// The Encounter, over its date (to `end`, else the same day).
+    pub fn resource(&self, id: &str, patient: &str) -> Value {
+        let class_system = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
+        let mut r = json!({
+            "resourceType": "Encounter", "id": id, "status": self.status,
+            "class": {"system": class_system, "code": self.class},
+            "subject": {"reference": format!("Patient/{patient}")},
+            "period": {"start": self.date, "end": self.end.as_ref().unwrap_or(&self.date)}});
+        if let Some(kind) = &self.kind {
+            r["type"] = json!([kind.concept()]);
+        }
+        r
     }
 }
 
@@ -224,5 +309,45 @@ mod tests {
         assert_eq!(r["valueQuantity"]["code"], "mg/dL");
         assert_eq!(r["interpretation"][0]["coding"][0]["code"], "H");
         assert!(r.get("valueCodeableConcept").is_none());
+    }
+
+    #[test]
+    fn a_service_order_names_its_system_and_carries_its_reasons() {
+        let order: Order = serde_json::from_value(json!({
+            "code": "2857-1", "system": "loinc", "date": "2026-04-01",
+            "reason": [{"code": "R39.15"}]}))
+        .unwrap();
+        let draft = order.resource("order-1", "p", true);
+        assert_eq!(draft["status"], "draft");
+        assert_eq!(draft["code"]["coding"][0]["system"], LOINC);
+        assert_eq!(draft["reasonCode"][0]["coding"][0]["code"], "R39.15");
+        let planned = order.resource("plan-1", "p", false);
+        assert_eq!(planned["status"], "active");
+        assert_eq!(planned["occurrenceDateTime"], "2026-04-01");
+        let unsystematic = serde_json::from_value::<Order>(json!({"code": "66984"}));
+        assert!(unsystematic.is_err(), "an order must name its system");
+    }
+
+    #[test]
+    fn an_encounter_spans_its_day_unless_it_has_an_end() {
+        let enc: Encounter = serde_json::from_value(json!({
+            "class": "EMER", "date": "2026-03-09",
+            "type": {"code": "50849002", "system": "snomed"}}))
+        .unwrap();
+        let r = enc.resource("enc-1", "p");
+        assert_eq!(r["class"]["code"], "EMER");
+        assert_eq!(r["period"]["end"], "2026-03-09");
+        assert_eq!(
+            r["type"][0]["coding"][0]["system"],
+            "http://snomed.info/sct"
+        );
+        let stay: Encounter =
+            serde_json::from_value(json!({"date": "2026-03-01", "end": "2026-03-05"})).unwrap();
+        let r = stay.resource("enc-2", "p");
+        assert_eq!(
+            (r["class"]["code"].as_str(), r["status"].as_str()),
+            (Some("AMB"), Some("finished"))
+        );
+        assert_eq!(r["period"]["end"], "2026-03-05");
     }
 }
