@@ -572,11 +572,11 @@ mod tests {
         let overridden = [
             ("rule", RULE),
             ("outcome", "overridden"),
-            ("reason", "other-indication"),
+            ("reason", "symptoms-present"),
         ];
         let counted = delta(name, &overridden, || {
-            feedback_outcome(RULE, "overridden", Some("other-indication"));
-            feedback_outcome(RULE, "overridden", Some("other-indication"));
+            feedback_outcome(RULE, "overridden", Some("symptoms-present"));
+            feedback_outcome(RULE, "overridden", Some("symptoms-present"));
         });
         assert_eq!(counted, 2.0);
         let accepted = [("rule", RULE), ("outcome", "accepted"), ("reason", "none")];

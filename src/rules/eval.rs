@@ -321,6 +321,7 @@ mod tests {
             coded: coded(code),
             active: true,
             onset: None,
+            symptom_onset: None,
         };
         PatientRecord {
             conditions: vec![condition("c0"), condition("c1")],
@@ -552,6 +553,10 @@ mod tests {
         assert!(!holds(json!({"reason": "vs2"})));
         assert!(!holds(json!({"notReason": "vs0"})));
         assert!(holds(json!({"notReason": "vs2"})));
+        // A list means any of its value sets.
+        assert!(holds(json!({"reason": ["vs2", "vs0"]})));
+        assert!(!holds(json!({"notReason": ["vs2", "vs1"]})));
+        assert!(holds(json!({"notReason": ["vs2"]})));
         let mut elsewhere = record.draft_orders[0].clone();
         elsewhere.reason_codes.clear();
         elsewhere.reason_references = vec!["Condition/elsewhere"];

@@ -104,6 +104,9 @@ impl TriggerIndex {
                 self.view
                     .hits(Kind::PlannedOrder, &p.coded.codes, &mut hits);
             }
+            for e in &record.encounters {
+                self.view.hits(Kind::Encounter, &e.types, &mut hits);
+            }
         }
         hits.sort_unstable();
         hits.dedup();

@@ -373,15 +373,27 @@ fn name_override_reasons(
     }
 }
 
-/// Reports every `valueSet` reference that names no loaded value set.
+/// The keys of a criterion whose value is a value set's canonical URL (or,
+/// for `reason` and `notReason`, a list of them).
+const VALUE_SET_KEYS: [&str; 5] = ["valueSet", "reason", "notReason", "result", "type"];
+
+/// Reports every value-set reference in the criteria that names no loaded
+/// value set: an unknown one would resolve to an empty set, and a
+/// `notReason` that can never hold would let every order through.
 fn check_value_sets(path: &Path, doc: &YamlDoc, ids: &ValueSetIds, problems: &mut Problems) {
     fn walk(value: &Value, pointer: String, out: &mut Vec<(String, String)>) {
         match value {
             Value::Object(map) => {
                 for (k, v) in map {
                     let child = format!("{pointer}/{k}");
-                    match (k.as_str(), v) {
-                        ("valueSet", Value::String(url)) => out.push((child, url.clone())),
+                    match (VALUE_SET_KEYS.contains(&k.as_str()), v) {
+                        (true, Value::String(url)) => out.push((child, url.clone())),
+                        (true, Value::Array(urls)) if urls.iter().all(Value::is_string) => {
+                            for (i, url) in urls.iter().enumerate() {
+                                let url = url.as_str().unwrap_or_default().to_string();
+                                out.push((format!("{child}/{i}"), url));
+                            }
+                        }
                         _ => walk(v, child, out),
                     }
                 }
@@ -395,7 +407,8 @@ fn check_value_sets(path: &Path, doc: &YamlDoc, ids: &ValueSetIds, problems: &mu
         }
     }
     let mut refs = Vec::new();
-    walk(&doc.value, String::new(), &mut refs);
+    walk(&doc.value["when"], "/when".into(), &mut refs);
+    walk(&doc.value["exclusions"], "/exclusions".into(), &mut refs);
     for (pointer, url) in refs {
         if !ids.is_loaded(&url) {
             problems.add(
@@ -463,7 +476,11 @@ fn check_rule(path: &Path, doc: &YamlDoc, rule: &Rule, problems: &mut Problems) 
             Kind::DraftOrder => draft_bound.push(name),
             Kind::Medication => medication_bound.push(name),
             // No action acts on what these bind.
-            Kind::Condition | Kind::Observation | Kind::Procedure | Kind::PlannedOrder => {}
+            Kind::Condition
+            | Kind::Observation
+            | Kind::Procedure
+            | Kind::PlannedOrder
+            | Kind::Encounter => {}
         }
     });
     for (field, text) in [
@@ -725,6 +742,24 @@ mod tests {
             message.contains(
                 "a.yaml:10: /when/all/1: unknown definition \"frail\"; the service defines old"
             ),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_value_set_in_a_reason_is_an_error_not_an_empty_set() {
+        let text = rule("reasons", "").replace(
+            "valueSet: https://example.org/vs/psa, as: order",
+            "valueSet: https://example.org/vs/psa, notReason: [https://example.org/vs/psa, https://example.org/vs/nope], as: order",
+        );
+        let problems = load("", &[("a.yaml", text)]).unwrap_err();
+        let message = problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(
+            message.contains("a.yaml:8: unknown value set https://example.org/vs/nope"),
             "{message}"
         );
     }

@@ -258,9 +258,21 @@ impl ValueSet {
     }
 }
 
-/// Maps the OIDs of common code systems to their canonical URLs, so that a
-/// sender using `urn:oid:` still matches.
+/// HCPCS Level II, as HL7's terminology names it. VSAC's FHIR expansions
+/// write the NLM URL, CMS's own pages and some EHRs the https form, and
+/// others the OID: all four name the same codes.
+const HCPCS: &str = "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets";
+
+/// Maps the OIDs of common code systems, and the other URLs HCPCS is sent
+/// under, to their canonical URLs, so that a sender using `urn:oid:` or
+/// another spelling still matches.
 pub(crate) fn canonical_system(system: &str) -> &str {
+    match system {
+        "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
+        | "http://www.nlm.nih.gov/research/umls/hcpcs"
+        | "urn:oid:2.16.840.1.113883.6.285" => return HCPCS,
+        _ => {}
+    }
     let Some(oid) = system.strip_prefix("urn:oid:") else {
         return system;
     };
@@ -278,6 +290,22 @@ pub(crate) fn canonical_system(system: &str) -> &str {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn hcpcs_matches_under_each_url_it_is_sent_with() {
+        let vs = ValueSet::from_fhir(&json!({"resourceType": "ValueSet", "url": "u",
+            "compose": {"include": [{"system": "http://www.nlm.nih.gov/research/umls/hcpcs", "concept": [{"code": "G0103"}]}]}}))
+        .unwrap();
+        for system in [
+            "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets",
+            "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets",
+            "http://www.nlm.nih.gov/research/umls/hcpcs",
+            "urn:oid:2.16.840.1.113883.6.285",
+        ] {
+            assert!(vs.contains(system, "G0103"), "{system}");
+        }
+        assert!(!vs.contains("http://www.ama-assn.org/go/cpt", "G0103"));
+    }
 
     #[test]
     fn compiles_compose_and_expansion() {

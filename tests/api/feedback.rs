@@ -824,7 +824,7 @@ async fn the_report_matches_hand_computed_figures(db: TestDb) {
     );
     let psa_reason = reason(
         "diagnostic-not-screening",
-        "Diagnostic or monitoring test, not screening",
+        "Diagnostic or surveillance test (symptoms, a finding, follow-up), not screening",
         2,
     );
     let declined = |count| {

@@ -13,6 +13,10 @@ pub struct ConditionFact<'a> {
     pub active: bool,
     /// Onset, or recordedDate when onset is missing.
     pub onset: Option<OffsetDateTime>,
+    /// When it began as the record says (onsetDateTime or onsetPeriod.start),
+    /// never the date it was recorded: the two differ for an illness whose
+    /// duration matters (symptoms for 3 days, recorded today).
+    pub symptom_onset: Option<OffsetDateTime>,
 }
 
 impl<'a> Reader<'a> {
@@ -27,14 +31,15 @@ impl<'a> Reader<'a> {
                 field(r, "abatementDateTime").is_none() && field(r, "abatementPeriod").is_none()
             }
         };
-        let onset = self
+        let symptom_onset = self
             .datetime(r, "onsetDateTime")
-            .or_else(|| self.datetime_in(r, "onsetPeriod", "start"))
-            .or_else(|| self.datetime(r, "recordedDate"));
+            .or_else(|| self.datetime_in(r, "onsetPeriod", "start"));
+        let onset = symptom_onset.or_else(|| self.datetime(r, "recordedDate"));
         Some(ConditionFact {
             coded: self.coded(r, "code"),
             active,
             onset,
+            symptom_onset,
         })
     }
 }

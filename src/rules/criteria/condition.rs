@@ -35,6 +35,10 @@ pub struct ConditionCriterion<V = ValueSetRef> {
     pub within: Option<Span>,
     /// The earliest matching onset is within this look-back (acute problem).
     pub first_within: Option<Span>,
+    /// It began within this look-back by its recorded onset (onsetDateTime
+    /// or onsetPeriod), not its recordedDate; a matching condition with no
+    /// recorded onset leaves the criterion unknown.
+    pub onset_within: Option<Span>,
     /// Binding name.
     #[serde(rename = "as")]
     pub bind: Option<String>,
@@ -50,6 +54,7 @@ impl ConditionCriterion<String> {
             status: self.status,
             within: self.within,
             first_within: self.first_within,
+            onset_within: self.onset_within,
             bind: self.bind,
             relative: self.relative,
         }
@@ -57,29 +62,45 @@ impl ConditionCriterion<String> {
 }
 
 impl ConditionCriterion {
-    fn matches<'a>(&self, ev: &Evaluator<'_, 'a>) -> Vec<Bound<'a>> {
+    /// The matching conditions, or why it cannot be told: with
+    /// `onsetWithin`, none began recently by its recorded onset but some
+    /// have no recorded onset at all.
+    fn matches<'a>(&self, ev: &Evaluator<'_, 'a>) -> Result<Vec<Bound<'a>>, String> {
         let conditions = &ev.record.conditions;
         let mut matched = ev.coded_items(conditions, &self.value_set, self.within, |f| {
             self.status == ConditionStatus::Any || f.active
         });
+        if let Some(span) = self.onset_within {
+            let undated = matched.iter().find(|f| f.symptom_onset.is_none()).copied();
+            matched.retain(|f| f.symptom_onset.is_some() && ev.within(f.symptom_onset, Some(span)));
+            if let (true, Some(undated)) = (matched.is_empty(), undated) {
+                return Err(format!(
+                    "when {} began is not recorded (no onset)",
+                    undated.coded.display()
+                ));
+            }
+        }
         if let Some(span) = self.first_within {
             // An acute problem: the earliest matching record must be recent,
             // and the card names it.
             let earliest = matched.iter().filter_map(|f| f.onset).min();
             if !ev.within(earliest, Some(span)) {
-                return Vec::new();
+                return Ok(Vec::new());
             }
             matched.sort_by_key(|f| f.onset);
         } else {
             latest_first(&mut matched);
         }
-        matched.into_iter().map(CodedItem::bound).collect()
+        Ok(matched.into_iter().map(CodedItem::bound).collect())
     }
 }
 
 impl Leaf for ConditionCriterion {
     fn evaluate<'a>(&self, ev: &Evaluator<'_, 'a>) -> Outcome<'a> {
-        Outcome::Matched(self.matches(ev))
+        match self.matches(ev) {
+            Ok(matched) => Outcome::Matched(matched),
+            Err(why) => Outcome::Unknown(why),
+        }
     }
 
     fn describe(&self, value_sets: &[ValueSet]) -> String {
@@ -89,10 +110,11 @@ impl Leaf for ConditionCriterion {
             ""
         };
         format!(
-            "{}{status}{}{}",
+            "{}{status}{}{}{}",
             title(value_sets, &self.value_set),
             span_words(self.within, "within"),
-            span_words(self.first_within, "first recorded within")
+            span_words(self.first_within, "first recorded within"),
+            span_words(self.onset_within, "begun within")
         )
     }
 
@@ -111,5 +133,76 @@ impl Leaf for ConditionCriterion {
 
     fn unreachable(&self) -> Option<String> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cds::Hook;
+    use crate::fhir::{PatientRecord, RecordSources};
+    use crate::json::borrow_value;
+    use crate::rules::valueset::ValueSet;
+    use serde_json::{Value, json};
+    use time::macros::datetime;
+
+    /// The outcome of `criterion` on a sinusitis Condition with the given
+    /// date fields, on 2026-03-10: Some(matched) or None for unknown.
+    fn run(criterion: Value, dates: Value) -> Option<bool> {
+        let sinusitis = json!({"resourceType": "ValueSet", "url": "sinusitis",
+            "compose": {"include": [{"system": "s", "concept": [{"code": "J01.90"}]}]}});
+        let mut ids = ValueSetIds::new(vec![ValueSet::from_fhir(&sinusitis).unwrap()]);
+        let raw: ConditionCriterion<String> = serde_json::from_value(criterion).unwrap();
+        let criterion = raw.resolve(&mut ids);
+        let sets = ids.into_sets();
+        let mut condition = json!({"resourceType": "Condition", "id": "c",
+            "code": {"coding": [{"system": "s", "code": "J01.90"}]}});
+        condition
+            .as_object_mut()
+            .unwrap()
+            .extend(dates.as_object().unwrap().clone());
+        let data = borrow_value(&condition);
+        let record = PatientRecord::build(RecordSources {
+            data: vec![&data],
+            ..Default::default()
+        });
+        let ev = Evaluator {
+            value_sets: &sets,
+            record: &record,
+            now: datetime!(2026-03-10 12:00 UTC),
+            hook: Hook::OrderSelect,
+        };
+        match criterion.evaluate(&ev) {
+            Outcome::Matched(m) => Some(!m.is_empty()),
+            Outcome::Unknown(_) => None,
+            Outcome::Test(t) => Some(t),
+        }
+    }
+
+    #[test]
+    fn onset_within_reads_the_recorded_onset_and_not_the_record_date() {
+        let c = json!({"valueSet": "sinusitis", "onsetWithin": "9d"});
+        assert_eq!(
+            run(c.clone(), json!({"onsetDateTime": "2026-03-02"})),
+            Some(true),
+            "8 days"
+        );
+        assert_eq!(
+            run(c.clone(), json!({"onsetDateTime": "2026-02-28"})),
+            Some(false),
+            "10 days"
+        );
+        assert_eq!(
+            run(c.clone(), json!({"onsetPeriod": {"start": "2026-03-05"}})),
+            Some(true)
+        );
+        // Recorded today after two weeks of symptoms the record does not date:
+        // `within` would call it recent, `onsetWithin` cannot tell.
+        assert_eq!(run(c, json!({"recordedDate": "2026-03-10"})), None);
+        let within = json!({"valueSet": "sinusitis", "within": "9d"});
+        assert_eq!(
+            run(within, json!({"recordedDate": "2026-03-10"})),
+            Some(true)
+        );
     }
 }

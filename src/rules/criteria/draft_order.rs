@@ -13,6 +13,40 @@ use crate::rules::valueset::{ValueSetIds, ValueSetRef};
 use crate::terminology::drugs::RouteClass;
 use serde::Deserialize;
 
+/// One value set or several, as a criterion may write either: a reason
+/// to order a test is often one of several kinds (symptoms, a known
+/// disease, a finding), each its own value set.
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+#[serde(untagged)]
+pub enum ValueSets<V = ValueSetRef> {
+    /// A single value set.
+    One(V),
+    /// Any of these value sets.
+    Any(Vec<V>),
+}
+
+impl<V> ValueSets<V> {
+    /// The value sets, one or more.
+    pub fn sets(&self) -> &[V] {
+        match self {
+            ValueSets::One(set) => std::slice::from_ref(set),
+            ValueSets::Any(sets) => sets,
+        }
+    }
+}
+
+impl ValueSets<String> {
+    fn resolve(self, ids: &mut ValueSetIds) -> ValueSets {
+        match self {
+            ValueSets::One(set) => ValueSets::One(ids.resolve(set)),
+            ValueSets::Any(sets) => {
+                ValueSets::Any(sets.into_iter().map(|s| ids.resolve(s)).collect())
+            }
+        }
+    }
+}
+
 /// Draft orders from a value set.
 #[derive(Debug, Clone, Deserialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema))]
@@ -34,12 +68,12 @@ pub struct DraftOrderCriterion<V = ValueSetRef> {
     pub not_form: Option<Vec<RouteClass>>,
     /// Only new starts: no prescription of the same ingredient in the window before.
     pub new_start: Option<NewStart>,
-    /// Only orders with a reason in this value set: a `reasonCode`, or the
-    /// code of a Condition in `reasonReference`.
-    pub reason: Option<V>,
-    /// Only orders with no reason in this value set (a screening order
-    /// is one without a diagnostic reason).
-    pub not_reason: Option<V>,
+    /// Only orders with a reason in one of these value sets: a
+    /// `reasonCode`, or the code of a Condition in `reasonReference`.
+    pub reason: Option<ValueSets<V>>,
+    /// Only orders with no reason in any of these value sets (a screening
+    /// order is one without a diagnostic reason).
+    pub not_reason: Option<ValueSets<V>>,
     /// Binding name.
     #[serde(rename = "as")]
     pub bind: Option<String>,
@@ -88,8 +122,8 @@ impl DraftOrderCriterion<String> {
             form: self.form,
             not_form: self.not_form,
             new_start: self.new_start,
-            reason: self.reason.map(|v| ids.resolve(v)),
-            not_reason: self.not_reason.map(|v| ids.resolve(v)),
+            reason: self.reason.map(|v| v.resolve(ids)),
+            not_reason: self.not_reason.map(|v| v.resolve(ids)),
             bind: self.bind,
             relative: self.relative,
         }
@@ -99,7 +133,7 @@ impl DraftOrderCriterion<String> {
 impl DraftOrderCriterion {
     /// Whether the order's reasons satisfy `reason` and `notReason`.
     fn reasons_pass(&self, ev: &Evaluator<'_, '_>, order: &DraftOrder<'_>) -> bool {
-        let has = |set: &ValueSetRef| {
+        let has_one = |set: &ValueSetRef| {
             let coded = |codes: &[crate::fhir::Code<'_>]| {
                 ev.value_sets[set.id].first_match(codes).is_some()
             };
@@ -112,6 +146,7 @@ impl DraftOrderCriterion {
                         .any(|c| id.is_some() && c.coded.id == id && coded(&c.coded.codes))
                 })
         };
+        let has = |sets: &ValueSets| sets.sets().iter().any(has_one);
         self.reason.as_ref().is_none_or(has) && !self.not_reason.as_ref().is_some_and(has)
     }
 
@@ -167,9 +202,14 @@ impl Leaf for DraftOrderCriterion {
             .as_ref()
             .map(|d| format!(" with {}", d.describe()))
             .unwrap_or_default();
-        let reason = |prefix: &str, set: &Option<ValueSetRef>| {
-            set.as_ref()
-                .map(|set| format!(" {prefix} {}", title(value_sets, set)))
+        let reason = |prefix: &str, sets: &Option<ValueSets>| {
+            let titles = |sets: &ValueSets| {
+                let titles: Vec<String> =
+                    sets.sets().iter().map(|s| title(value_sets, s)).collect();
+                titles.join(" or ")
+            };
+            sets.as_ref()
+                .map(|sets| format!(" {prefix} {}", titles(sets)))
                 .unwrap_or_default()
         };
         let new = self

@@ -1,9 +1,9 @@
 //! The `encounter` criterion: the class or type of the current encounter, or
 //! of any encounter within a look-back window.
 
-use super::{Items, Leaf, Need, Outcome, title};
+use super::{Items, Kind, Leaf, Need, Outcome, title};
 use crate::fhir::{DataNeed, EncounterFact};
-use crate::rules::eval::Evaluator;
+use crate::rules::eval::{Bound, Evaluator};
 use crate::rules::model::Span;
 use crate::rules::valueset::ValueSet;
 use crate::rules::valueset::{ValueSetIds, ValueSetRef};
@@ -38,6 +38,9 @@ pub struct EncounterCriterion<V = ValueSetRef> {
     pub scope: EncounterScope,
     /// Look-back for `any`.
     pub within: Option<Span>,
+    /// Binding name: the matched encounters by their type (needs `type`).
+    #[serde(rename = "as")]
+    pub bind: Option<String>,
 }
 
 impl EncounterCriterion<String> {
@@ -48,6 +51,7 @@ impl EncounterCriterion<String> {
             kind: self.kind.map(|k| ids.resolve(k)),
             scope: self.scope,
             within: self.within,
+            bind: self.bind,
         }
     }
 }
@@ -67,20 +71,44 @@ impl EncounterCriterion {
     }
 }
 
-impl Leaf for EncounterCriterion {
-    fn evaluate<'a>(&self, ev: &Evaluator<'_, 'a>) -> Outcome<'a> {
+impl EncounterCriterion {
+    /// The accepted encounters in scope.
+    fn matches<'e, 'a>(&self, ev: &'e Evaluator<'_, 'a>) -> Vec<&'e EncounterFact<'a>> {
         let encounters = &ev.record.encounters;
-        let holds = match self.scope {
-            EncounterScope::Current => ev.record.current_encounter.is_some_and(|current| {
-                encounters
-                    .iter()
-                    .any(|e| e.id == Some(current) && self.accepts(ev, e))
-            }),
-            EncounterScope::Any => encounters
-                .iter()
-                .any(|e| self.accepts(ev, e) && ev.within(e.start, self.within)),
+        match self.scope {
+            EncounterScope::Current => (ev.record.current_encounter.iter())
+                .flat_map(|current| encounters.iter().filter(move |e| e.id == Some(*current)))
+                .filter(|e| self.accepts(ev, e))
+                .collect(),
+            EncounterScope::Any => (encounters.iter())
+                .filter(|e| self.accepts(ev, e) && ev.within(e.start, self.within))
+                .collect(),
+        }
+    }
+}
+
+impl Leaf for EncounterCriterion {
+    /// A class test holds or not; a type test matches encounters, which an
+    /// `as:` name binds by the type that matched ("Hospice care").
+    fn evaluate<'a>(&self, ev: &Evaluator<'_, 'a>) -> Outcome<'a> {
+        let matched = self.matches(ev);
+        let Some(set) = &self.kind else {
+            return Outcome::Test(!matched.is_empty());
         };
-        Outcome::Test(holds)
+        let bound = matched.into_iter().map(|e| {
+            let code = ev.value_sets[set.id].first_match(&e.types);
+            Bound {
+                display: code.map_or("encounter", |c| c.display.unwrap_or(c.code)),
+                date: e.start,
+                days_active: None,
+                value: None,
+                reference: e.id.map(|id| format!("Encounter/{id}")),
+                resource: None,
+                kidney: None,
+                drug: None,
+            }
+        });
+        Outcome::Matched(bound.collect())
     }
 
     fn describe(&self, value_sets: &[ValueSet]) -> String {
@@ -107,7 +135,12 @@ impl Leaf for EncounterCriterion {
     }
 
     fn items(&self) -> Option<Items<'_>> {
-        None
+        Some(Items {
+            kind: Kind::Encounter,
+            value_set: self.kind.as_ref()?,
+            binding: self.bind.as_deref(),
+            relative: None,
+        })
     }
 
     fn unreachable(&self) -> Option<String> {
@@ -119,6 +152,10 @@ impl Leaf for EncounterCriterion {
             (Some(classes), _) if classes.is_empty() => {
                 Some("`encounter` `class` lists no classes: write e.g. `class: [AMB]`".into())
             }
+            (_, None) if self.bind.is_some() => Some(
+                "`encounter` binds its matches by their type: `as` needs `type` (a value set URL)"
+                    .into(),
+            ),
             _ => None,
         }
     }
@@ -153,7 +190,11 @@ mod tests {
             now: datetime!(2026-06-01 0:00 UTC),
             hook: Hook::PatientView,
         };
-        let holds = matches!(criterion.evaluate(&ev), Outcome::Test(true));
+        let holds = match criterion.evaluate(&ev) {
+            Outcome::Test(holds) => holds,
+            Outcome::Matched(items) => !items.is_empty(),
+            Outcome::Unknown(_) => false,
+        };
         (holds, record.skipped_elements)
     }
 
@@ -161,6 +202,47 @@ mod tests {
         json!({"resourceType": "Encounter", "id": id, "status": "finished",
             "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": class},
             "type": types, "period": {"start": "2026-05-20"}})
+    }
+
+    #[test]
+    fn a_type_binds_the_matched_encounters_by_the_type_that_matched() {
+        let visit = json!({"resourceType": "ValueSet", "url": "visit",
+            "compose": {"include": [{"system": "s", "concept": [{"code": "hospice"}]}]}});
+        let mut ids = ValueSetIds::new(vec![ValueSet::from_fhir(&visit).unwrap()]);
+        let raw: EncounterCriterion<String> =
+            serde_json::from_value(json!({"type": "visit", "scope": "any", "as": "limit"}))
+                .unwrap();
+        let criterion = raw.resolve(&mut ids);
+        let sets = ids.into_sets();
+        let types = json!([{"coding": [{"system": "other", "code": "x", "display": "Visit"},
+                                       {"system": "s", "code": "hospice", "display": "Hospice care"}]}]);
+        let encounters = json!([encounter("e2", "HH", types)]);
+        let data = borrow_value(&encounters);
+        let record = PatientRecord::build(RecordSources {
+            data: data.as_array().unwrap().iter().collect(),
+            ..Default::default()
+        });
+        let ev = Evaluator {
+            value_sets: &sets,
+            record: &record,
+            now: datetime!(2026-06-01 0:00 UTC),
+            hook: Hook::PatientView,
+        };
+        let Outcome::Matched(items) = criterion.evaluate(&ev) else {
+            panic!("a type criterion matches encounters");
+        };
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].display, "Hospice care");
+        assert_eq!(items[0].reference.as_deref(), Some("Encounter/e2"));
+        assert_eq!(criterion.items().and_then(|i| i.binding), Some("limit"));
+        let class_only: EncounterCriterion<String> =
+            serde_json::from_value(json!({"class": ["EMER"], "as": "visit"})).unwrap();
+        assert!(
+            class_only
+                .resolve(&mut ValueSetIds::new(vec![]))
+                .unreachable()
+                .is_some()
+        );
     }
 
     #[test]

@@ -26,7 +26,7 @@ mod sex;
 pub use age::AgeBounds;
 pub use condition::{ConditionCriterion, ConditionStatus};
 pub use dose::{DoseTest, DoseThreshold};
-pub use draft_order::{DraftOrderCriterion, OrderType};
+pub use draft_order::{DraftOrderCriterion, OrderType, ValueSets};
 pub use encounter::{EncounterCriterion, EncounterScope};
 pub use kidney::{KidneyCriterion, KidneyFunction, KidneyMeasure, KidneyTest};
 pub use medication::MedicationCriterion;
@@ -134,6 +134,8 @@ pub(crate) enum Kind {
     Procedure,
     /// A planned order (active ServiceRequest, Procedure in preparation).
     PlannedOrder,
+    /// An Encounter, by its type.
+    Encounter,
 }
 
 /// The coded items a leaf matches.
