@@ -72,6 +72,8 @@ pub struct Observation {
     date: String,
     value: Option<f64>,
     unit: Option<String>,
+    /// A score sent as `valueInteger` (Gleason, ORAI), without a unit.
+    integer: Option<i64>,
     result: Option<Coded>,
     /// A v3 ObservationInterpretation code (`H`, `L`, `POS`, `NEG` ...).
     interpretation: Option<String>,
@@ -212,6 +214,9 @@ impl Observation {
                 quantity["code"] = json!(unit);
             }
             r["valueQuantity"] = quantity;
+        }
+        if let Some(integer) = self.integer {
+            r["valueInteger"] = json!(integer);
         }
         if let Some(result) = &self.result {
             r["valueCodeableConcept"] = result.concept();

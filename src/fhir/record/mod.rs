@@ -394,6 +394,24 @@ mod tests {
     }
 
     #[test]
+    fn a_score_sent_as_value_integer_is_a_unitless_value() {
+        let observation = |id: &str, value: serde_json::Value| {
+            json!({"resource": {"resourceType": "Observation", "id": id, "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": "35266-6"}]},
+                "valueInteger": value}})
+        };
+        let bundle = json!({"resourceType": "Bundle", "entry": [
+            observation("gleason", json!(6)),
+            observation("not-a-number", json!("six")),
+        ]});
+        let data = borrow_value(&bundle);
+        let record = build(&data);
+        assert_eq!(record.observations[0].value, Some((6.0, None)));
+        assert_eq!(record.observations[1].value, None);
+        assert_eq!(record.skipped_elements, 1, "a valueInteger that is not one");
+    }
+
+    #[test]
     fn reads_sloppy_fhir_and_counts_what_it_skips() {
         let bundle = json!({"resourceType": "Bundle", "entry": [
             {"resource": {"resourceType": "Patient", "id": "p", "birthDate": "1950-06-15", "gender": "male"}},

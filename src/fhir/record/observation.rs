@@ -17,7 +17,8 @@ pub struct ObservationFact<'a> {
     pub coded: Coded<'a>,
     /// effective[x] or issued.
     pub when: Option<OffsetDateTime>,
-    /// `valueQuantity` value and unit (UCUM code, else unit text).
+    /// `valueQuantity` value and unit (UCUM code, else unit text), or a
+    /// `valueInteger` (a score: Gleason, ORAI), which has no unit.
     pub value: Option<(f64, Option<&'a str>)>,
     /// `valueCodeableConcept`: a coded result (positive, a organism).
     pub result: Option<Coded<'a>>,
@@ -65,6 +66,7 @@ impl<'a> Reader<'a> {
             }
             Some((number, unit))
         });
+        let value = value.or_else(|| self.integer_value(r));
         let result = field(r, "valueCodeableConcept")
             .is_some()
             .then(|| self.coded(r, "valueCodeableConcept"));
@@ -76,6 +78,19 @@ impl<'a> Reader<'a> {
             result,
             interpretation,
         })
+    }
+
+    /// `valueInteger`: a whole number without a unit; any other shape is
+    /// skipped and counted.
+    fn integer_value(&mut self, r: &'a Json<'a>) -> Option<(f64, Option<&'a str>)> {
+        let value = field(r, "valueInteger")?;
+        match value.as_f64().filter(|n| n.fract() == 0.0) {
+            Some(n) => Some((n, None)),
+            None => {
+                self.skipped += 1;
+                None
+            }
+        }
     }
 
     /// The interpretation flags: `interpretation` is an array of
