@@ -8,6 +8,9 @@ observation value set under cds-rules/valuesets/. Every entry of expansion.conta
 Usage (standard library and git only):
     python3 terminology/vsac_extract.py MIRROR OID...            # RxNorm: write sources/vsac-<oid>.tsv
     python3 terminology/vsac_extract.py --print MIRROR OID...    # any system: print the codes
+    python3 terminology/vsac_extract.py --dump MIRROR DIR        # every expansion: DIR/<oid>.tsv (system, code,
+                                                                 # display) and DIR/index.tsv (oid, title, count,
+                                                                 # systems), the VSAC_DIR the value-set scripts read
 MIRROR is a git directory of that repository (bare or not); the commit read is HEAD, recorded in the header.
 """
 import json
@@ -27,7 +30,29 @@ def read(mirror, oid):
     return commit, json.loads(text)
 
 
+def dump(mirror, out):
+    """Every expansion of the mirror as out/<oid>.tsv, and out/index.tsv to search by title."""
+    git = ["git", "--git-dir", mirror] if not os.path.isdir(os.path.join(mirror, ".git")) else ["git", "-C", mirror]
+    folder = os.path.dirname(PATH)
+    names = subprocess.check_output(git + ["ls-tree", "--name-only", f"HEAD:{folder}"], text=True).split()
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "index.tsv"), "w", encoding="utf-8") as index:
+        for name in names:
+            if not (name.startswith("valueset-") and name.endswith(".json")):
+                continue
+            oid = name[len("valueset-"):-len(".json")]
+            _, vs = read(mirror, oid)
+            contains = vs.get("expansion", {}).get("contains", [])
+            systems = sorted({c.get("system", "").rsplit("/", 1)[-1] for c in contains})
+            index.write(f"{oid}\t{vs.get('title') or vs.get('name')}\t{len(contains)}\t{','.join(systems)}\n")
+            with open(os.path.join(out, f"{oid}.tsv"), "w", encoding="utf-8") as f:
+                for c in contains:
+                    f.write(f"{c.get('system')}\t{c.get('code')}\t{c.get('display')}\n")
+
+
 def main(argv):
+    if argv[:1] == ["--dump"] and len(argv) == 3:
+        return dump(argv[1], argv[2])
     show = argv[:1] == ["--print"]
     argv = argv[1:] if show else argv
     if len(argv) < 2:
