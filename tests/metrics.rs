@@ -257,11 +257,23 @@ fn rules_without_alert_fatigue() -> tempfile::TempDir {
     for service in ["choosing-wisely", "deprescribing"] {
         let path = dir.path().join(service).join("service.yaml");
         let text = std::fs::read_to_string(&path).unwrap();
-        let start = text
-            .find("alertFatigue:")
-            .expect("the bundled services set alertFatigue");
-        let end = text[start..].find("\n\n").map_or(text.len(), |i| start + i);
-        std::fs::write(&path, format!("{}{}", &text[..start], &text[end..])).unwrap();
+        assert!(
+            text.lines().any(|l| l == "alertFatigue:"),
+            "the bundled services set alertFatigue"
+        );
+        // Drop the `alertFatigue:` key and its indented block, nothing else.
+        let mut inside = false;
+        let kept: Vec<&str> = (text.lines())
+            .filter(|line| {
+                if *line == "alertFatigue:" {
+                    inside = true;
+                    return false;
+                }
+                inside &= line.starts_with(' ');
+                !inside
+            })
+            .collect();
+        std::fs::write(&path, kept.join("\n") + "\n").unwrap();
     }
     dir
 }
