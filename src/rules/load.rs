@@ -660,6 +660,16 @@ mod tests {
         )
     }
 
+    /// Every problem of a load that must fail, one per line.
+    fn messages(loaded: Result<RuleSet, Vec<Diagnostic>>) -> String {
+        let problems = loaded.err().expect("the load fails");
+        problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     fn load(service_extra: &str, rules: &[(&str, String)]) -> Result<RuleSet, Vec<Diagnostic>> {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("valuesets")).unwrap();
@@ -695,12 +705,7 @@ mod tests {
         assert_eq!(codes, ["not-taking"]);
 
         let unknown = named.replace("overrideReasons: stop", "overrideReasons: taper");
-        let problems = load(service, &[("a.yaml", unknown)]).unwrap_err();
-        let message = problems
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("\n");
+        let message = messages(load(service, &[("a.yaml", unknown)]));
         assert!(
             message.contains("a.yaml:")
                 && message
@@ -725,19 +730,13 @@ mod tests {
             "{children:?}"
         );
 
-        let problems = load(
+        let message = messages(load(
             service,
             &[(
                 "a.yaml",
                 uses.replace("definition: old", "definition: frail"),
             )],
-        )
-        .unwrap_err();
-        let message = problems
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("\n");
+        ));
         assert!(
             message.contains(
                 "a.yaml:10: /when/all/1: unknown definition \"frail\"; the service defines old"
@@ -752,12 +751,7 @@ mod tests {
             "valueSet: https://example.org/vs/psa, as: order",
             "valueSet: https://example.org/vs/psa, notReason: [https://example.org/vs/psa, https://example.org/vs/nope], as: order",
         );
-        let problems = load("", &[("a.yaml", text)]).unwrap_err();
-        let message = problems
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("\n");
+        let message = messages(load("", &[("a.yaml", text)]));
         assert!(
             message.contains("a.yaml:8: unknown value set https://example.org/vs/nope"),
             "{message}"
