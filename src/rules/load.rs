@@ -662,7 +662,9 @@ mod tests {
 
     /// Every problem of a load that must fail, one per line.
     fn messages(loaded: Result<RuleSet, Vec<Diagnostic>>) -> String {
-        let problems = loaded.err().expect("the load fails");
+        let Err(problems) = loaded else {
+            panic!("the load should fail");
+        };
         problems
             .iter()
             .map(ToString::to_string)
