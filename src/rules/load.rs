@@ -238,6 +238,13 @@ pub fn load_dir(dir: &Path) -> Result<RuleSet, Vec<Diagnostic>> {
                 }
             }
         }
+        check_value_sets_under(
+            &service_path,
+            &service_doc,
+            &["/definitions"],
+            &ids,
+            &mut problems,
+        );
         let definitions = Definitions::check(
             &service_path,
             &service_doc,
@@ -381,6 +388,19 @@ const VALUE_SET_KEYS: [&str; 5] = ["valueSet", "reason", "notReason", "result", 
 /// value set: an unknown one would resolve to an empty set, and a
 /// `notReason` that can never hold would let every order through.
 fn check_value_sets(path: &Path, doc: &YamlDoc, ids: &ValueSetIds, problems: &mut Problems) {
+    check_value_sets_under(path, doc, &["/when", "/exclusions"], ids, problems);
+}
+
+/// Reports the unknown value-set references in the criteria under each
+/// pointer of `doc` (a rule's `when` and `exclusions`, a service's
+/// `definitions`, so that a definition no rule uses yet is checked too).
+fn check_value_sets_under(
+    path: &Path,
+    doc: &YamlDoc,
+    pointers: &[&str],
+    ids: &ValueSetIds,
+    problems: &mut Problems,
+) {
     fn walk(value: &Value, pointer: String, out: &mut Vec<(String, String)>) {
         match value {
             Value::Object(map) => {
@@ -407,8 +427,11 @@ fn check_value_sets(path: &Path, doc: &YamlDoc, ids: &ValueSetIds, problems: &mu
         }
     }
     let mut refs = Vec::new();
-    walk(&doc.value["when"], "/when".into(), &mut refs);
-    walk(&doc.value["exclusions"], "/exclusions".into(), &mut refs);
+    for pointer in pointers {
+        if let Some(value) = doc.value.pointer(pointer) {
+            walk(value, (*pointer).to_string(), &mut refs);
+        }
+    }
     for (pointer, url) in refs {
         if !ids.is_loaded(&url) {
             problems.add(
@@ -743,6 +766,17 @@ mod tests {
             message.contains(
                 "a.yaml:10: /when/all/1: unknown definition \"frail\"; the service defines old"
             ),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_definition_no_rule_uses_has_its_value_sets_checked() {
+        let service =
+            "definitions:\n  unused:\n    condition: { valueSet: https://example.org/vs/nope }\n";
+        let message = messages(load(service, &[("a.yaml", rule("plain", ""))]));
+        assert!(
+            message.contains("service.yaml:6: unknown value set https://example.org/vs/nope"),
             "{message}"
         );
     }
