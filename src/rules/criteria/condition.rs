@@ -138,11 +138,8 @@ impl Leaf for ConditionCriterion {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::cds::Hook;
-    use crate::fhir::{PatientRecord, RecordSources};
-    use crate::json::borrow_value;
-    use crate::rules::valueset::ValueSet;
+    use crate::rules::criteria::testing::{At, evaluate};
     use serde_json::{Value, json};
     use time::macros::datetime;
 
@@ -151,32 +148,21 @@ mod tests {
     fn run(criterion: Value, dates: Value) -> Option<bool> {
         let sinusitis = json!({"resourceType": "ValueSet", "url": "sinusitis",
             "compose": {"include": [{"system": "s", "concept": [{"code": "J01.90"}]}]}});
-        let mut ids = ValueSetIds::new(vec![ValueSet::from_fhir(&sinusitis).unwrap()]);
-        let raw: ConditionCriterion<String> = serde_json::from_value(criterion).unwrap();
-        let criterion = raw.resolve(&mut ids);
-        let sets = ids.into_sets();
         let mut condition = json!({"resourceType": "Condition", "id": "c",
             "code": {"coding": [{"system": "s", "code": "J01.90"}]}});
-        condition
-            .as_object_mut()
-            .unwrap()
-            .extend(dates.as_object().unwrap().clone());
-        let data = borrow_value(&condition);
-        let record = PatientRecord::build(RecordSources {
-            data: vec![&data],
-            ..Default::default()
-        });
-        let ev = Evaluator {
-            value_sets: &sets,
-            record: &record,
+        (condition.as_object_mut().unwrap()).extend(dates.as_object().unwrap().clone());
+        let at = At {
             now: datetime!(2026-03-10 12:00 UTC),
             hook: Hook::OrderSelect,
+            encounter_id: None,
         };
-        match criterion.evaluate(&ev) {
-            Outcome::Matched(m) => Some(!m.is_empty()),
-            Outcome::Unknown(_) => None,
-            Outcome::Test(t) => Some(t),
-        }
+        evaluate(
+            json!({"condition": criterion}),
+            &[sinusitis],
+            json!([condition]),
+            at,
+        )
+        .holds
     }
 
     #[test]

@@ -165,37 +165,30 @@ impl Leaf for EncounterCriterion {
 mod tests {
     use super::*;
     use crate::cds::Hook;
-    use crate::fhir::{PatientRecord, RecordSources};
-    use crate::json::borrow_value;
+    use crate::rules::criteria::testing::{At, evaluate};
     use serde_json::{Value, json};
     use time::macros::datetime;
 
+    const AT: At = At {
+        now: datetime!(2026-06-01 0:00 UTC),
+        hook: Hook::PatientView,
+        encounter_id: Some("e1"),
+    };
+
+    fn visit(code: &str) -> Value {
+        json!({"resourceType": "ValueSet", "url": "visit",
+            "compose": {"include": [{"system": "s", "concept": [{"code": code}]}]}})
+    }
+
     /// Whether the criterion holds for the encounters, the current one `e1`.
     fn holds(criterion: Value, encounters: Value) -> (bool, usize) {
-        let visit = json!({"resourceType": "ValueSet", "url": "visit",
-            "compose": {"include": [{"system": "s", "concept": [{"code": "wellness"}]}]}});
-        let mut ids = ValueSetIds::new(vec![ValueSet::from_fhir(&visit).unwrap()]);
-        let raw: EncounterCriterion<String> = serde_json::from_value(criterion).unwrap();
-        let criterion = raw.resolve(&mut ids);
-        let sets = ids.into_sets();
-        let data = borrow_value(&encounters);
-        let record = PatientRecord::build(RecordSources {
-            data: data.as_array().unwrap().iter().collect(),
-            encounter_id: Some("e1"),
-            ..Default::default()
-        });
-        let ev = Evaluator {
-            value_sets: &sets,
-            record: &record,
-            now: datetime!(2026-06-01 0:00 UTC),
-            hook: Hook::PatientView,
-        };
-        let holds = match criterion.evaluate(&ev) {
-            Outcome::Test(holds) => holds,
-            Outcome::Matched(items) => !items.is_empty(),
-            Outcome::Unknown(_) => false,
-        };
-        (holds, record.skipped_elements)
+        let seen = evaluate(
+            json!({"encounter": criterion}),
+            &[visit("wellness")],
+            encounters,
+            AT,
+        );
+        (seen.holds == Some(true), seen.skipped)
     }
 
     fn encounter(id: &str, class: &str, types: Value) -> Value {
@@ -206,34 +199,20 @@ mod tests {
 
     #[test]
     fn a_type_binds_the_matched_encounters_by_the_type_that_matched() {
-        let visit = json!({"resourceType": "ValueSet", "url": "visit",
-            "compose": {"include": [{"system": "s", "concept": [{"code": "hospice"}]}]}});
-        let mut ids = ValueSetIds::new(vec![ValueSet::from_fhir(&visit).unwrap()]);
-        let raw: EncounterCriterion<String> =
-            serde_json::from_value(json!({"type": "visit", "scope": "any", "as": "limit"}))
-                .unwrap();
-        let criterion = raw.resolve(&mut ids);
-        let sets = ids.into_sets();
+        let criterion = json!({"type": "visit", "scope": "any", "as": "limit"});
         let types = json!([{"coding": [{"system": "other", "code": "x", "display": "Visit"},
                                        {"system": "s", "code": "hospice", "display": "Hospice care"}]}]);
         let encounters = json!([encounter("e2", "HH", types)]);
-        let data = borrow_value(&encounters);
-        let record = PatientRecord::build(RecordSources {
-            data: data.as_array().unwrap().iter().collect(),
-            ..Default::default()
-        });
-        let ev = Evaluator {
-            value_sets: &sets,
-            record: &record,
-            now: datetime!(2026-06-01 0:00 UTC),
-            hook: Hook::PatientView,
-        };
-        let Outcome::Matched(items) = criterion.evaluate(&ev) else {
-            panic!("a type criterion matches encounters");
-        };
-        assert_eq!(items.len(), 1);
-        assert_eq!(items[0].display, "Hospice care");
-        assert_eq!(items[0].reference.as_deref(), Some("Encounter/e2"));
+        let seen = evaluate(
+            json!({"encounter": criterion.clone()}),
+            &[visit("hospice")],
+            encounters,
+            AT,
+        );
+        assert_eq!(seen.displays, ["Hospice care"]);
+        assert_eq!(seen.references, ["Encounter/e2"]);
+        let raw: EncounterCriterion<String> = serde_json::from_value(criterion).unwrap();
+        let criterion = raw.resolve(&mut ValueSetIds::new(vec![]));
         assert_eq!(criterion.items().and_then(|i| i.binding), Some("limit"));
         let class_only: EncounterCriterion<String> =
             serde_json::from_value(json!({"class": ["EMER"], "as": "visit"})).unwrap();

@@ -299,3 +299,84 @@ impl<'a> Evaluator<'_, 'a> {
         }
     }
 }
+
+/// What the leaves' unit tests share: one criterion, as a rule writes it,
+/// evaluated over a handful of FHIR resources.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{Criterion, Node, Outcome};
+    use crate::cds::Hook;
+    use crate::fhir::{PatientRecord, RecordSources};
+    use crate::json::borrow_value;
+    use crate::rules::eval::Evaluator;
+    use crate::rules::valueset::{ValueSet, ValueSetIds};
+    use serde_json::{Value, json};
+    use time::OffsetDateTime;
+
+    /// When and where the criterion is evaluated.
+    pub(crate) struct At {
+        pub now: OffsetDateTime,
+        pub hook: Hook,
+        /// The encounter in context.
+        pub encounter_id: Option<&'static str>,
+    }
+
+    /// What a leaf gave: `holds` is `None` when it was unknown.
+    pub(crate) struct Seen {
+        pub holds: Option<bool>,
+        /// The matched items as the card would name them.
+        pub displays: Vec<String>,
+        /// The matched items' `Type/id`, where they have one.
+        pub references: Vec<String>,
+        /// Elements of the wrong shape the record skipped.
+        pub skipped: usize,
+    }
+
+    /// Evaluates `criterion` (e.g. `{"encounter": {...}}`, one leaf) with
+    /// the FHIR ValueSets `value_sets` over `resources`.
+    pub(crate) fn evaluate(
+        criterion: Value,
+        value_sets: &[Value],
+        resources: Value,
+        at: At,
+    ) -> Seen {
+        let sets = value_sets
+            .iter()
+            .map(|v| ValueSet::from_fhir(v).unwrap())
+            .collect();
+        let mut ids = ValueSetIds::new(sets);
+        let raw: Criterion<String> = serde_json::from_value(criterion).unwrap();
+        let criterion = raw.resolve(&mut ids);
+        let sets = ids.into_sets();
+        let entries: Vec<Value> = (resources.as_array().unwrap().iter())
+            .map(|r| json!({"resource": r}))
+            .collect();
+        let bundle = json!({"resourceType": "Bundle", "entry": entries});
+        let data = borrow_value(&bundle);
+        let record = PatientRecord::build(RecordSources {
+            data: vec![&data],
+            encounter_id: at.encounter_id,
+            ..Default::default()
+        });
+        let ev = Evaluator {
+            value_sets: &sets,
+            record: &record,
+            now: at.now,
+            hook: at.hook,
+        };
+        let Node::Leaf(leaf) = criterion.node() else {
+            panic!("one leaf criterion, not a combinator");
+        };
+        let (holds, items) = match leaf.evaluate(&ev) {
+            Outcome::Test(holds) => (Some(holds), Vec::new()),
+            Outcome::Matched(items) => (Some(!items.is_empty()), items),
+            Outcome::Unknown(_) => (None, Vec::new()),
+        };
+        Seen {
+            holds,
+            displays: items.iter().map(|i| i.display.to_string()).collect(),
+            references: items.iter().filter_map(|i| i.reference.clone()).collect(),
+            skipped: record.skipped_elements,
+        }
+    }
+}

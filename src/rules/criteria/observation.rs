@@ -319,8 +319,8 @@ impl Leaf for ObservationCriterion {
 mod tests {
     use super::*;
     use crate::cds::Hook;
-    use crate::fhir::{Code, Coded, ObservationFact, PatientRecord, RecordSources};
-    use crate::json::borrow_value;
+    use crate::fhir::{Code, Coded, ObservationFact, PatientRecord};
+    use crate::rules::criteria::testing::{At, evaluate};
     use crate::rules::valueset::ValueSetIds;
     use serde_json::{Value, json};
     use time::macros::datetime;
@@ -345,40 +345,41 @@ mod tests {
 
     /// Value set `obs` holds code `e` of system `s` and LOINC 4548-4
     /// (HbA1c); `pos` holds SNOMED 10828004 (Positive).
-    fn sets() -> ValueSetIds {
+    /// `obs` (a code of system `s`, HbA1c) and `pos` (SNOMED CT Positive).
+    fn value_sets() -> [Value; 2] {
         let obs = json!({"resourceType": "ValueSet", "url": "obs",
             "compose": {"include": [{"system": "s", "concept": [{"code": "e"}]},
                 {"system": "http://loinc.org", "concept": [{"code": "4548-4"}]}]}});
         let pos = json!({"resourceType": "ValueSet", "url": "pos",
             "compose": {"include": [{"system": "http://snomed.info/sct", "concept": [{"code": "10828004"}]}]}});
-        ValueSetIds::new(vec![
-            ValueSet::from_fhir(&obs).unwrap(),
-            ValueSet::from_fhir(&pos).unwrap(),
-        ])
+        [obs, pos]
+    }
+
+    fn sets() -> ValueSetIds {
+        ValueSetIds::new(
+            value_sets()
+                .iter()
+                .map(|v| ValueSet::from_fhir(v).unwrap())
+                .collect(),
+        )
     }
 
     /// Whether the criterion written as `criterion` matches observations
     /// read from the FHIR resources `resources`, evaluated on 2026-06-01;
     /// and the record's count of skipped elements.
     fn run(criterion: Value, resources: Value) -> (bool, usize) {
-        let mut ids = sets();
-        let raw: ObservationCriterion<String> = serde_json::from_value(criterion).unwrap();
-        let criterion = raw.resolve(&mut ids);
-        let sets = ids.into_sets();
-        let bundle = json!({"resourceType": "Bundle", "entry": resources.as_array().unwrap()
-            .iter().map(|r| json!({"resource": r})).collect::<Vec<_>>()});
-        let bundle = borrow_value(&bundle);
-        let record = PatientRecord::build(RecordSources {
-            data: vec![&bundle],
-            ..Default::default()
-        });
-        let ev = Evaluator {
-            value_sets: &sets,
-            record: &record,
+        let at = At {
             now: datetime!(2026-06-01 0:00 UTC),
             hook: Hook::PatientView,
+            encounter_id: None,
         };
-        (!criterion.matches(&ev).is_empty(), record.skipped_elements)
+        let seen = evaluate(
+            json!({"observation": criterion}),
+            &value_sets(),
+            resources,
+            at,
+        );
+        (seen.holds == Some(true), seen.skipped)
     }
 
     /// An HbA1c (LOINC 4548-4) on `day` of 2026 with this valueQuantity.

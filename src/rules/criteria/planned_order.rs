@@ -98,10 +98,8 @@ impl Leaf for PlannedOrderCriterion {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::cds::Hook;
-    use crate::fhir::{PatientRecord, RecordSources};
-    use crate::json::borrow_value;
+    use crate::rules::criteria::testing::{At, evaluate};
     use serde_json::{Value, json};
     use time::macros::datetime;
 
@@ -110,22 +108,18 @@ mod tests {
     fn run(criterion: Value, resources: Value) -> (bool, usize) {
         let surgery = json!({"resourceType": "ValueSet", "url": "surgery",
             "compose": {"include": [{"system": "s", "concept": [{"code": "cataract"}]}]}});
-        let mut ids = ValueSetIds::new(vec![ValueSet::from_fhir(&surgery).unwrap()]);
-        let raw: PlannedOrderCriterion<String> = serde_json::from_value(criterion).unwrap();
-        let criterion = raw.resolve(&mut ids);
-        let sets = ids.into_sets();
-        let data = borrow_value(&resources);
-        let record = PatientRecord::build(RecordSources {
-            data: data.as_array().unwrap().iter().collect(),
-            ..Default::default()
-        });
-        let ev = Evaluator {
-            value_sets: &sets,
-            record: &record,
+        let at = At {
             now: datetime!(2026-06-01 9:00 UTC),
             hook: Hook::PatientView,
+            encounter_id: None,
         };
-        (!criterion.matches(&ev).is_empty(), record.skipped_elements)
+        let seen = evaluate(
+            json!({"plannedOrder": criterion}),
+            &[surgery],
+            resources,
+            at,
+        );
+        (seen.holds == Some(true), seen.skipped)
     }
 
     fn request(status: &str, intent: &str, occurrence: Value) -> Value {
