@@ -21,7 +21,7 @@
 //! | 9 | `cli` | the command line |
 //! | 8 | `server` | startup checks and assembly |
 //! | 7 | `http` | router, routes, limits, JWT, request log |
-//! | 6 | `auth`, `card_log`, `feedback`, `report` | beside the store: replay checks, the card-log writer, feedback validation, reports |
+//! | 6 | `audit`, `auth`, `card_log`, `feedback`, `report` | beside the store: population audits, replay checks, the card-log writer, feedback validation, reports |
 //! | 5 | `store` | all SQL |
 //! | 4 | `engine` | one call: gather, evaluate, screen, cards |
 //! | 3 | `rules` | the rule language, loading and evaluation |
@@ -31,6 +31,7 @@
 
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod auth;
 pub mod card_log;
 pub mod cds;

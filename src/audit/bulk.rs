@@ -1,0 +1,1 @@
+//! The FHIR Bulk Data `$export` client (kick-off, poll, download).

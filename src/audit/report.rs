@@ -1,0 +1,267 @@
+//! The audit report: its types, which are the JSON contract of `hookwise
+//! audit --format json`, and how they are built from the counts.
+//!
+//! Required by the contract: `asOf`, `patients`, and per rule `id`,
+//! `service`, `hooks`, `eligible`, `flagged`, `patients`, `rate` and
+//! `ci95`. Everything else is extra. No field holds a patient id.
+
+use super::stats::{Rate, difference, wilson};
+use serde::{Deserialize, Serialize};
+
+/// The report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditReport {
+    /// The time patient-view rules were evaluated at (RFC 3339).
+    pub as_of: String,
+    /// Patients read (with a Patient resource).
+    pub patients: u64,
+    /// Patients alive and born at `asOf`: the denominator of patient-view rules.
+    pub patients_at_as_of: u64,
+    /// The order-replay window (`--since`/`--until`, or the later period of
+    /// `--compare`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<Period>,
+    /// With `--compare`: the earlier period, whose figures are each row's `before`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<BeforePeriod>,
+    /// One row per (rule, service measured), by family, measure and rule id.
+    pub rules: Vec<RuleRow>,
+    /// One row per (family, measure).
+    pub families: Vec<FamilyRow>,
+    /// Cards per 1,000 encounters in the window; absent without a window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert_burden: Option<AlertBurden>,
+    /// What was read, and what could not be.
+    pub input: InputSummary,
+}
+
+/// A time window, RFC 3339, `since` inclusive and `until` exclusive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Period {
+    /// Start (inclusive).
+    pub since: String,
+    /// End (exclusive).
+    pub until: String,
+}
+
+/// The earlier period of `--compare`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BeforePeriod {
+    /// Its window.
+    pub window: Period,
+    /// Patient-view rules were evaluated at its end.
+    pub as_of: String,
+    /// Patients alive and born then.
+    pub patients_at_as_of: u64,
+    /// Its alert burden.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert_burden: Option<AlertBurden>,
+}
+
+/// What a row measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Measure {
+    /// Patient-view rules on each patient's record at `asOf`: units are patients.
+    Point,
+    /// Order rules on historical orders replayed as drafts: units are orders.
+    Orders,
+}
+
+/// Counts with their rate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Figures {
+    /// Patients (point) or orders in the rule's draft-order value sets (orders).
+    pub eligible: u64,
+    /// How many of those the rule fires on.
+    pub flagged: u64,
+    /// Distinct patients flagged.
+    pub patients: u64,
+    /// flagged / eligible (0 without eligible units).
+    pub rate: f64,
+    /// The 95 % Wilson interval of `rate` ([0, 1] without eligible units).
+    pub ci95: [f64; 2],
+}
+
+impl Figures {
+    /// Figures from counts.
+    pub fn of(eligible: u64, flagged: u64, patients: u64) -> Figures {
+        let Rate { rate, ci95 } = wilson(flagged, eligible);
+        Figures {
+            eligible,
+            flagged,
+            patients,
+            rate,
+            ci95,
+        }
+    }
+
+    fn as_rate(&self) -> Rate {
+        Rate {
+            rate: self.rate,
+            ci95: self.ci95,
+        }
+    }
+}
+
+/// After minus before, with Newcombe's 95 % interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Difference {
+    /// rate(after) − rate(before).
+    pub rate: f64,
+    /// Its 95 % interval.
+    pub ci95: [f64; 2],
+}
+
+impl Difference {
+    /// `after − before`.
+    pub fn of(before: &Figures, after: &Figures) -> Difference {
+        let Rate { rate, ci95 } = difference(before.as_rate(), after.as_rate());
+        Difference { rate, ci95 }
+    }
+}
+
+/// One rule's figures at one service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuleRow {
+    /// Rule id.
+    pub id: String,
+    /// Rule title.
+    pub title: String,
+    /// Rule family.
+    pub family: String,
+    /// The service measured (`deprescribing-patient-view`, `choosing-wisely-order-sign`).
+    pub service: String,
+    /// Every hook the rule serves.
+    pub hooks: Vec<String>,
+    /// What was measured.
+    pub measure: Measure,
+    /// The figures (the later period's with `--compare`).
+    #[serde(flatten)]
+    pub figures: Figures,
+    /// With `--compare`: the earlier period's figures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<Figures>,
+    /// With `--compare`: the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub difference: Option<Difference>,
+    /// With `--database`: what clinicians did with the rule's cards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acceptance: Option<Acceptance>,
+}
+
+/// One family's totals for one measure: a unit (patient or order) counts
+/// once, eligible when any of the family's rules was eligible, flagged when
+/// any fired.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FamilyRow {
+    /// Rule family.
+    pub family: String,
+    /// The service measured.
+    pub service: String,
+    /// What was measured.
+    pub measure: Measure,
+    /// Rules in the family measured here.
+    pub rules: u64,
+    /// The totals.
+    #[serde(flatten)]
+    pub figures: Figures,
+    /// With `--compare`: the earlier period's totals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<Figures>,
+    /// With `--compare`: the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub difference: Option<Difference>,
+}
+
+/// Feedback store figures for a rule (`--database`), over the same window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Acceptance {
+    /// Rule cards issued by the server.
+    pub cards: u64,
+    /// Accepted.
+    pub accepted: u64,
+    /// Overridden.
+    pub overridden: u64,
+    /// accepted / cards; absent without cards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
+}
+
+/// How many cards clinicians would have seen: patient-view at the start of
+/// each encounter in the window and order-sign on each replayed order, after
+/// the alert-fatigue policy (disabled rules, the per-response cap).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertBurden {
+    /// Encounters that started in the window.
+    pub encounters: u64,
+    /// Cards that would have been shown.
+    pub cards: u64,
+    /// cards × 1000 / encounters (0 without encounters).
+    pub per_thousand_encounters: f64,
+    /// Cards the cap held back.
+    pub held: u64,
+    /// Per family.
+    pub families: Vec<FamilyBurden>,
+}
+
+/// One family's share of the alert burden.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FamilyBurden {
+    /// Rule family.
+    pub family: String,
+    /// Cards shown.
+    pub cards: u64,
+    /// cards × 1000 / encounters.
+    pub per_thousand_encounters: f64,
+}
+
+/// What the audit read.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InputSummary {
+    /// `ndjson`, `bundles` or `fhir-server`.
+    pub source: String,
+    /// Files read.
+    pub files: u64,
+    /// Resources read.
+    pub resources: u64,
+    /// Lines (or Bundle files) that were not a FHIR resource, skipped.
+    pub malformed: u64,
+    /// The first of them, by file and line.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub malformed_examples: Vec<BadLine>,
+    /// Resources that point to no patient (Medications are kept and shared).
+    pub without_patient: u64,
+    /// Resources pointing to a patient with no Patient resource.
+    pub without_patient_resource: u64,
+}
+
+/// A line that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BadLine {
+    /// The file, relative to the source directory.
+    pub file: String,
+    /// 1-based line number (1 for a Bundle file).
+    pub line: u64,
+    /// What is wrong (never the line's content).
+    pub error: String,
+}
+
+/// An example report, for renderer tests: two families, both measures, a
+/// comparison and an alert burden.
+#[cfg(test)]
+pub fn example() -> AuditReport {
+    serde_json::from_str(include_str!("example-report.json")).expect("example report")
+}
