@@ -73,6 +73,7 @@ pub fn build_engine(settings: &Settings) -> Result<Engine, StartError> {
         fhir,
         deadline: settings.deadline(),
         history: None,
+        replay: false,
     })
 }
 

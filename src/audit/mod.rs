@@ -16,6 +16,7 @@
 pub mod bulk;
 pub mod render;
 pub mod report;
+pub mod source;
 pub mod stats;
 
 pub use report::AuditReport;

@@ -61,9 +61,15 @@ mod tests {
     fn wilson_matches_published_values() {
         // Newcombe 1998, table I: 81/263 → 0.2553 to 0.3662; 15/148 → 0.0624 to 0.1605.
         let r = wilson(81, 263);
-        assert!(close(r.ci95[0], 0.2553) && close(r.ci95[1], 0.3662), "{r:?}");
+        assert!(
+            close(r.ci95[0], 0.2553) && close(r.ci95[1], 0.3662),
+            "{r:?}"
+        );
         let r = wilson(15, 148);
-        assert!(close(r.ci95[0], 0.0624) && close(r.ci95[1], 0.1605), "{r:?}");
+        assert!(
+            close(r.ci95[0], 0.0624) && close(r.ci95[1], 0.1605),
+            "{r:?}"
+        );
         // 0/10: the interval still has width (0 to 0.2775), unlike Wald's.
         let r = wilson(0, 10);
         assert!(r.rate == 0.0 && r.ci95[0] == 0.0 && close(r.ci95[1], 0.2775));
@@ -88,9 +94,15 @@ mod tests {
         // method 10 interval 0.0524 to 0.3339.
         let d = difference(wilson(48, 80), wilson(56, 70));
         assert!(close(d.rate, 0.2), "{d:?}");
-        assert!(close(d.ci95[0], 0.0524) && close(d.ci95[1], 0.3339), "{d:?}");
+        assert!(
+            close(d.ci95[0], 0.0524) && close(d.ci95[1], 0.3339),
+            "{d:?}"
+        );
         // Example (f): 5/56 − 0/29 = 0.0893, interval −0.0381 to 0.1926.
         let d = difference(wilson(0, 29), wilson(5, 56));
-        assert!(close(d.ci95[0], -0.0381) && close(d.ci95[1], 0.1926), "{d:?}");
+        assert!(
+            close(d.ci95[0], -0.0381) && close(d.ci95[1], 0.1926),
+            "{d:?}"
+        );
     }
 }

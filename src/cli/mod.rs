@@ -65,7 +65,8 @@ enum Command {
         /// The request JSON.
         #[arg(long)]
         request: PathBuf,
-        /// Evaluation time (RFC 3339) [default: now].
+        /// Evaluation time (RFC 3339) [default: now]. The record is taken as
+        /// it stood then: resources that started later are left out.
         #[arg(long)]
         now: Option<String>,
         /// Service id, or a rule family's id for its service at the request's hook
@@ -337,7 +338,8 @@ fn eval(
         rules: rules.to_path_buf(),
         ..Settings::default()
     };
-    let engine = build_engine(&settings).map_err(|e| e.to_string())?;
+    let mut engine = build_engine(&settings).map_err(|e| e.to_string())?;
+    engine.replay = true;
     let rules = &engine.rules;
     let ids: Vec<String> = match service {
         Some(id) => match rules.family(id) {

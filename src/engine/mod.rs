@@ -75,6 +75,10 @@ pub struct Engine {
     /// Where alert-fatigue history comes from; `None` holds nothing back
     /// (offline evaluation, benchmarks).
     pub history: Option<Arc<dyn HistoryReader>>,
+    /// Offline replays (`hookwise eval`) see the record as it stood at the
+    /// evaluation time, leaving out what started later, as `hookwise audit`
+    /// does; the server takes the EHR's data as sent.
+    pub replay: bool,
 }
 
 /// Encounter-level order-sign de-duplication looks back this far at least.
@@ -206,6 +210,7 @@ impl Engine {
         let mut record = PatientRecord::build(RecordSources {
             data,
             encounter_id: request.context_str("encounterId"),
+            as_of: self.replay.then_some(now),
             ..Default::default()
         });
         crate::metrics::fhir_elements_skipped(record.skipped_elements + drafts.skipped_elements);

@@ -10,6 +10,7 @@ mod date;
 
 mod prefetch;
 mod record;
+pub mod timeline;
 
 pub use cache::{FetchCache, Pages};
 pub use client::{FetchError, FhirClient, FhirClientConfig, next_link};

@@ -370,6 +370,7 @@ fn run_case(
         selections: selections.as_ref(),
         encounter_id: case.context.get("encounterId").and_then(Value::as_str),
         selections_only: hook == Hook::OrderSelect,
+        as_of: None,
     });
     let screen = Screen::open();
     let mut fired = Vec::new();

@@ -25,12 +25,15 @@ impl<'a> Reader<'a> {
         if matches!(verification, Some("refuted" | "entered-in-error")) {
             return None;
         }
+        let abated = self
+            .datetime(r, "abatementDateTime")
+            .or_else(|| self.datetime_in(r, "abatementPeriod", "start"));
         let active = match self.concept_code(r, "clinicalStatus") {
             Some(status) => matches!(status, "active" | "recurrence" | "relapse"),
             None => {
                 field(r, "abatementDateTime").is_none() && field(r, "abatementPeriod").is_none()
             }
-        };
+        } || self.ongoing_at_as_of(abated);
         let symptom_onset = self
             .datetime(r, "onsetDateTime")
             .or_else(|| self.datetime_in(r, "onsetPeriod", "start"));

@@ -103,10 +103,10 @@ impl<'a> Reader<'a> {
             let coded = coded.clone();
             self.prescriptions.push(Prescription { coded, written });
         }
-        if status != Some("active") {
+        let end = validity.and_then(|p| self.datetime(p, "end"));
+        if status != Some("active") && !self.ongoing_at_as_of(end) {
             let drug = coded.codes.first().copied();
             if let (Some(drug), Some(start)) = (drug, earliest(authored, validity_start)) {
-                let end = validity.and_then(|p| self.datetime(p, "end"));
                 self.past_prescriptions
                     .push(PastPrescription { drug, start, end });
             }

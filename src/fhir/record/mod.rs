@@ -112,18 +112,26 @@ pub struct RecordSources<'a> {
     pub encounter_id: Option<&'a str>,
     /// Whether only selected drafts count (order-select).
     pub selections_only: bool,
+    /// Build the record as it stood at this time (replays): resources that
+    /// started later are left out ([`crate::fhir::timeline`]), and a
+    /// condition or prescription that ended later was still going on.
+    pub as_of: Option<OffsetDateTime>,
 }
 
 impl<'a> PatientRecord<'a> {
     /// Builds the record, reading every resource once.
     pub fn build(sources: RecordSources<'a>) -> Self {
-        let resources = unique_resources(&sources.data);
+        let mut resources = unique_resources(&sources.data);
+        if let Some(as_of) = sources.as_of {
+            resources.retain(|r| super::timeline::started_by(r, as_of));
+        }
         let medications_by_id: HashMap<&'a str, &'a Json<'a>> = resources
             .iter()
             .filter(|r| resource_type(r) == Some("Medication"))
             .filter_map(|r| Some((str_field(r, "id")?, *r)))
             .collect();
         let mut reader = Reader {
+            as_of: sources.as_of,
             skipped: 0,
             medications_by_id,
             past_prescriptions: Vec::new(),
@@ -182,6 +190,8 @@ fn unique_resources<'a>(data: &[&'a Json<'a>]) -> Vec<&'a Json<'a>> {
 
 /// Reads resources, counting elements of the wrong shape.
 struct Reader<'a> {
+    /// [`RecordSources::as_of`].
+    as_of: Option<OffsetDateTime>,
     skipped: usize,
     medications_by_id: HashMap<&'a str, &'a Json<'a>>,
     past_prescriptions: Vec<PastPrescription<'a>>,
@@ -338,6 +348,12 @@ impl<'a> Reader<'a> {
     fn datetime_in(&mut self, r: &'a Json<'a>, outer: &str, key: &str) -> Option<OffsetDateTime> {
         let inner = field(r, outer)?;
         self.datetime(inner, key)
+    }
+
+    /// Whether something that ended at `end` was still going on at the
+    /// replay time: only in a replay, and only when it ended after it.
+    fn ongoing_at_as_of(&self, end: Option<OffsetDateTime>) -> bool {
+        matches!((self.as_of, end), (Some(as_of), Some(end)) if end > as_of)
     }
 
     /// Counts a value that was present but did not parse.
