@@ -2,6 +2,10 @@
 //! polling the status URL, downloading the manifest's NDJSON files into a
 //! directory, and deleting the export on the server afterwards.
 //!
+//! Not supported: paged manifests (a `next` link, which is refused rather
+//! than half read) and the `deleted` files of a `_since` export (ignored:
+//! an audit reads what exists).
+//!
 //! Authorization is none, a static bearer token, or SMART Backend Services
 //! client credentials ([`BulkAuth`]). Tokens never appear in messages or
 //! logs, and URLs are named without their query, which for signed download
@@ -28,8 +32,11 @@ pub const DEFAULT_SCOPE: &str = "system/*.rs";
 /// status poll or a file download is retried before it is an error.
 const RETRIES: u32 = 3;
 
-/// The longest wait between two requests, whatever `Retry-After` says.
+/// The longest wait between two polls, whatever `Retry-After` says.
 const MAX_WAIT: Duration = Duration::from_secs(120);
+
+/// The shortest wait between two polls, even after `Retry-After: 0`.
+const MIN_WAIT: Duration = Duration::from_millis(100);
 
 /// Most redirects followed for one request.
 const MAX_REDIRECTS: usize = 5;
@@ -516,7 +523,7 @@ impl BulkSource {
                     waited: started.elapsed(),
                 });
             }
-            tokio::time::sleep(wait.min(MAX_WAIT).min(remaining)).await;
+            tokio::time::sleep(wait.clamp(MIN_WAIT, MAX_WAIT).min(remaining)).await;
         }
     }
 

@@ -82,8 +82,13 @@ fn ec_p384_key() -> KeyPair {
 enum ServerAuth {
     Open,
     Static(String),
-    /// Tokens from `/token`, for clients that prove they hold `key`.
-    Backend { key: KeyPair, expires_in: u64 },
+    /// Tokens from `/token`, for clients that prove they hold `key` and
+    /// ask for `scope`.
+    Backend {
+        key: KeyPair,
+        expires_in: u64,
+        scope: &'static str,
+    },
 }
 
 /// One NDJSON file the server serves.
@@ -95,6 +100,14 @@ struct Served {
     gzip: bool,
 }
 
+/// The `Retry-After` of a 202.
+#[derive(Clone, Copy)]
+enum RetryAfter {
+    Seconds(u64),
+    /// An HTTP-date this many seconds ahead.
+    DateIn(i64),
+}
+
 /// How the fake server behaves.
 #[derive(Clone)]
 struct Script {
@@ -104,7 +117,7 @@ struct Script {
     kick_off_failure: Option<(u16, &'static str)>,
     /// 202 answers before the manifest (`usize::MAX`: never complete).
     pending_polls: usize,
-    retry_after: u64,
+    retry_after: RetryAfter,
     /// The first this-many polls answer this status with diagnostics.
     status_failures: Option<(u16, usize, &'static str)>,
     requires_access_token: bool,
@@ -115,6 +128,8 @@ struct Script {
     extra_output: Vec<Value>,
     /// After kick-off, every token issued so far stops being accepted.
     revoke_after_kick_off: bool,
+    /// Gzipped files are sent plain, still labelled gzip.
+    corrupt_gzip: bool,
 }
 
 impl Default for Script {
@@ -123,13 +138,14 @@ impl Default for Script {
             auth: ServerAuth::Open,
             kick_off_failure: None,
             pending_polls: 0,
-            retry_after: 0,
+            retry_after: RetryAfter::Seconds(0),
             status_failures: None,
             requires_access_token: true,
             output: standard_files(),
             error: Vec::new(),
             extra_output: Vec::new(),
             revoke_after_kick_off: false,
+            corrupt_gzip: false,
         }
     }
 }
@@ -339,10 +355,16 @@ async fn status(State(fake): State<Shared>, headers: HeaderMap) -> Response {
     }
     let failed = fake.script.status_failures.map_or(0, |(_, times, _)| times);
     if polls - failed <= fake.script.pending_polls {
-        let wait = fake.script.retry_after.to_string();
+        let wait = match fake.script.retry_after {
+            RetryAfter::Seconds(seconds) => seconds.to_string(),
+            RetryAfter::DateIn(seconds) => http_date(seconds),
+        };
         return (
             StatusCode::ACCEPTED,
-            [("retry-after", wait), ("x-progress", "50% done".to_string())],
+            [
+                ("retry-after", wait),
+                ("x-progress", "50% done".to_string()),
+            ],
         )
             .into_response();
     }
@@ -377,8 +399,15 @@ async fn file(
     if query.get("sig").map(String::as_str) != Some("topsecret") {
         return outcome(403, "bad signature");
     }
-    if !served.gzip {
-        return ([("content-type", "application/fhir+ndjson")], served.body.clone())
+    if !served.gzip || fake.script.corrupt_gzip {
+        let encoding = if served.gzip { "gzip" } else { "identity" };
+        return (
+            [
+                ("content-type", "application/fhir+ndjson"),
+                ("content-encoding", encoding),
+            ],
+            served.body.clone(),
+        )
             .into_response();
     }
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -398,7 +427,10 @@ async fn file(
 /// signature with the client's public key and its claims, then issues a
 /// random token valid for `expires_in` seconds.
 async fn token(State(fake): State<Shared>, Form(form): Form<HashMap<String, String>>) -> Response {
-    let ServerAuth::Backend { key, expires_in } = &fake.script.auth else {
+    let ServerAuth::Backend {
+        key, expires_in, ..
+    } = &fake.script.auth
+    else {
         return StatusCode::NOT_FOUND.into_response();
     };
     if let Err(reason) = check_assertion(&fake, key, &form) {
@@ -422,6 +454,9 @@ fn check_assertion(
     key: &KeyPair,
     form: &HashMap<String, String>,
 ) -> Result<(), String> {
+    let ServerAuth::Backend { scope, .. } = fake.script.auth else {
+        return Err("no token endpoint".into());
+    };
     let field = |name: &str| form.get(name).map(String::as_str).unwrap_or("");
     if field("grant_type") != "client_credentials" {
         return Err("grant_type".into());
@@ -429,7 +464,7 @@ fn check_assertion(
     if field("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" {
         return Err("client_assertion_type".into());
     }
-    if field("scope") != DEFAULT_SCOPE {
+    if field("scope") != scope {
         return Err(format!("scope {}", field("scope")));
     }
     let assertion = field("client_assertion");
@@ -453,7 +488,10 @@ fn check_assertion(
     if claims["sub"] != CLIENT_ID {
         return Err("sub".into());
     }
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     if claims["exp"].as_u64().is_none_or(|exp| exp > now + 300) {
         return Err("exp more than five minutes ahead".into());
     }
@@ -464,14 +502,37 @@ fn check_assertion(
     Ok(())
 }
 
+/// The client's side of `fake`'s token endpoint, signing with `key`.
 fn backend_auth(fake: &Fake, key: &KeyPair) -> BulkAuth {
+    let ServerAuth::Backend { scope, .. } = fake.script.auth else {
+        panic!("the fake has no token endpoint");
+    };
     BulkAuth::Backend {
         client_id: CLIENT_ID.into(),
         private_key_pem: key.private_pem.clone(),
         token_url: fake.token_url(),
-        scope: DEFAULT_SCOPE.into(),
+        scope: scope.into(),
         key_id: KEY_ID.into(),
     }
+}
+
+/// Backend Services with `key`, tokens valid for `expires_in` seconds.
+fn backend(key: &KeyPair, expires_in: u64) -> ServerAuth {
+    ServerAuth::Backend {
+        key: key.clone(),
+        expires_in,
+        scope: DEFAULT_SCOPE,
+    }
+}
+
+/// An IMF-fixdate `seconds` from now.
+fn http_date(seconds: i64) -> String {
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    (time::OffsetDateTime::now_utc() + time::Duration::seconds(seconds))
+        .format(format)
+        .unwrap()
 }
 
 fn source(fake: &Fake, auth: BulkAuth) -> BulkSource {
@@ -508,11 +569,21 @@ fn assert_standard_files(fake: &Fake, dir: &Path, downloaded: &Downloaded) {
     let names: Vec<_> = downloaded
         .files
         .iter()
-        .map(|p| p.strip_prefix(&export).unwrap().to_str().unwrap().to_string())
+        .map(|p| {
+            p.strip_prefix(&export)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     assert_eq!(
         names,
-        ["Patient.1.ndjson", "Observation.1.ndjson", "Observation.2.ndjson"]
+        [
+            "Patient.1.ndjson",
+            "Observation.1.ndjson",
+            "Observation.2.ndjson"
+        ]
     );
     for (path, served) in downloaded.files.iter().zip(&fake.script.output) {
         assert_eq!(read(path), served.body, "{}", path.display());
@@ -531,12 +602,9 @@ fn assert_standard_files(fake: &Fake, dir: &Path, downloaded: &Downloaded) {
 async fn backend_services_export_polls_with_retry_after_and_downloads_every_file() {
     let key = rsa_key(0, false);
     let fake = Fake::start(Script {
-        auth: ServerAuth::Backend {
-            key: key.clone(),
-            expires_in: 300,
-        },
+        auth: backend(&key, 300),
         pending_polls: 2,
-        retry_after: 1,
+        retry_after: RetryAfter::Seconds(1),
         ..Script::default()
     })
     .await;
@@ -550,7 +618,10 @@ async fn backend_services_export_polls_with_retry_after_and_downloads_every_file
     assert_eq!(seen.issued.len(), 1, "one token, reused for every request");
     assert_eq!(seen.polls.len(), 3);
     let waited = seen.polls[2] - seen.polls[0];
-    assert!(waited >= Duration::from_millis(1900), "Retry-After ignored: {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(1900),
+        "Retry-After ignored: {waited:?}"
+    );
     assert_eq!(seen.deletes, 1, "the export is deleted after download");
     assert_eq!(
         seen.kick_off_headers["accept"].to_str().unwrap(),
@@ -567,15 +638,18 @@ async fn backend_services_export_polls_with_retry_after_and_downloads_every_file
     let running = BulkProgress::Running {
         progress: Some("50% done".into()),
     };
-    assert_eq!(events[..4], [
-        BulkProgress::Accepted,
-        running.clone(),
-        running,
-        BulkProgress::Ready {
-            files: 3,
-            error_files: 0
-        }
-    ]);
+    assert_eq!(
+        events[..4],
+        [
+            BulkProgress::Accepted,
+            running.clone(),
+            running,
+            BulkProgress::Ready {
+                files: 3,
+                error_files: 0
+            }
+        ]
+    );
     let saved: Vec<u64> = events[4..]
         .iter()
         .map(|e| match e {
@@ -590,10 +664,7 @@ async fn backend_services_export_polls_with_retry_after_and_downloads_every_file
 async fn an_ec_p384_key_signs_es384_and_a_pkcs1_rsa_key_is_read() {
     for key in [ec_p384_key(), rsa_key(0, true)] {
         let fake = Fake::start(Script {
-            auth: ServerAuth::Backend {
-                key: key.clone(),
-                expires_in: 300,
-            },
+            auth: backend(&key, 300),
             ..Script::default()
         })
         .await;
@@ -607,12 +678,9 @@ async fn an_ec_p384_key_signs_es384_and_a_pkcs1_rsa_key_is_read() {
 async fn an_expired_token_is_replaced_before_use() {
     let key = rsa_key(0, false);
     let fake = Fake::start(Script {
-        auth: ServerAuth::Backend {
-            key: key.clone(),
-            expires_in: 1,
-        },
+        auth: backend(&key, 1),
         pending_polls: 2,
-        retry_after: 1,
+        retry_after: RetryAfter::Seconds(1),
         ..Script::default()
     })
     .await;
@@ -630,10 +698,7 @@ async fn an_expired_token_is_replaced_before_use() {
 async fn a_token_the_server_refuses_is_fetched_again_once() {
     let key = rsa_key(0, false);
     let fake = Fake::start(Script {
-        auth: ServerAuth::Backend {
-            key: key.clone(),
-            expires_in: 300,
-        },
+        auth: backend(&key, 300),
         revoke_after_kick_off: true,
         ..Script::default()
     })
@@ -661,7 +726,11 @@ async fn a_static_bearer_token_is_sent_and_a_wrong_one_is_not_shown() {
     assert!(message.contains("kick-off"), "{message}");
     assert!(message.contains("HTTP 401"), "{message}");
     assert!(!message.contains("wrong-secret"), "{message}");
-    assert_eq!(fake.seen().unauthorized, 1, "a static token is not sent twice");
+    assert_eq!(
+        fake.seen().unauthorized,
+        1,
+        "a static token is not sent twice"
+    );
 }
 
 #[tokio::test]
@@ -784,10 +853,7 @@ async fn error_files_are_downloaded_apart_and_their_outcomes_counted() {
 async fn a_token_endpoint_that_refuses_the_assertion_stops_the_export() {
     // The client signs with another key than the one the server has.
     let fake = Fake::start(Script {
-        auth: ServerAuth::Backend {
-            key: rsa_key(0, false),
-            expires_in: 300,
-        },
+        auth: backend(&rsa_key(0, false), 300),
         ..Script::default()
     })
     .await;
@@ -803,7 +869,11 @@ async fn a_token_endpoint_that_refuses_the_assertion_stops_the_export() {
     }
     let seen = fake.seen();
     assert_eq!(seen.refusals.len(), 1, "{:?}", seen.refusals);
-    assert!(seen.refusals[0].contains("InvalidSignature"), "{:?}", seen.refusals);
+    assert!(
+        seen.refusals[0].contains("InvalidSignature"),
+        "{:?}",
+        seen.refusals
+    );
     assert_eq!(seen.requests, [(Method::POST, "/token".to_string())]);
 }
 
@@ -831,7 +901,9 @@ async fn a_missing_file_names_the_url_without_its_secret() {
 #[tokio::test]
 async fn a_manifest_type_that_is_no_resource_type_is_refused() {
     let fake = Fake::start(Script {
-        extra_output: vec![json!({"type": "../../evil", "url": "{base}/files/patients?sig=topsecret"})],
+        extra_output: vec![
+            json!({"type": "../../evil", "url": "{base}/files/patients?sig=topsecret"}),
+        ],
         ..Script::default()
     })
     .await;
@@ -839,7 +911,9 @@ async fn a_manifest_type_that_is_no_resource_type_is_refused() {
     let message = result.unwrap_err().to_string();
     assert!(message.contains("unusable manifest"), "{message}");
     assert!(message.contains("no resource type"), "{message}");
-    let written: Vec<_> = std::fs::read_dir(dir.path().join("export")).unwrap().collect();
+    let written: Vec<_> = std::fs::read_dir(dir.path().join("export"))
+        .unwrap()
+        .collect();
     assert!(written.is_empty(), "{written:?}");
     assert!(!dir.path().join("evil").exists());
 }
@@ -848,7 +922,7 @@ async fn a_manifest_type_that_is_no_resource_type_is_refused() {
 async fn an_export_still_running_at_the_timeout_is_given_up_and_cancelled() {
     let fake = Fake::start(Script {
         pending_polls: usize::MAX,
-        retry_after: 1,
+        retry_after: RetryAfter::Seconds(1),
         ..Script::default()
     })
     .await;
@@ -966,4 +1040,57 @@ fn debug_output_hides_the_secrets() {
     );
     assert!(backend.contains(CLIENT_ID), "{backend}");
     assert!(!backend.contains("PRIVATE KEY"), "{backend}");
+}
+
+#[tokio::test]
+async fn an_http_date_retry_after_is_honoured() {
+    let fake = Fake::start(Script {
+        pending_polls: 1,
+        retry_after: RetryAfter::DateIn(2),
+        ..Script::default()
+    })
+    .await;
+    let (dir, result, _) = run(&source(&fake, BulkAuth::None)).await;
+    assert_standard_files(&fake, dir.path(), &result.unwrap());
+    let seen = fake.seen();
+    assert_eq!(seen.polls.len(), 2);
+    // Two seconds ahead, written to the second: one to two seconds.
+    let waited = seen.polls[1] - seen.polls[0];
+    assert!(waited >= Duration::from_millis(900), "{waited:?}");
+}
+
+#[tokio::test]
+async fn several_scopes_reach_the_token_endpoint_intact() {
+    let key = rsa_key(0, false);
+    let fake = Fake::start(Script {
+        auth: ServerAuth::Backend {
+            key: key.clone(),
+            expires_in: 300,
+            scope: "system/Patient.rs system/Observation.rs system/*.read",
+        },
+        ..Script::default()
+    })
+    .await;
+    let (dir, result, _) = run(&source(&fake, backend_auth(&fake, &key))).await;
+    let downloaded = result.unwrap_or_else(|e| panic!("{e}; {:?}", fake.seen().refusals));
+    assert_standard_files(&fake, dir.path(), &downloaded);
+}
+
+#[tokio::test]
+async fn a_corrupt_gzip_file_is_an_error_and_leaves_no_partial_file() {
+    let fake = Fake::start(Script {
+        corrupt_gzip: true,
+        ..Script::default()
+    })
+    .await;
+    let (dir, result, _) = run(&source(&fake, BulkAuth::None)).await;
+    let message = result.unwrap_err().to_string();
+    assert!(message.contains("gzip body is corrupt"), "{message}");
+    assert!(message.contains("/files/obs-b"), "{message}");
+    let mut names: Vec<_> = std::fs::read_dir(dir.path().join("export"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["Observation.1.ndjson", "Patient.1.ndjson"]);
 }

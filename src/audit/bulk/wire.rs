@@ -217,11 +217,31 @@ pub async fn save(response: &mut Response, url: &Url, path: &Path) -> Result<Sav
         }
     };
     let part = PathBuf::from(format!("{}.part", path.display()));
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| BulkError::Io { path, source }
+    let file = tokio::fs::File::create(&part)
+        .await
+        .map_err(io_error(&part))?;
+    let saved = match stream(response, url, file, gzip, &part).await {
+        Ok(saved) => saved,
+        Err(e) => {
+            // Best effort: the error that matters is the one returned.
+            let _ = tokio::fs::remove_file(&part).await;
+            return Err(e);
+        }
     };
-    let mut file = tokio::fs::File::create(&part).await.map_err(io(&part))?;
+    tokio::fs::rename(&part, path)
+        .await
+        .map_err(io_error(path))?;
+    Ok(saved)
+}
+
+/// Writes the body into `file` (at `part`), inflating it when `gzip`.
+async fn stream(
+    response: &mut Response,
+    url: &Url,
+    mut file: tokio::fs::File,
+    gzip: bool,
+    part: &Path,
+) -> Result<Saved, BulkError> {
     let mut inflate = gzip.then(|| MultiGzDecoder::new(Vec::new()));
     let mut counter = LineCounter::default();
     let mut bytes = 0u64;
@@ -239,21 +259,24 @@ pub async fn save(response: &mut Response, url: &Url, path: &Path) -> Result<Sav
         };
         counter.feed(&plain);
         bytes += plain.len() as u64;
-        file.write_all(&plain).await.map_err(io(&part))?;
+        file.write_all(&plain).await.map_err(io_error(part))?;
     }
     if let Some(decoder) = inflate {
         let rest = decoder.finish().map_err(|e| bad_gzip(url, &e))?;
         counter.feed(&rest);
         bytes += rest.len() as u64;
-        file.write_all(&rest).await.map_err(io(&part))?;
+        file.write_all(&rest).await.map_err(io_error(part))?;
     }
-    file.flush().await.map_err(io(&part))?;
-    drop(file);
-    tokio::fs::rename(&part, path).await.map_err(io(path))?;
+    file.flush().await.map_err(io_error(part))?;
     Ok(Saved {
         bytes,
         lines: counter.finish(),
     })
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> BulkError {
+    let path = path.to_path_buf();
+    move |source| BulkError::Io { path, source }
 }
 
 fn bad_gzip(url: &Url, e: &std::io::Error) -> BulkError {
