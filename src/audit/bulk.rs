@@ -665,10 +665,12 @@ impl BulkSource {
     ) -> Result<Response, BulkError> {
         let again = request.try_clone();
         let response = self.send_with_token(step, url, request, with_token).await?;
-        if response.status() == 401 && with_token && self.auth.forget().await {
-            if let Some(request) = again {
-                return self.send_with_token(step, url, request, with_token).await;
-            }
+        if response.status() == 401
+            && with_token
+            && self.auth.forget().await
+            && let Some(request) = again
+        {
+            return self.send_with_token(step, url, request, with_token).await;
         }
         Ok(response)
     }
@@ -680,10 +682,8 @@ impl BulkSource {
         mut request: RequestBuilder,
         with_token: bool,
     ) -> Result<Response, BulkError> {
-        if with_token {
-            if let Some(header) = self.auth.header(&self.http).await? {
-                request = request.header(AUTHORIZATION, header);
-            }
+        if with_token && let Some(header) = self.auth.header(&self.http).await? {
+            request = request.header(AUTHORIZATION, header);
         }
         request
             .send()

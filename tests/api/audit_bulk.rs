@@ -348,10 +348,10 @@ async fn status(State(fake): State<Shared>, headers: HeaderMap) -> Response {
         seen.polls.push(Instant::now());
         seen.polls.len()
     };
-    if let Some((status, times, diagnostics)) = fake.script.status_failures {
-        if polls <= times {
-            return outcome(status, diagnostics);
-        }
+    if let Some((status, times, diagnostics)) = fake.script.status_failures
+        && polls <= times
+    {
+        return outcome(status, diagnostics);
     }
     let failed = fake.script.status_failures.map_or(0, |(_, times, _)| times);
     if polls - failed <= fake.script.pending_polls {
