@@ -650,7 +650,7 @@ impl BulkSource {
             other => return other.map(Try::Done),
         };
         *failures += 1;
-        let backoff = self.poll_interval * 2u32.pow(*failures - 1);
+        let backoff = self.poll_interval.saturating_mul(1 << (*failures - 1));
         Ok(Try::Again(wait.unwrap_or(backoff)))
     }
 
