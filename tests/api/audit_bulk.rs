@@ -19,8 +19,8 @@ use hookwise::audit::bulk::{
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
-use std::io::Write;
-use std::path::Path;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -1093,4 +1093,154 @@ async fn a_corrupt_gzip_file_is_an_error_and_leaves_no_partial_file() {
         .collect();
     names.sort();
     assert_eq!(names, ["Observation.1.ndjson", "Patient.1.ndjson"]);
+}
+
+/// The population's NDJSON files, served as a Bulk export serves them.
+fn served_population(dir: &Path) -> Vec<Served> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|path| {
+            let name = path.file_name().unwrap().to_str().unwrap().to_string();
+            let gzip = name.ends_with(".gz");
+            let mut body = String::new();
+            let file = std::fs::File::open(path).unwrap();
+            match gzip {
+                true => flate2::read::GzDecoder::new(file).read_to_string(&mut body),
+                false => std::io::BufReader::new(file).read_to_string(&mut body),
+            }
+            .unwrap();
+            let kind = name.split('.').next().unwrap().to_string();
+            Served {
+                kind: Box::leak(kind.into_boxed_str()),
+                name: Box::leak(name.into_boxed_str()),
+                body,
+                gzip,
+            }
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hookwise_audit_exports_from_a_fhir_server_and_reports_as_from_the_files() {
+    let population = crate::audit::population();
+    let key = rsa_key(0, false);
+    let fake = Fake::start(Script {
+        auth: backend(&key, 300),
+        pending_polls: 1,
+        output: served_population(&population.ndjson),
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("client.pem");
+    std::fs::write(&key_file, &key.private_pem).unwrap();
+    let export_dir = dir.path().join("export");
+    let window = [
+        "--as-of",
+        "2024-12-31",
+        "--since",
+        "2024-01-01",
+        "--until",
+        "2024-12-31",
+    ];
+    let mut args: Vec<String> = [
+        "--fhir-server",
+        &fake.fhir(),
+        "--client-id",
+        CLIENT_ID,
+        "--key-id",
+        KEY_ID,
+        "--private-key",
+        key_file.to_str().unwrap(),
+        "--token-url",
+        &fake.token_url(),
+        "--export-dir",
+        export_dir.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(window.iter().map(|s| s.to_string()));
+    let exported = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        crate::audit::audit_json(&args)
+    })
+    .await
+    .unwrap();
+    let ndjson = population.ndjson.clone();
+    let from_files = tokio::task::spawn_blocking(move || {
+        let mut args = vec!["--ndjson", crate::audit::path(&ndjson)];
+        args.extend(window);
+        crate::audit::audit_json(&args)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        crate::audit::findings(&exported),
+        crate::audit::findings(&from_files)
+    );
+    assert_eq!(exported["input"]["source"], "fhir-server");
+    assert_eq!(
+        exported["input"]["resources"],
+        from_files["input"]["resources"]
+    );
+    assert!(fake.seen().deletes >= 1, "the finished export is deleted");
+    assert!(
+        export_dir.join("Patient.1.ndjson").exists(),
+        "--export-dir keeps the files"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hookwise_audit_names_the_failing_step_of_a_fhir_server() {
+    let fake = Fake::start(Script {
+        auth: ServerAuth::Static("right-token".into()),
+        ..Default::default()
+    })
+    .await;
+    let url = fake.fhir();
+    let (ok, _, err) = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_hookwise"))
+            .args(["audit", "--fhir-server", &url, "--as-of", "2024-12-31"])
+            .env("FHIR_BULK_TOKEN", "wrong-token")
+            .current_dir(crate::common::root())
+            .output()
+            .map(|o| {
+                (
+                    o.status.success(),
+                    String::from_utf8_lossy(&o.stdout).into_owned(),
+                    String::from_utf8_lossy(&o.stderr).into_owned(),
+                )
+            })
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(!ok);
+    assert!(
+        err.contains("--fhir-server") && err.contains("kick-off") && err.contains("401"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("wrong-token"),
+        "the token stays out of messages: {err}"
+    );
+
+    let (ok, _, err) = crate::audit::hookwise(&[
+        "audit",
+        "--fhir-server",
+        "http://fhir.example.org/fhir",
+        "--as-of",
+        "2024-12-31",
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("http"),
+        "plain http beyond loopback is refused: {err}"
+    );
 }
