@@ -86,6 +86,7 @@ pub fn run(rules: &RuleSet, options: &Options) -> Result<Audit, String> {
         malformed: read.malformed,
         malformed_examples: read.malformed_examples,
         without_patient: read.without_patient,
+        unused: read.unused,
         without_patient_resource: tally.without_patient_resource,
     };
     let report = report::build(rules, &replayer, &tally, input);
@@ -220,8 +221,12 @@ fn replay_bundles(
                 return Ok(());
             }
         };
-        let resources: Vec<&Json<'_>> = bundle_resources(&bundle).collect();
-        tally.resources += resources.len() as u64;
+        let all: Vec<&Json<'_>> = bundle_resources(&bundle).collect();
+        let resources: Vec<&Json<'_>> = (all.iter().copied())
+            .filter(|r| partition::is_read(r))
+            .collect();
+        tally.resources += all.len() as u64;
+        tally.unused += (all.len() - resources.len()) as u64;
         let id = (resources.iter())
             .find(|r| resource_type(r) == Some("Patient"))
             .and_then(|p| str_field(p, "id"))
@@ -238,6 +243,7 @@ fn replay_bundles(
         malformed: tally.malformed,
         malformed_examples: examples,
         without_patient: 0,
+        unused: tally.unused,
     };
     Ok((tally, flagged, read))
 }

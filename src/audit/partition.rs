@@ -63,6 +63,8 @@ pub struct ReadCounts {
     pub malformed_examples: Vec<BadLine>,
     /// Resources that point to no patient.
     pub without_patient: u64,
+    /// Resources of types no patient record reads, not kept.
+    pub unused: u64,
 }
 
 impl ReadCounts {
@@ -70,6 +72,7 @@ impl ReadCounts {
         self.resources += other.resources;
         self.malformed += other.malformed;
         self.without_patient += other.without_patient;
+        self.unused += other.unused;
     }
 }
 
@@ -255,6 +258,10 @@ impl Partition {
             return Ok(());
         };
         output.counts.resources += 1;
+        if !is_read(&resource) {
+            output.counts.unused += 1;
+            return Ok(());
+        }
         match owner(&resource) {
             Owner::Patient(id) if !id.contains(['\t', '\n', '\r']) => {
                 let writer = &mut writers[bucket_of(id, self.buckets)];
@@ -325,6 +332,11 @@ impl Drop for Partition {
 
 fn is_resource(json: &crate::json::Json<'_>) -> bool {
     crate::json::resource_type(json).is_some()
+}
+
+/// Whether a patient record reads resources of this type.
+pub fn is_read(resource: &crate::json::Json<'_>) -> bool {
+    crate::json::resource_type(resource).is_some_and(|t| crate::fhir::RECORD_TYPES.contains(&t))
 }
 
 fn why_malformed(text: &[u8]) -> String {
@@ -530,12 +542,15 @@ mod tests {
                 "{\"resourceType\":\"Organization\",\"id\":\"o\"}\n",
                 "[1]\n",
                 "{\"resourceType\":\"Medication\",\"id\":\"m\"}\n",
+                "{\"resourceType\":\"Claim\",\"id\":\"c\",\"patient\":{\"reference\":\"Patient/b\"}}\n",
+                "{\"resourceType\":\"Observation\",\"id\":\"g\",\"subject\":{\"reference\":\"Group/1\"}}\n",
             ),
         );
         let files = vec![conditions, patients];
         let work = dir.join("work");
         let partition = Partition::build(&files, dir, &work, 2, &Progress::default()).unwrap();
-        assert_eq!(partition.counts.resources, 5);
+        assert_eq!(partition.counts.resources, 7);
+        assert_eq!(partition.counts.unused, 2, "the Claim and the Organization");
         assert_eq!(partition.counts.malformed, 2);
         assert_eq!(partition.counts.without_patient, 1);
         assert_eq!(partition.medications.len(), 1);

@@ -249,6 +249,10 @@ pub struct InputSummary {
     pub malformed_examples: Vec<BadLine>,
     /// Resources that point to no patient (Medications are kept and shared).
     pub without_patient: u64,
+    /// Resources of types no patient record reads (Claim,
+    /// ExplanationOfBenefit, ...), counted and not kept.
+    #[serde(default)]
+    pub unused: u64,
     /// Resources pointing to a patient with no Patient resource.
     pub without_patient_resource: u64,
 }

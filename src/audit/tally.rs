@@ -72,6 +72,8 @@ pub struct Tally {
     pub malformed: u64,
     /// Resources read.
     pub resources: u64,
+    /// Resources of types no record reads.
+    pub unused: u64,
     /// One per period, the later (or only) period first.
     pub periods: Vec<PeriodTally>,
 }
@@ -91,6 +93,7 @@ impl Tally {
         self.without_patient_resource += other.without_patient_resource;
         self.malformed += other.malformed;
         self.resources += other.resources;
+        self.unused += other.unused;
         for (mine, theirs) in self.periods.iter_mut().zip(other.periods) {
             mine.add(theirs);
         }

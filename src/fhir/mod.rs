@@ -19,5 +19,6 @@ pub use date::{parse_date, parse_datetime};
 pub use prefetch::{DataNeed, PrefetchKey, PrefetchState, classify_prefetch, render_template};
 pub use record::{
     Code, Coded, ConditionFact, Dosage, DoseQuantity, DraftOrder, EncounterFact, MedicationFact,
-    ObservationFact, PatientRecord, PlannedOrderFact, Prescription, ProcedureFact, RecordSources,
+    ObservationFact, PatientRecord, PlannedOrderFact, Prescription, ProcedureFact, RECORD_TYPES,
+    RecordSources,
 };

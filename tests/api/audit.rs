@@ -171,6 +171,10 @@ fn write_ndjson(dir: &Path, patients: &[Patient]) {
         .entry("Organization".into())
         .or_default()
         .push(json!({"resourceType": "Organization", "id": "org"}).to_string());
+    by_type
+        .entry("Observation".into())
+        .or_default()
+        .insert(0, json!({"resourceType": "Observation", "id": "group-obs", "subject": {"reference": "Group/g1"}}).to_string());
     for (kind, mut lines) in by_type {
         if kind == "Observation" {
             let second = lines.split_off(lines.len() / 2);
@@ -279,22 +283,21 @@ fn bundles_and_bulk_ndjson_give_the_same_report() {
     let input = &ndjson["input"];
     assert_eq!(input["source"], "ndjson");
     assert_eq!(input["malformed"], 1, "{input}");
-    let patientless = population
+    let unused = population
         .patients
         .iter()
         .flat_map(|(_, resources)| resources)
-        .filter(|r| {
-            !["subject", "patient", "beneficiary", "individual"]
-                .iter()
-                .any(|e| r[e]["reference"].is_string())
-        })
-        .filter(|r| r["resourceType"] != "Patient")
+        .filter(|r| !hookwise::fhir::RECORD_TYPES.contains(&r["resourceType"].as_str().unwrap()))
         .count();
-    assert!(patientless > 0, "Synthea's Organizations and Practitioners");
+    assert!(unused > 0, "Synthea's Claims, Organizations and more");
     assert_eq!(
-        input["withoutPatient"],
-        patientless as u64 + 1,
+        input["unused"],
+        unused as u64 + 1,
         "and the Organization: {input}"
+    );
+    assert_eq!(
+        input["withoutPatient"], 1,
+        "the Group's Observation: {input}"
     );
     let example = &input["malformedExamples"][0];
     assert_eq!(example["file"], "Condition.1.ndjson");
@@ -307,8 +310,8 @@ fn bundles_and_bulk_ndjson_give_the_same_report() {
     let resources: usize = population.patients.iter().map(|(_, r)| r.len()).sum();
     assert_eq!(
         input["resources"],
-        resources as u64 + 2,
-        "plus the Medication and Organization"
+        resources as u64 + 3,
+        "plus the Medication, the Organization and the Group's Observation"
     );
     assert_eq!(
         input["files"].as_u64().unwrap(),
