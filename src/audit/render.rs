@@ -53,6 +53,14 @@ fn measure_unit(measure: Measure) -> &'static str {
     }
 }
 
+/// What a measure's eligible units are, for the table's headings.
+fn measure_scope(measure: Measure) -> &'static str {
+    match measure {
+        Measure::Point => "eligible: patients alive at as-of",
+        Measure::Orders => "eligible: orders in the window",
+    }
+}
+
 /// `1234567` as `1,234,567`.
 fn thousands(n: u64) -> String {
     let digits = n.to_string();
@@ -87,8 +95,8 @@ fn rate_text(figures: &Figures) -> String {
     format!("{}%", percent_number(figures.rate))
 }
 
-/// The 95 % interval of figures as `3.5 to 7.2%`, joined by `to`; `-`
-/// without eligible units.
+/// The 95 % interval of figures as `3.5-7.2%`, its ends joined by `to`;
+/// `-` without eligible units.
 fn interval_text(figures: &Figures, to: &str) -> String {
     if figures.eligible == 0 {
         return "-".into();
@@ -156,7 +164,12 @@ fn groups(report: &AuditReport) -> Vec<Group<'_>> {
         .rules
         .iter()
         .map(|r| (r.family.as_str(), r.measure))
-        .chain(report.families.iter().map(|f| (f.family.as_str(), f.measure)));
+        .chain(
+            report
+                .families
+                .iter()
+                .map(|f| (f.family.as_str(), f.measure)),
+        );
     for (family, measure) in keys {
         if groups
             .iter()
@@ -233,7 +246,7 @@ impl RowCells<'_> {
             thousands(f.eligible),
             thousands(f.flagged),
             rate_text(f),
-            interval_text(f, " to "),
+            interval_text(f, "-"),
             thousands(f.patients),
         ];
         if comparing {
@@ -241,7 +254,7 @@ impl RowCells<'_> {
             cells.extend([
                 self.before.map_or_else(|| "-".into(), rate_text),
                 self.before
-                    .map_or_else(|| "-".into(), |b| interval_text(b, " to ")),
+                    .map_or_else(|| "-".into(), |b| interval_text(b, "-")),
                 change_text(difference),
                 change_interval_text(difference, " to "),
             ]);
@@ -270,7 +283,12 @@ fn table(report: &AuditReport) -> String {
     let blocks: Vec<(String, Vec<Vec<String>>)> = groups(report)
         .iter()
         .map(|g| {
-            let heading = format!("{}: {}", plain(g.family), measure_label(g.measure));
+            let heading = format!(
+                "{}: {} ({})",
+                plain(g.family),
+                measure_label(g.measure),
+                measure_scope(g.measure)
+            );
             let mut rows: Vec<Vec<String>> = g
                 .rules
                 .iter()
@@ -413,7 +431,10 @@ fn table_burden(out: &mut String, report: &AuditReport) {
                 let earlier = before.families.iter().find(|b| b.family == f.family);
                 cells.extend([
                     earlier.map_or_else(|| "-".into(), |b| thousands(b.cards)),
-                    earlier.map_or_else(|| "-".into(), |b| format!("{:.1}", b.per_thousand_encounters)),
+                    earlier.map_or_else(
+                        || "-".into(),
+                        |b| format!("{:.1}", b.per_thousand_encounters),
+                    ),
                 ]);
             }
             cells
@@ -440,11 +461,7 @@ fn table_input(out: &mut String, input: &InputSummary) {
         thousands(input.files),
         thousands(input.resources)
     );
-    let _ = writeln!(
-        out,
-        "  malformed, skipped: {}",
-        thousands(input.malformed)
-    );
+    let _ = writeln!(out, "  malformed, skipped: {}", thousands(input.malformed));
     for bad in &input.malformed_examples {
         let _ = writeln!(
             out,
@@ -522,7 +539,11 @@ fn csv(report: &AuditReport) -> String {
         let [eligible, flagged, patients, rate, low, high] = figures_fields(Some(&r.figures));
         let before = figures_fields(r.before.as_ref());
         let difference = r.difference.as_ref().map_or_else(Default::default, |d| {
-            [d.rate.to_string(), d.ci95[0].to_string(), d.ci95[1].to_string()]
+            [
+                d.rate.to_string(),
+                d.ci95[0].to_string(),
+                d.ci95[1].to_string(),
+            ]
         });
         let acceptance: [String; 4] = r.acceptance.as_ref().map_or_else(Default::default, |a| {
             [
@@ -598,7 +619,10 @@ mod tests {
                 records.push(std::mem::take(&mut record));
             }
         }
-        assert!(field.is_empty() && record.is_empty(), "text after the last CRLF");
+        assert!(
+            field.is_empty() && record.is_empty(),
+            "text after the last CRLF"
+        );
         records
     }
 
@@ -638,7 +662,10 @@ mod tests {
         }
         let column = |name: &str| CSV_HEADER.iter().position(|h| *h == name).unwrap();
         assert_eq!(records[1][column("title")], report.rules[0].title);
-        assert_eq!(records[1][column("hooks")], "patient-view order-select order-sign");
+        assert_eq!(
+            records[1][column("hooks")],
+            "patient-view order-select order-sign"
+        );
         for (record, rule) in records[1..].iter().zip(&report.rules) {
             assert_eq!(record[column("id")], rule.id);
             assert_eq!(record[column("measure")], measure_name(rule.measure));
@@ -660,11 +687,20 @@ mod tests {
     fn csv_leaves_comparison_columns_empty_without_a_comparison() {
         let report = without_comparison(example());
         let records = parse_csv(&render(&report, Format::Csv));
-        let first = CSV_HEADER.iter().position(|h| *h == "before_eligible").unwrap();
-        let last = CSV_HEADER.iter().position(|h| *h == "difference_ci95_high").unwrap();
+        let first = CSV_HEADER
+            .iter()
+            .position(|h| *h == "before_eligible")
+            .unwrap();
+        let last = CSV_HEADER
+            .iter()
+            .position(|h| *h == "difference_ci95_high")
+            .unwrap();
         for record in &records[1..] {
             assert_eq!(record.len(), CSV_HEADER.len());
-            assert!(record[first..=last].iter().all(String::is_empty), "{record:?}");
+            assert!(
+                record[first..=last].iter().all(String::is_empty),
+                "{record:?}"
+            );
             assert!(!record[CSV_HEADER.iter().position(|h| *h == "rate").unwrap()].is_empty());
         }
     }
@@ -701,21 +737,36 @@ mod tests {
         let groups = groups(&report);
         assert_eq!(groups.len(), report.families.len());
         for g in &groups {
-            let lines = block(&text, &format!("{}: {}", g.family, measure_label(g.measure)));
+            let heading = format!(
+                "{}: {} ({})",
+                g.family,
+                measure_label(g.measure),
+                measure_scope(g.measure)
+            );
+            let lines = block(&text, &heading);
             assert_eq!(lines.len(), 1 + g.rules.len() + 1, "{text}");
             let header = lines[0];
             for (line, rule) in lines[1..].iter().zip(&g.rules) {
                 assert!(line.trim_start().starts_with(&rule.id), "{line}");
-                assert_eq!(cell_under(header, line, "ELIGIBLE"), thousands(rule.figures.eligible));
+                assert_eq!(
+                    cell_under(header, line, "ELIGIBLE"),
+                    thousands(rule.figures.eligible)
+                );
                 assert_eq!(cell_under(header, line, "RATE"), rate_text(&rule.figures));
-                assert_eq!(cell_under(header, line, "BEFORE"), rate_text(rule.before.as_ref().unwrap()));
+                assert_eq!(
+                    cell_under(header, line, "BEFORE"),
+                    rate_text(rule.before.as_ref().unwrap())
+                );
             }
             let total = lines.last().unwrap();
             assert!(total.trim_start().starts_with("total ("), "{total}");
             let family = g.total.unwrap();
-            assert_eq!(cell_under(header, total, "FLAGGED"), thousands(family.figures.flagged));
+            assert_eq!(
+                cell_under(header, total, "FLAGGED"),
+                thousands(family.figures.flagged)
+            );
         }
-        assert!(text.contains("3.5 to 7.2%"), "{text}");
+        assert!(text.contains("3.5-7.2%"), "{text}");
         assert!(text.contains("-20.0 pp"), "{text}");
         assert!(text.contains("-33.7 to -5.7"), "{text}");
     }
@@ -728,7 +779,10 @@ mod tests {
             .lines()
             .find(|l| l.trim_start().starts_with("cw-vitamin-d-screening"))
             .expect("the rule's line");
-        let header = block(&text, "choosing-wisely: orders replayed")[0];
+        let header = block(
+            &text,
+            "choosing-wisely: orders replayed (eligible: orders in the window)",
+        )[0];
         assert_eq!(cell_under(header, line, "RATE"), "-");
         assert_eq!(cell_under(header, line, "CHANGE"), "-");
     }
@@ -738,14 +792,26 @@ mod tests {
         let report = example();
         let text = render(&report, Format::Table);
         assert!(text.contains("120 cards over 2,000 encounters: 60.0 per 1,000 encounters (1 held back by the cap)"), "{text}");
-        assert!(text.contains("before: 180 cards over 2,100 encounters"), "{text}");
-        assert!(text.contains("Input: ndjson, 8 files, 120,000 resources"), "{text}");
-        assert!(text.contains("malformed, skipped: 2\n    Observation.ndjson:17: expected value"), "{text}");
+        assert!(
+            text.contains("before: 180 cards over 2,100 encounters"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Input: ndjson, 8 files, 120,000 resources"),
+            "{text}"
+        );
+        assert!(
+            text.contains("malformed, skipped: 2\n    Observation.ndjson:17: expected value"),
+            "{text}"
+        );
         assert!(text.contains("and 1 more"), "{text}");
         assert!(text.contains("9/30 (30.0%)"), "{text}");
         let without = without_comparison(example());
         let text = render(&without, Format::Table);
-        assert!(!text.contains("BEFORE") && !text.contains("CHANGE"), "{text}");
+        assert!(
+            !text.contains("BEFORE") && !text.contains("CHANGE"),
+            "{text}"
+        );
     }
 
     #[test]

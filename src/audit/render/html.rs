@@ -11,7 +11,7 @@ use super::{
     measure_unit, percent_number, points_number, rate_text, thousands,
 };
 use crate::audit::report::{
-    AlertBurden, AuditReport, Difference, Figures, InputSummary, Period, RuleRow,
+    AlertBurden, AuditReport, Difference, Figures, InputSummary, Measure, Period, RuleRow,
 };
 use base64::Engine as _;
 use sha2::{Digest as _, Sha256};
@@ -160,12 +160,12 @@ fn charts(out: &mut String, report: &AuditReport) {
         let _ = write!(
             out,
             "<span class=\"swatch before\"></span>Before{before} \
-             <span class=\"swatch after\"></span>After{after} "
+             <span class=\"swatch after\"></span>After{after}<br>"
         );
     }
     out.push_str(
-        "Bars are rates; whiskers their 95&nbsp;% (Wilson) interval. Point prevalence \
-         counts patients at as-of, orders the replayed orders.</p>\n<div class=\"charts\">\n",
+        "Bars are rates, whiskers their 95&nbsp;% (Wilson) interval. Point prevalence \
+         counts patients at as-of; orders, the orders replayed.</p>\n<div class=\"charts\">\n",
     );
     for (index, family) in families_in_order(report).into_iter().enumerate() {
         let rows: Vec<&RuleRow> = report.rules.iter().filter(|r| r.family == family).collect();
@@ -175,7 +175,7 @@ fn charts(out: &mut String, report: &AuditReport) {
 }
 
 /// The chart's width in SVG units.
-const WIDTH: f64 = 600.0;
+const WIDTH: f64 = 520.0;
 /// The plot's left and right edges.
 const X0: f64 = 4.0;
 const X1: f64 = WIDTH - 4.0;
@@ -297,8 +297,13 @@ fn chart(out: &mut String, index: usize, family: &str, rows: &[&RuleRow], compar
 /// A rule's label line and bars, from `top`.
 fn chart_row(out: &mut String, row: &RuleRow, comparing: bool, top: f64, x: &dyn Fn(f64) -> f64) {
     let label = format!("{} · {}", row.id, measure_unit(row.measure));
-    let values: Vec<String> = series(row, comparing)
+    let all = series(row, comparing);
+    let known = all
         .iter()
+        .any(|s| s.figures.is_some_and(|f| f.eligible > 0));
+    let values: Vec<String> = all
+        .iter()
+        .filter(|_| known)
         .map(|s| s.figures.map_or_else(|| "-".into(), rate_text))
         .collect();
     let _ = writeln!(
@@ -377,6 +382,19 @@ fn number_cell(html: String, key: Option<f64>) -> Cell {
     }
 }
 
+/// The service measured, with what it measured below it; sorted by
+/// service, then measure.
+fn service_cell(service: &str, measure: Measure) -> Cell {
+    Cell {
+        html: format!(
+            "<code>{}</code><span class=\"title\">{}</span>",
+            esc(service),
+            measure_label(measure)
+        ),
+        key: format!("{} {}", esc(service), measure_name(measure)),
+    }
+}
+
 /// A column: heading, and whether it holds numbers.
 struct Column {
     heading: &'static str,
@@ -443,7 +461,11 @@ fn change_cells(difference: Option<&Difference>) -> [Cell; 2] {
             Some(d.rate),
         ),
         number_cell(
-            format!("{} – {}", points_number(d.ci95[0]), points_number(d.ci95[1])),
+            format!(
+                "{} – {}",
+                points_number(d.ci95[0]),
+                points_number(d.ci95[1])
+            ),
             Some(d.ci95[0]),
         ),
     ]
@@ -518,8 +540,7 @@ fn rules_table(out: &mut String, report: &AuditReport) {
     let mut columns = vec![
         text_column("Rule"),
         text_column("Family"),
-        text_column("Measure"),
-        text_column("Service"),
+        text_column("Service, measure"),
     ];
     columns.extend(figure_columns(comparing));
     if acceptance {
@@ -544,14 +565,7 @@ fn rules_table(out: &mut String, report: &AuditReport) {
                     key: esc(&r.id),
                 },
                 text_cell(&r.family),
-                Cell {
-                    html: measure_label(r.measure).into(),
-                    key: measure_name(r.measure).into(),
-                },
-                Cell {
-                    html: format!("<code>{}</code>", esc(&r.service)),
-                    key: esc(&r.service),
-                },
+                service_cell(&r.service, r.measure),
             ];
             cells.extend(figure_cells(
                 &r.figures,
@@ -569,7 +583,13 @@ fn rules_table(out: &mut String, report: &AuditReport) {
         "<section aria-labelledby=\"rules-heading\">\n<h2 id=\"rules-heading\">Rules</h2>\n\
          <p class=\"hint\">Select a column heading to sort by it; again to reverse.</p>\n",
     );
-    table(out, "rules", "Rules by family, measure and id", &columns, rows);
+    table(
+        out,
+        "rules",
+        "Rules by family, measure and id",
+        &columns,
+        rows,
+    );
     out.push_str("</section>\n");
 }
 
@@ -595,8 +615,7 @@ fn families_table(out: &mut String, report: &AuditReport) {
     let comparing = comparing(report);
     let mut columns = vec![
         text_column("Family"),
-        text_column("Measure"),
-        text_column("Service"),
+        text_column("Service, measure"),
         number_column("Rules"),
     ];
     columns.extend(figure_columns(comparing));
@@ -606,14 +625,7 @@ fn families_table(out: &mut String, report: &AuditReport) {
         .map(|f| {
             let mut cells = vec![
                 text_cell(&f.family),
-                Cell {
-                    html: measure_label(f.measure).into(),
-                    key: measure_name(f.measure).into(),
-                },
-                Cell {
-                    html: format!("<code>{}</code>", esc(&f.service)),
-                    key: esc(&f.service),
-                },
+                service_cell(&f.service, f.measure),
                 count_cell(f.rules),
             ];
             cells.extend(figure_cells(
@@ -630,7 +642,13 @@ fn families_table(out: &mut String, report: &AuditReport) {
          <p class=\"hint\">A patient or order counts once per family: eligible when any of its \
          rules was, flagged when any fired.</p>\n",
     );
-    table(out, "families", "Totals by family and measure", &columns, rows);
+    table(
+        out,
+        "families",
+        "Totals by family and measure",
+        &columns,
+        rows,
+    );
     out.push_str("</section>\n");
 }
 
@@ -672,24 +690,27 @@ fn burden(out: &mut String, report: &AuditReport) {
         ]);
     }
     let per_thousand = |v: f64| number_cell(format!("{v:.1}"), Some(v));
-    let rows = burden
-        .families
-        .iter()
-        .map(|f| {
-            let mut cells = vec![
-                text_cell(&f.family),
-                count_cell(f.cards),
-                per_thousand(f.per_thousand_encounters),
-            ];
-            if let Some(before) = before {
-                match before.families.iter().find(|b| b.family == f.family) {
-                    Some(b) => cells.extend([count_cell(b.cards), per_thousand(b.per_thousand_encounters)]),
-                    None => cells.extend([number_cell("-".into(), None), number_cell("-".into(), None)]),
+    let rows =
+        burden
+            .families
+            .iter()
+            .map(|f| {
+                let mut cells = vec![
+                    text_cell(&f.family),
+                    count_cell(f.cards),
+                    per_thousand(f.per_thousand_encounters),
+                ];
+                if let Some(before) = before {
+                    match before.families.iter().find(|b| b.family == f.family) {
+                        Some(b) => cells
+                            .extend([count_cell(b.cards), per_thousand(b.per_thousand_encounters)]),
+                        None => cells
+                            .extend([number_cell("-".into(), None), number_cell("-".into(), None)]),
+                    }
                 }
-            }
-            cells
-        })
-        .collect();
+                cells
+            })
+            .collect();
     table(out, "burden", "Cards by family", &columns, rows);
     out.push_str("</section>\n");
 }
@@ -724,7 +745,11 @@ fn input(out: &mut String, input: &InputSummary) {
         }
         let shown = input.malformed_examples.len() as u64;
         if input.malformed > shown {
-            let _ = writeln!(out, "<li>and {} more</li>", thousands(input.malformed - shown));
+            let _ = writeln!(
+                out,
+                "<li>and {} more</li>",
+                thousands(input.malformed - shown)
+            );
         }
         out.push_str("</ul>\n");
     }
@@ -751,7 +776,11 @@ mod tests {
         // the JSON included; the only script elements are the page's two.
         assert_eq!(count(&page, "<script"), 2, "{page}");
         assert!(page.contains("Benzodiazepines in older adults &lt;script&gt;"));
-        assert!(page.contains("PSA &quot;screening&quot; &amp; &lt;b&gt;more&lt;/b&gt; &#39;quoted&#39;"));
+        assert!(
+            page.contains(
+                "PSA &quot;screening&quot; &amp; &lt;b&gt;more&lt;/b&gt; &#39;quoted&#39;"
+            )
+        );
         assert!(!page.contains("<b>more") && !page.contains("<img"));
         assert!(page.contains("older adults \\u003cscript>"));
     }
@@ -771,7 +800,9 @@ mod tests {
         report.rules[0].title = "See https://example.org/rule".into();
         let page = page(&report);
         let lower = page.to_lowercase();
-        for reference in ["src=", "href=", "url(", "@import", "<link", "<iframe", "<object"] {
+        for reference in [
+            "src=", "href=", "url(", "@import", "<link", "<iframe", "<object",
+        ] {
             assert!(!lower.contains(reference), "{reference} in the page");
         }
         // A URL in a title is text, the only one on the page.
@@ -793,7 +824,10 @@ mod tests {
         // Every policy's hash is of the text it allows: one changed byte
         // changes it.
         assert_ne!(hash_source(CSS), hash_source(&format!("{CSS} ")));
-        assert!(!page.contains(" style=\""), "inline style attributes are not allowed");
+        assert!(
+            !page.contains(" style=\""),
+            "inline style attributes are not allowed"
+        );
     }
 
     #[test]
@@ -806,7 +840,11 @@ mod tests {
             let start = page.find(&format!("data-family=\"{family}\"")).unwrap();
             let end = start + page[start..].find("</figure>").unwrap();
             let chart = &page[start..end];
-            let rules: Vec<&RuleRow> = report.rules.iter().filter(|r| r.family == *family).collect();
+            let rules: Vec<&RuleRow> = report
+                .rules
+                .iter()
+                .filter(|r| r.family == *family)
+                .collect();
             let after = rules.iter().filter(|r| r.figures.eligible > 0).count();
             let before = rules
                 .iter()
@@ -865,12 +903,22 @@ mod tests {
             let end = start + page[start..].find("</table>").unwrap();
             page[start..end].to_string()
         };
-        assert_eq!(count(&section("rules"), "<tr data-order="), report.rules.len());
-        assert_eq!(count(&section("families"), "<tr data-order="), report.families.len());
+        assert_eq!(
+            count(&section("rules"), "<tr data-order="),
+            report.rules.len()
+        );
+        assert_eq!(
+            count(&section("families"), "<tr data-order="),
+            report.families.len()
+        );
         let burden = report.alert_burden.as_ref().unwrap();
-        assert_eq!(count(&section("burden"), "<tr data-order="), burden.families.len());
-        // Comparing and with acceptance: 4 + 5 + 4 + 4 columns.
-        assert_eq!(count(&section("rules"), "<th scope=\"col\""), 17);
+        assert_eq!(
+            count(&section("burden"), "<tr data-order="),
+            burden.families.len()
+        );
+        // Comparing and with acceptance: 3 + 5 + 4 + 4 columns.
+        assert_eq!(count(&section("rules"), "<th scope=\"col\""), 16);
+        assert_eq!(count(&section("families"), "<th scope=\"col\""), 3 + 5 + 4);
         assert!(page.contains("<code>Observation.ndjson:17</code> expected value"));
         assert!(page.contains("<li>and 1 more</li>"));
     }
