@@ -3,7 +3,10 @@
 
 mod html;
 
-use super::report::{AlertBurden, AuditReport, Difference, Figures, InputSummary, Measure};
+use super::report::{
+    Acceptance, AlertBurden, AuditReport, Difference, FamilyRow, Figures, InputSummary, Measure,
+    RuleRow,
+};
 use std::fmt::Write as _;
 
 /// Output formats of `hookwise audit`.
@@ -66,7 +69,7 @@ fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(digit);
@@ -151,8 +154,8 @@ fn comparing(report: &AuditReport) -> bool {
 struct Group<'a> {
     family: &'a str,
     measure: Measure,
-    rules: Vec<&'a super::report::RuleRow>,
-    total: Option<&'a super::report::FamilyRow>,
+    rules: Vec<&'a RuleRow>,
+    total: Option<&'a FamilyRow>,
 }
 
 /// The rules grouped by (family, measure), in the order the report lists
@@ -234,7 +237,7 @@ struct RowCells<'a> {
     figures: &'a Figures,
     before: Option<&'a Figures>,
     difference: Option<&'a Difference>,
-    acceptance: Option<&'a super::report::Acceptance>,
+    acceptance: Option<&'a Acceptance>,
 }
 
 impl RowCells<'_> {
@@ -272,14 +275,14 @@ impl RowCells<'_> {
 }
 
 /// The table format: what was measured, a block of rules per family and
-/// measure with the family's totals, the alert burden, then the input.
+/// measure with the family's totals (one set of column widths for all),
+/// the alert burden, then the input.
 fn table(report: &AuditReport) -> String {
     let comparing = comparing(report);
     let acceptance = report.rules.iter().any(|r| r.acceptance.is_some());
     let columns = table_columns(comparing, acceptance);
     let mut out = String::new();
     table_preamble(&mut out, report);
-
     let blocks: Vec<(String, Vec<Vec<String>>)> = groups(report)
         .iter()
         .map(|g| {
@@ -289,56 +292,68 @@ fn table(report: &AuditReport) -> String {
                 measure_label(g.measure),
                 measure_scope(g.measure)
             );
-            let mut rows: Vec<Vec<String>> = g
-                .rules
-                .iter()
-                .map(|r| {
-                    RowCells {
-                        label: r.id.clone(),
-                        service: &r.service,
-                        figures: &r.figures,
-                        before: r.before.as_ref(),
-                        difference: r.difference.as_ref(),
-                        acceptance: r.acceptance.as_ref(),
-                    }
-                    .cells(comparing, acceptance)
-                })
-                .collect();
-            if let Some(total) = g.total {
-                let noun = if total.rules == 1 { "rule" } else { "rules" };
-                rows.push(
-                    RowCells {
-                        label: format!("total ({} {noun})", total.rules),
-                        service: &total.service,
-                        figures: &total.figures,
-                        before: total.before.as_ref(),
-                        difference: total.difference.as_ref(),
-                        acceptance: None,
-                    }
-                    .cells(comparing, acceptance),
-                );
-            }
-            (heading, rows)
+            (heading, group_rows(g, comparing, acceptance))
         })
         .collect();
-    let mut widths: Vec<usize> = columns.iter().map(|(h, _)| h.chars().count()).collect();
-    for cells in blocks.iter().flat_map(|(_, rows)| rows) {
-        for (width, cell) in widths.iter_mut().zip(cells) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let headings: Vec<String> = columns.iter().map(|(h, _)| h.to_string()).collect();
+    let widths = widths(&columns, blocks.iter().flat_map(|(_, rows)| rows));
     for (heading, rows) in &blocks {
         let _ = writeln!(out, "\n{heading}");
-        for cells in std::iter::once(&headings).chain(rows) {
-            write_row(&mut out, &columns, &widths, cells);
-        }
+        write_grid(&mut out, &columns, &widths, rows);
     }
     out.push('\n');
     table_burden(&mut out, report);
     out.push('\n');
     table_input(&mut out, &report.input);
     out
+}
+
+/// A group's table rows: its rules, then the family's totals.
+fn group_rows(g: &Group<'_>, comparing: bool, acceptance: bool) -> Vec<Vec<String>> {
+    let rules = g.rules.iter().map(|r| RowCells {
+        label: r.id.clone(),
+        service: &r.service,
+        figures: &r.figures,
+        before: r.before.as_ref(),
+        difference: r.difference.as_ref(),
+        acceptance: r.acceptance.as_ref(),
+    });
+    let total = g.total.map(|total| {
+        let noun = if total.rules == 1 { "rule" } else { "rules" };
+        RowCells {
+            label: format!("total ({} {noun})", total.rules),
+            service: &total.service,
+            figures: &total.figures,
+            before: total.before.as_ref(),
+            difference: total.difference.as_ref(),
+            acceptance: None,
+        }
+    });
+    rules
+        .chain(total)
+        .map(|row| row.cells(comparing, acceptance))
+        .collect()
+}
+
+/// Each column's width: its widest cell or heading.
+fn widths<'a>(
+    columns: &[(&str, Align)],
+    rows: impl IntoIterator<Item = &'a Vec<String>>,
+) -> Vec<usize> {
+    let mut widths: Vec<usize> = columns.iter().map(|(h, _)| h.chars().count()).collect();
+    for cells in rows {
+        for (width, cell) in widths.iter_mut().zip(cells) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    widths
+}
+
+/// The headings' line, then a line per row.
+fn write_grid(out: &mut String, columns: &[(&str, Align)], widths: &[usize], rows: &[Vec<String>]) {
+    let headings: Vec<String> = columns.iter().map(|(h, _)| h.to_string()).collect();
+    for cells in std::iter::once(&headings).chain(rows) {
+        write_row(out, columns, widths, cells);
+    }
 }
 
 /// One table line: two spaces of indent, cells padded to their column's
@@ -440,16 +455,8 @@ fn table_burden(out: &mut String, report: &AuditReport) {
             cells
         })
         .collect();
-    let headings: Vec<String> = columns.iter().map(|(h, _)| h.to_string()).collect();
-    let mut widths: Vec<usize> = headings.iter().map(|h| h.chars().count()).collect();
-    for cells in &rows {
-        for (width, cell) in widths.iter_mut().zip(cells) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    for cells in std::iter::once(&headings).chain(&rows) {
-        write_row(out, &columns, &widths, cells);
-    }
+    let widths = widths(&columns, &rows);
+    write_grid(out, &columns, &widths, &rows);
 }
 
 /// What was read, and the first lines that could not be.
@@ -626,7 +633,8 @@ mod tests {
         records
     }
 
-    fn without_comparison(mut report: AuditReport) -> AuditReport {
+    /// The example without its earlier period.
+    pub(super) fn without_comparison(mut report: AuditReport) -> AuditReport {
         report.before = None;
         for r in &mut report.rules {
             r.before = None;
@@ -812,6 +820,37 @@ mod tests {
             !text.contains("BEFORE") && !text.contains("CHANGE"),
             "{text}"
         );
+    }
+
+    /// The example as a point-prevalence audit alone: no window, no
+    /// orders, no comparison, no alert burden.
+    pub(super) fn point_only() -> AuditReport {
+        let mut report = without_comparison(example());
+        report.window = None;
+        report.alert_burden = None;
+        report.rules.retain(|r| r.measure == Measure::Point);
+        report.families.retain(|f| f.measure == Measure::Point);
+        report
+    }
+
+    #[test]
+    fn a_point_prevalence_audit_says_what_it_did_not_measure() {
+        let report = point_only();
+        let text = render(&report, Format::Table);
+        assert!(!text.contains("Orders replayed"), "{text}");
+        assert!(
+            text.contains("Alert burden: none measured (no order window)"),
+            "{text}"
+        );
+        assert!(!text.contains("ACCEPTED"), "{text}");
+        let records = parse_csv(&render(&report, Format::Csv));
+        assert_eq!(records.len(), 1 + report.rules.len());
+        let json = render(&report, Format::Json);
+        assert!(
+            !json.contains("alertBurden") && !json.contains("window"),
+            "{json}"
+        );
+        assert_eq!(AuditReport::from_json(&json).unwrap(), report);
     }
 
     #[test]

@@ -7,8 +7,8 @@
 //! it carries the report as JSON (`#audit-data`) for whoever saves it.
 
 use super::{
-    Group, comparing, groups, interval_text, known_difference, measure_label, measure_name,
-    measure_unit, percent_number, points_number, rate_text, thousands,
+    comparing, groups, interval_text, known_difference, measure_label, measure_name, measure_unit,
+    percent_number, points_number, rate_text, thousands,
 };
 use crate::audit::report::{
     AlertBurden, AuditReport, Difference, Figures, InputSummary, Measure, Period, RuleRow,
@@ -621,7 +621,7 @@ fn families_table(out: &mut String, report: &AuditReport) {
     columns.extend(figure_columns(comparing));
     let rows = groups(report)
         .iter()
-        .filter_map(|g: &Group<'_>| g.total)
+        .filter_map(|g| g.total)
         .map(|f| {
             let mut cells = vec![
                 text_cell(&f.family),
@@ -856,6 +856,31 @@ mod tests {
             let none = 2 * rules.len() - after - before;
             assert_eq!(count(chart, "class=\"none\""), none, "chart {i}");
         }
+    }
+
+    #[test]
+    fn without_a_comparison_there_is_one_bar_per_rule_and_no_before() {
+        let report = super::super::tests::without_comparison(example());
+        let page = page(&report);
+        let eligible = report
+            .rules
+            .iter()
+            .filter(|r| r.figures.eligible > 0)
+            .count();
+        assert_eq!(count(&page, "class=\"bar after\""), eligible);
+        assert_eq!(count(&page, "class=\"bar before\""), 0);
+        assert!(!page.contains("<th scope=\"col\" data-sort=\"number\" class=\"num\">Before"));
+        assert!(!page.contains("<span class=\"swatch"));
+    }
+
+    #[test]
+    fn a_point_prevalence_audit_has_no_burden_and_no_window() {
+        let report = super::super::tests::point_only();
+        let page = page(&report);
+        assert!(page.contains("<p>Not measured: the audit had no order window.</p>"));
+        assert!(!page.contains("Orders replayed"));
+        assert!(!page.contains(">Cards</th>"), "no acceptance columns");
+        assert_eq!(count(&page, "<figure class=\"chart\""), 1);
     }
 
     #[test]
