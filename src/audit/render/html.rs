@@ -544,12 +544,7 @@ fn rules_table(out: &mut String, report: &AuditReport) {
     ];
     columns.extend(figure_columns(comparing));
     if acceptance {
-        columns.extend([
-            number_column("Cards"),
-            number_column("Accepted"),
-            number_column("Overridden"),
-            number_column("Acceptance"),
-        ]);
+        columns.extend([number_column("Cards issued"), number_column("Accepted")]);
     }
     let rows = report
         .rules
@@ -558,7 +553,7 @@ fn rules_table(out: &mut String, report: &AuditReport) {
             let mut cells = vec![
                 Cell {
                     html: format!(
-                        "<code>{}</code><span class=\"title\">{}</span>",
+                        "<code class=\"id\">{}</code><span class=\"title\">{}</span>",
                         esc(&r.id),
                         esc(&r.title)
                     ),
@@ -593,18 +588,24 @@ fn rules_table(out: &mut String, report: &AuditReport) {
     out.push_str("</section>\n");
 }
 
-/// A rule's acceptance cells; empty without acceptance figures.
-fn acceptance_cells(r: &RuleRow) -> [Cell; 4] {
+/// A rule's acceptance cells (cards issued; the share accepted, with the
+/// counts below it), sorted by cards and by rate; empty without acceptance
+/// figures.
+fn acceptance_cells(r: &RuleRow) -> [Cell; 2] {
     let Some(a) = &r.acceptance else {
         return std::array::from_fn(|_| number_cell(String::new(), None));
     };
+    let rate = a
+        .rate
+        .map_or_else(|| "-".into(), |r| format!("{}%", percent_number(r)));
     [
         count_cell(a.cards),
-        count_cell(a.accepted),
-        count_cell(a.overridden),
         number_cell(
-            a.rate
-                .map_or_else(String::new, |r| format!("{}%", percent_number(r))),
+            format!(
+                "{rate}<span class=\"title\">{} accepted, {} overridden</span>",
+                thousands(a.accepted),
+                thousands(a.overridden)
+            ),
             a.rate,
         ),
     ]
@@ -879,7 +880,10 @@ mod tests {
         let page = page(&report);
         assert!(page.contains("<p>Not measured: the audit had no order window.</p>"));
         assert!(!page.contains("Orders replayed"));
-        assert!(!page.contains(">Cards</th>"), "no acceptance columns");
+        assert!(
+            !page.contains(">Cards issued</th>"),
+            "no acceptance columns"
+        );
         assert_eq!(count(&page, "<figure class=\"chart\""), 1);
     }
 
@@ -941,8 +945,12 @@ mod tests {
             count(&section("burden"), "<tr data-order="),
             burden.families.len()
         );
-        // Comparing and with acceptance: 3 + 5 + 4 + 4 columns.
-        assert_eq!(count(&section("rules"), "<th scope=\"col\""), 16);
+        // Comparing and with acceptance: 3 + 5 + 4 + 2 columns.
+        assert_eq!(count(&section("rules"), "<th scope=\"col\""), 3 + 5 + 4 + 2);
+        assert!(
+            section("rules")
+                .contains("30.0%<span class=\"title\">9 accepted, 12 overridden</span>")
+        );
         assert_eq!(count(&section("families"), "<th scope=\"col\""), 3 + 5 + 4);
         assert!(page.contains("<code>Observation.ndjson:17</code> expected value"));
         assert!(page.contains("<li>and 1 more</li>"));
