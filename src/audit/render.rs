@@ -1,5 +1,5 @@
 //! The audit report as a table, CSV, JSON or a self-contained HTML page
-//! ([`html`]), and the number formats they share (pure).
+//! (`render::html`), and the number formats they share (pure).
 
 mod html;
 
