@@ -150,48 +150,44 @@ fn comparing(report: &AuditReport) -> bool {
 }
 
 /// One group of rows in the table and on the page: a family's rules for
-/// one measure, with the family's totals.
+/// one measure at one service, with the family's totals there.
 struct Group<'a> {
     family: &'a str,
     measure: Measure,
+    service: &'a str,
     rules: Vec<&'a RuleRow>,
     total: Option<&'a FamilyRow>,
 }
 
-/// The rules grouped by (family, measure), in the order the report lists
-/// them, each with its family row; a family row without rules still makes
-/// a group.
+/// The rules grouped by (family, measure, service), in the order the
+/// report lists them, each with its family row; a family row without rules
+/// still makes a group.
 fn groups(report: &AuditReport) -> Vec<Group<'_>> {
     let mut groups: Vec<Group<'_>> = Vec::new();
-    let keys = report
-        .rules
-        .iter()
-        .map(|r| (r.family.as_str(), r.measure))
+    let keys = (report.rules.iter())
+        .map(|r| (r.family.as_str(), r.measure, r.service.as_str()))
         .chain(
-            report
-                .families
-                .iter()
-                .map(|f| (f.family.as_str(), f.measure)),
+            (report.families.iter()).map(|f| (f.family.as_str(), f.measure, f.service.as_str())),
         );
-    for (family, measure) in keys {
+    for key in keys {
+        let (family, measure, service) = key;
         if groups
             .iter()
-            .any(|g| g.family == family && g.measure == measure)
+            .any(|g| (g.family, g.measure, g.service) == key)
         {
             continue;
         }
+        let rules = (report.rules.iter())
+            .filter(|r| (r.family.as_str(), r.measure, r.service.as_str()) == key)
+            .collect();
+        let total = (report.families.iter())
+            .find(|f| (f.family.as_str(), f.measure, f.service.as_str()) == key);
         groups.push(Group {
             family,
             measure,
-            rules: report
-                .rules
-                .iter()
-                .filter(|r| r.family == family && r.measure == measure)
-                .collect(),
-            total: report
-                .families
-                .iter()
-                .find(|f| f.family == family && f.measure == measure),
+            service,
+            rules,
+            total,
         });
     }
     groups

@@ -5,8 +5,14 @@
 //! `service`, `hooks`, `eligible`, `flagged`, `patients`, `rate` and
 //! `ci95`. Everything else is extra. No field holds a patient id.
 
+use super::replay::{Replayer, Window};
 use super::stats::{Rate, difference, wilson};
+use super::tally::{Counts, PeriodTally, Tally};
+use crate::cds::Hook;
+use crate::rules::RuleSet;
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 /// The report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -257,6 +263,132 @@ pub struct BadLine {
     pub line: u64,
     /// What is wrong (never the line's content).
     pub error: String,
+}
+
+/// Builds the report from the counts: one row per (rule, service
+/// measured), one per (family, service), the alert burden with a window,
+/// and the earlier period's figures beside each with `--compare`.
+pub fn build(
+    rules: &RuleSet,
+    replayer: &Replayer<'_>,
+    tally: &Tally,
+    input: InputSummary,
+) -> AuditReport {
+    let periods = replayer.periods();
+    let (now, earlier) = (&tally.periods[0], tally.periods.get(1));
+    let measure = |s: usize| match rules.services[s].hook {
+        Hook::PatientView => Measure::Point,
+        _ => Measure::Orders,
+    };
+    let mut rows: Vec<RuleRow> = (replayer.rows().into_iter())
+        .map(|(r, s)| {
+            let (rule, service) = (&rules.rules[r], &rules.services[s]);
+            let of = |p: &PeriodTally| figures(p.rules.get(&(r, s)));
+            let (figures, before, difference) = compared(of(now), earlier.map(of));
+            RuleRow {
+                id: rule.id.clone(),
+                title: rule.title.clone(),
+                family: rules.family_of(service).id.clone(),
+                service: service.id.clone(),
+                hooks: rule.hooks.iter().map(|h| h.as_str().to_string()).collect(),
+                measure: measure(s),
+                figures,
+                before,
+                difference,
+                acceptance: None,
+            }
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        (&a.family, a.measure, &a.id, &a.service).cmp(&(&b.family, b.measure, &b.id, &b.service))
+    });
+    let mut families: Vec<FamilyRow> = (replayer.services().into_iter())
+        .map(|s| {
+            let service = &rules.services[s];
+            let of = |p: &PeriodTally| figures(p.families.get(&s));
+            let (figures, before, difference) = compared(of(now), earlier.map(of));
+            FamilyRow {
+                family: rules.family_of(service).id.clone(),
+                service: service.id.clone(),
+                measure: measure(s),
+                rules: rows.iter().filter(|row| row.service == service.id).count() as u64,
+                figures,
+                before,
+                difference,
+            }
+        })
+        .collect();
+    families.sort_by(|a, b| {
+        (&a.family, a.measure, &a.service).cmp(&(&b.family, b.measure, &b.service))
+    });
+    AuditReport {
+        as_of: rfc3339(periods[0].as_of),
+        patients: tally.patients,
+        patients_at_as_of: now.patients_at_as_of,
+        window: periods[0].window.map(period),
+        before: periods.get(1).zip(earlier).map(|(p, t)| BeforePeriod {
+            window: p.window.map(period).unwrap_or_else(|| Period {
+                since: rfc3339(p.as_of),
+                until: rfc3339(p.as_of),
+            }),
+            as_of: rfc3339(p.as_of),
+            patients_at_as_of: t.patients_at_as_of,
+            alert_burden: p.window.map(|_| burden(rules, t)),
+        }),
+        rules: rows,
+        families,
+        alert_burden: periods[0].window.map(|_| burden(rules, now)),
+        input,
+    }
+}
+
+fn figures(counts: Option<&Counts>) -> Figures {
+    let c = counts.copied().unwrap_or_default();
+    Figures::of(c.eligible, c.flagged, c.patients)
+}
+
+/// The later figures, with the earlier ones and the change when comparing.
+fn compared(
+    now: Figures,
+    before: Option<Figures>,
+) -> (Figures, Option<Figures>, Option<Difference>) {
+    let difference = before.as_ref().map(|b| Difference::of(b, &now));
+    (now, before, difference)
+}
+
+fn burden(rules: &RuleSet, tally: &PeriodTally) -> AlertBurden {
+    let per_thousand = |cards: u64| match tally.encounters {
+        0 => 0.0,
+        encounters => cards as f64 * 1000.0 / encounters as f64,
+    };
+    AlertBurden {
+        encounters: tally.encounters,
+        cards: tally.cards,
+        per_thousand_encounters: per_thousand(tally.cards),
+        held: tally.held,
+        families: (rules.families.iter().enumerate())
+            .map(|(i, family)| {
+                let cards = tally.family_cards.get(&i).copied().unwrap_or(0);
+                FamilyBurden {
+                    family: family.id.clone(),
+                    cards,
+                    per_thousand_encounters: per_thousand(cards),
+                }
+            })
+            .collect(),
+    }
+}
+
+fn period(window: Window) -> Period {
+    Period {
+        since: rfc3339(window.since),
+        until: rfc3339(window.until),
+    }
+}
+
+/// RFC 3339, which every `OffsetDateTime` the audit uses can be written as.
+pub fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&Rfc3339).unwrap_or_else(|_| at.to_string())
 }
 
 impl AuditReport {

@@ -49,7 +49,9 @@ impl Source {
                 Source::Ndjson(_) => name.ends_with(".ndjson") || name.ends_with(".ndjson.gz"),
                 Source::Bundles(_) => name.ends_with(".json"),
             };
-            if wanted && path.is_file() {
+            // Not `is_file`: a broken link or unreadable entry must fail by
+            // name when opened, not be skipped in silence.
+            if wanted && !path.is_dir() {
                 files.push(path);
             }
         }

@@ -1,5 +1,6 @@
 //! The `hookwise` command line: argument parsing and wiring only.
 
+mod audit;
 mod report;
 
 use crate::cds::{CdsResponse, MAX_JSON_DEPTH, parse_request};
@@ -96,6 +97,9 @@ enum Command {
     },
     /// Per-rule and per-family feedback figures from the feedback store.
     Report(report::ReportArgs),
+    /// Measure the rules over a population: prevalence of low-value care,
+    /// alert burden, and the change between two periods.
+    Audit(Box<audit::AuditArgs>),
 }
 
 /// Parses the command line and runs the command.
@@ -135,12 +139,8 @@ pub fn run() -> ExitCode {
             json,
             markdown,
         } => list_rules(&rules, json, markdown),
-        Command::Report(args) => report::command(args)
-            .map_err(CliError::from)
-            .and_then(|report| {
-                say!("{}", report.trim_end_matches('\n'));
-                Ok(ExitCode::SUCCESS)
-            }),
+        Command::Report(args) => print(report::command(args)),
+        Command::Audit(args) => print(audit::command(*args)),
     };
     match outcome {
         Ok(code) => code,
@@ -151,6 +151,15 @@ pub fn run() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Prints what a command made (nothing when it wrote a file instead).
+fn print(made: Result<String, String>) -> Result<ExitCode, CliError> {
+    let text = made?;
+    if !text.is_empty() {
+        say!("{}", text.trim_end_matches('\n'));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Why a command ended without finishing.

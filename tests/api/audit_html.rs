@@ -31,13 +31,19 @@ fn screenshot_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name)
 }
 
-/// The bars each family's chart should have: one per period with eligible
-/// units, by family in the order the rules list them.
+/// The bars each family's chart should have, by family in the order the
+/// rules list them: for each rule that flagged something in some period,
+/// one per period with eligible units.
 fn expected_bars(report: &AuditReport) -> Vec<(String, u64)> {
     let mut bars: Vec<(String, u64)> = Vec::new();
     for r in &report.rules {
-        let n = u64::from(r.figures.eligible > 0)
-            + u64::from(r.before.as_ref().is_some_and(|b| b.eligible > 0));
+        let periods = [Some(&r.figures), r.before.as_ref()];
+        let drawn = periods.iter().flatten().any(|f| f.flagged > 0);
+        let n = periods
+            .iter()
+            .flatten()
+            .filter(|f| drawn && f.eligible > 0)
+            .count() as u64;
         match bars.iter_mut().find(|(family, _)| *family == r.family) {
             Some((_, count)) => *count += n,
             None => bars.push((r.family.clone(), n)),
@@ -119,6 +125,46 @@ fn the_page_renders_without_errors_or_requests() {
 
     assert_eq!(browser.errors(), Vec::<String>::new());
     // The page itself, and nothing else.
+    assert_eq!(browser.requests(), [url]);
+}
+
+/// The page `hookwise audit` writes for the Synthea fixtures, comparing
+/// two years: whatever the real rules and records give, it renders cleanly
+/// and draws what its own embedded report says.
+#[test]
+fn the_real_audit_writes_a_page_that_renders() {
+    let Some(mut browser) = Browser::launch() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("synthea.html");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_hookwise"))
+        .args(["audit", "--bundles", "fhir-fixtures/synthea", "--compare"])
+        .args(["2019-06-01..2020-05-31", "2020-06-01..2021-05-31"])
+        .args(["--format", "html", "--output"])
+        .arg(&page)
+        .current_dir(crate::common::root())
+        .output()
+        .expect("hookwise runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let url = format!("file://{}", page.display());
+    browser.goto(&url);
+    let data = browser.eval("document.getElementById('audit-data').textContent");
+    let report = AuditReport::from_json(data.as_str().unwrap()).expect("the embedded report");
+    assert!(!report.rules.is_empty());
+    let charts = browser.eval(
+        "Array.from(document.querySelectorAll('figure.chart')).map(f => [f.dataset.family, \
+         f.querySelectorAll('rect.bar').length])",
+    );
+    let charts: Vec<(String, u64)> = serde_json::from_value(charts).unwrap();
+    assert_eq!(charts, expected_bars(&report));
+    let rows = browser.eval("document.querySelectorAll('#rules tbody tr').length");
+    assert_eq!(rows, report.rules.len());
+    assert_eq!(browser.errors(), Vec::<String>::new());
     assert_eq!(browser.requests(), [url]);
 }
 

@@ -13,6 +13,7 @@
 mod common;
 
 mod alert_fatigue;
+mod audit;
 mod audit_html;
 mod cli;
 mod disabled_rules;

@@ -248,10 +248,60 @@ fn cut(label: &str) -> String {
     format!("{kept}…")
 }
 
-/// One family's chart: per rule (and measure) a label line, then a bar per
-/// period from 0 to the rate with a whisker over its interval; a period
-/// without eligible units gets a note instead of a bar.
+/// Whether any period of a rule row has units matching `test`.
+fn any_period(row: &RuleRow, comparing: bool, test: fn(&Figures) -> bool) -> bool {
+    series(row, comparing)
+        .iter()
+        .any(|s| s.figures.is_some_and(test))
+}
+
+/// Whether a rule row is drawn: it flagged something in some period.
+fn charted(row: &RuleRow, comparing: bool) -> bool {
+    any_period(row, comparing, |f| f.flagged > 0)
+}
+
+/// One family's chart: per rule (and measure) that flagged something a
+/// label line, then a bar per period from 0 to the rate with a whisker
+/// over its interval (a period without eligible units gets a note
+/// instead). The other rules are named below it, not drawn: a long list of
+/// empty bars would hide the ones that matter, and the table has them.
 fn chart(out: &mut String, index: usize, family: &str, rows: &[&RuleRow], comparing: bool) {
+    let (drawn, idle): (Vec<&RuleRow>, Vec<&RuleRow>) =
+        rows.iter().partition(|r| charted(r, comparing));
+    let (unflagged, ineligible): (Vec<&RuleRow>, Vec<&RuleRow>) = idle
+        .into_iter()
+        .partition(|r| any_period(r, comparing, |f| f.eligible > 0));
+    let family = esc(family);
+    let _ = writeln!(
+        out,
+        "<figure class=\"chart\" data-family=\"{family}\">\n<figcaption>{family}</figcaption>"
+    );
+    if !drawn.is_empty() {
+        plot(out, index, &family, &drawn, comparing);
+    }
+    for (rows, what) in [
+        (unflagged, "Nothing flagged"),
+        (ineligible, "Nothing eligible"),
+    ] {
+        if rows.is_empty() {
+            continue;
+        }
+        let ids: Vec<String> = rows
+            .iter()
+            .map(|r| format!("<code>{}</code>", esc(&r.id)))
+            .collect();
+        let _ = writeln!(
+            out,
+            "<p class=\"idle\">{what} in {} of its rows: {}.</p>",
+            rows.len(),
+            ids.join(", ")
+        );
+    }
+    out.push_str("</figure>\n");
+}
+
+/// The SVG of a chart's drawn rows (`family` escaped already).
+fn plot(out: &mut String, index: usize, family: &str, rows: &[&RuleRow], comparing: bool) {
     let bars_per_row = if comparing { 2.0 } else { 1.0 };
     let row_height = LABEL + bars_per_row * (BAR + BAR_GAP) - BAR_GAP + ROW_GAP;
     let plot_height = row_height * rows.len() as f64;
@@ -264,12 +314,10 @@ fn chart(out: &mut String, index: usize, family: &str, rows: &[&RuleRow], compar
         .fold(0.0, f64::max);
     let (end, step) = scale(highest);
     let x = |value: f64| X0 + value.clamp(0.0, end) / end * (X1 - X0);
-    let family = esc(family);
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "<figure class=\"chart\" data-family=\"{family}\">\n<figcaption>{family}</figcaption>\n\
-         <svg viewBox=\"0 0 {WIDTH} {height}\" role=\"img\" aria-labelledby=\"chart-{index}\">\
-         <title id=\"chart-{index}\">Rates of the {family} rules, with 95 % intervals</title>\n"
+        "<svg viewBox=\"0 0 {WIDTH} {height}\" role=\"img\" aria-labelledby=\"chart-{index}\">\
+         <title id=\"chart-{index}\">Rates of the {family} rules, with 95 % intervals</title>"
     );
     let ticks = (end / step).round() as usize;
     for tick in 0..=ticks {
@@ -291,19 +339,14 @@ fn chart(out: &mut String, index: usize, family: &str, rows: &[&RuleRow], compar
     for (i, row) in rows.iter().enumerate() {
         chart_row(out, row, comparing, i as f64 * row_height, &x);
     }
-    out.push_str("</svg>\n</figure>\n");
+    out.push_str("</svg>\n");
 }
 
 /// A rule's label line and bars, from `top`.
 fn chart_row(out: &mut String, row: &RuleRow, comparing: bool, top: f64, x: &dyn Fn(f64) -> f64) {
     let label = format!("{} · {}", row.id, measure_unit(row.measure));
-    let all = series(row, comparing);
-    let known = all
+    let values: Vec<String> = series(row, comparing)
         .iter()
-        .any(|s| s.figures.is_some_and(|f| f.eligible > 0));
-    let values: Vec<String> = all
-        .iter()
-        .filter(|_| known)
         .map(|s| s.figures.map_or_else(|| "-".into(), rate_text))
         .collect();
     let _ = writeln!(
@@ -833,7 +876,13 @@ mod tests {
 
     #[test]
     fn each_family_has_a_chart_with_a_bar_per_period_with_eligible_units() {
-        let report = example();
+        let mut report = example();
+        // A rule that flagged nothing in either period, with eligible orders.
+        let mut quiet = report.rules[2].clone();
+        quiet.id = "cw-quiet".into();
+        quiet.figures = Figures::of(10, 0, 0);
+        quiet.before = Some(Figures::of(12, 0, 0));
+        report.rules.push(quiet);
         let page = page(&report);
         let families = families_in_order(&report);
         assert_eq!(count(&page, "<figure class=\"chart\""), families.len());
@@ -841,22 +890,37 @@ mod tests {
             let start = page.find(&format!("data-family=\"{family}\"")).unwrap();
             let end = start + page[start..].find("</figure>").unwrap();
             let chart = &page[start..end];
-            let rules: Vec<&RuleRow> = report
-                .rules
-                .iter()
-                .filter(|r| r.family == *family)
-                .collect();
-            let after = rules.iter().filter(|r| r.figures.eligible > 0).count();
-            let before = rules
-                .iter()
+            let rules = report.rules.iter().filter(|r| r.family == *family);
+            let (drawn, idle): (Vec<&RuleRow>, Vec<&RuleRow>) = rules.partition(|r| {
+                r.figures.flagged > 0 || r.before.as_ref().is_some_and(|b| b.flagged > 0)
+            });
+            let after = drawn.iter().filter(|r| r.figures.eligible > 0).count();
+            let before = (drawn.iter())
                 .filter(|r| r.before.as_ref().is_some_and(|b| b.eligible > 0))
                 .count();
             assert_eq!(count(chart, "class=\"bar after\""), after, "chart {i}");
             assert_eq!(count(chart, "class=\"bar before\""), before, "chart {i}");
             assert_eq!(count(chart, "class=\"ci\""), after + before);
-            let none = 2 * rules.len() - after - before;
+            // A period without eligible units is a note beside its other
+            // period's bar; a rule that flagged nothing is named below.
+            let none = 2 * drawn.len() - after - before;
             assert_eq!(count(chart, "class=\"none\""), none, "chart {i}");
+            for r in &idle {
+                let named = format!("<code>{}</code>", r.id);
+                assert!(chart.contains(&named), "chart {i}: {}", r.id);
+                assert!(
+                    !chart.contains(&format!("{} · ", r.id)),
+                    "{} is drawn",
+                    r.id
+                );
+            }
         }
+        assert!(page.contains("Nothing flagged in 1 of its rows: <code>cw-quiet</code>."));
+        assert!(
+            page.contains(
+                "Nothing eligible in 1 of its rows: <code>cw-vitamin-d-screening</code>."
+            )
+        );
     }
 
     #[test]
