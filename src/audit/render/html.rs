@@ -188,8 +188,9 @@ const BAR_GAP: f64 = 4.0;
 const ROW_GAP: f64 = 10.0;
 /// Space below the plot for the axis labels.
 const AXIS: f64 = 18.0;
-/// Labels longer than this are cut (the full id is in the bar's tooltip).
-const LABEL_CHARS: usize = 44;
+/// Rule ids longer than this are cut in labels (the full id is in the
+/// bar's tooltip): beside the values, the label has room for about 60.
+const LABEL_CHARS: usize = 48;
 
 /// One bar: which period, and its figures (none: the rule has no row for
 /// that period).
@@ -239,7 +240,7 @@ fn tick_label(value: f64) -> String {
     format!("{text}%")
 }
 
-/// Cuts a label to [`LABEL_CHARS`].
+/// Cuts a rule id to [`LABEL_CHARS`].
 fn cut(label: &str) -> String {
     if label.chars().count() <= LABEL_CHARS {
         return label.to_string();
@@ -292,7 +293,7 @@ fn chart(out: &mut String, index: usize, family: &str, rows: &[&RuleRow], compar
             .collect();
         let _ = writeln!(
             out,
-            "<p class=\"idle\">{what} in {} of its rows: {}.</p>",
+            "<details class=\"idle\"><summary>{what} in {} of its rows</summary>{}.</details>",
             rows.len(),
             ids.join(", ")
         );
@@ -344,7 +345,7 @@ fn plot(out: &mut String, index: usize, family: &str, rows: &[&RuleRow], compari
 
 /// A rule's label line and bars, from `top`.
 fn chart_row(out: &mut String, row: &RuleRow, comparing: bool, top: f64, x: &dyn Fn(f64) -> f64) {
-    let label = format!("{} · {}", row.id, measure_unit(row.measure));
+    let label = format!("{} · {}", cut(&row.id), measure_unit(row.measure));
     let values: Vec<String> = series(row, comparing)
         .iter()
         .map(|s| s.figures.map_or_else(|| "-".into(), rate_text))
@@ -354,7 +355,7 @@ fn chart_row(out: &mut String, row: &RuleRow, comparing: bool, top: f64, x: &dyn
         "<text class=\"label\" x=\"{X0}\" y=\"{:.1}\">{}</text>\
          <text class=\"value\" x=\"{X1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
         top + 13.0,
-        esc(&cut(&label)),
+        esc(&label),
         top + 13.0,
         values.join(" → ")
     );
@@ -915,12 +916,10 @@ mod tests {
                 );
             }
         }
-        assert!(page.contains("Nothing flagged in 1 of its rows: <code>cw-quiet</code>."));
-        assert!(
-            page.contains(
-                "Nothing eligible in 1 of its rows: <code>cw-vitamin-d-screening</code>."
-            )
-        );
+        assert!(page.contains("Nothing flagged in 1 of its rows</summary><code>cw-quiet</code>."));
+        assert!(page.contains(
+            "Nothing eligible in 1 of its rows</summary><code>cw-vitamin-d-screening</code>."
+        ));
     }
 
     #[test]
@@ -985,6 +984,20 @@ mod tests {
         assert_eq!(tick_label(0.025), "2.5%");
         assert_eq!(tick_label(0.1), "10%");
         assert_eq!(tick_label(0.0005), "0.05%");
+    }
+
+    #[test]
+    fn long_ids_are_cut_in_chart_labels_only() {
+        let mut report = example();
+        let long = format!("cw-{}", "very-long-".repeat(6));
+        report.rules[2].id = long.clone();
+        let page = page(&report);
+        let cut_id = cut(&long);
+        assert_eq!(cut_id.chars().count(), LABEL_CHARS);
+        assert!(cut_id.ends_with('…') && long.starts_with(cut_id.trim_end_matches('…')));
+        assert!(page.contains(&format!(">{cut_id} · orders</text>")));
+        assert!(page.contains(&format!("<code class=\"id\">{long}</code>")));
+        assert_eq!(cut("short"), "short");
     }
 
     #[test]
