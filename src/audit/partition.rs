@@ -512,24 +512,17 @@ mod tests {
         path
     }
 
-    fn temp(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("hookwise-partition-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
     #[test]
     fn lines_reach_their_patients_bucket_and_bad_lines_are_counted_by_line() {
-        let dir = temp("route");
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path();
         let patients = write(
-            &dir,
+            dir,
             "Patient.ndjson",
             "{\"resourceType\":\"Patient\",\"id\":\"a\"}\n\n{\"resourceType\":\"Patient\",\"id\":\"b\"}\n",
         );
         let conditions = write(
-            &dir,
+            dir,
             "Condition.ndjson",
             concat!(
                 "{\"resourceType\":\"Condition\",\"id\":\"c1\",\"subject\":{\"reference\":\"Patient/b\"}}\r\n",
@@ -541,7 +534,7 @@ mod tests {
         );
         let files = vec![conditions, patients];
         let work = dir.join("work");
-        let partition = Partition::build(&files, &dir, &work, 2, &Progress::default()).unwrap();
+        let partition = Partition::build(&files, dir, &work, 2, &Progress::default()).unwrap();
         assert_eq!(partition.counts.resources, 5);
         assert_eq!(partition.counts.malformed, 2);
         assert_eq!(partition.counts.without_patient, 1);
@@ -583,7 +576,8 @@ mod tests {
 
     #[test]
     fn chunks_split_large_files_at_line_breaks_without_losing_or_repeating_lines() {
-        let dir = temp("chunks");
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path();
         let mut text = String::new();
         for i in 0..2000 {
             text.push_str(&format!(
@@ -591,7 +585,7 @@ mod tests {
                 i % 7
             ));
         }
-        let path = write(&dir, "Observation.ndjson", &text);
+        let path = write(dir, "Observation.ndjson", &text);
         let sizes = [(text.len() as u64, false)];
         let partition = Partition {
             dir: fresh_dir(&dir.join("work")).unwrap(),

@@ -3,6 +3,7 @@
 //! a FHIR server first when asked), joins the feedback store's acceptance
 //! with `--database`, and writes the report and the detail file.
 
+use crate::audit::bulk::{BulkAuth, BulkProgress, BulkSource};
 use crate::audit::render::{Format, render};
 use crate::audit::replay::{Flagged, Period, Window};
 use crate::audit::report::{Acceptance, rfc3339};
@@ -12,13 +13,13 @@ use crate::config::{Overrides, Settings};
 use crate::pseudonym::Pseudonymizer;
 use crate::report::parse_bound;
 use crate::server::build_engine;
-use std::io::Write as _;
+use std::io::{IsTerminal, Write as _};
 use std::path::{Path, PathBuf};
 use time::OffsetDateTime;
 
 /// `hookwise audit`.
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("population").required(true).args(["ndjson", "bundles"])))]
+#[command(group(clap::ArgGroup::new("population").required(true).args(["ndjson", "bundles", "fhir_server"])))]
 pub struct AuditArgs {
     /// A directory of FHIR Bulk Data NDJSON files (`*.ndjson`, `*.ndjson.gz`).
     #[arg(long, value_name = "DIR")]
@@ -26,6 +27,30 @@ pub struct AuditArgs {
     /// A directory of per-patient Bundles (`*.json`).
     #[arg(long, value_name = "DIR")]
     bundles: Option<PathBuf>,
+    /// A FHIR server to export the population from with Bulk Data
+    /// (`{URL}/Patient/$export`). Authorization: the bearer token in
+    /// FHIR_BULK_TOKEN, or SMART Backend Services with --client-id.
+    #[arg(long, value_name = "URL")]
+    fhir_server: Option<String>,
+    /// SMART Backend Services client id.
+    #[arg(long, requires_all = ["private_key", "token_url"])]
+    client_id: Option<String>,
+    /// The client's private key (PEM: RSA, or EC P-384 in PKCS#8).
+    #[arg(long, value_name = "FILE", requires = "client_id")]
+    private_key: Option<PathBuf>,
+    /// The authorization server's token endpoint.
+    #[arg(long, value_name = "URL", requires = "client_id")]
+    token_url: Option<String>,
+    /// The `kid` of the client's key in its registered JWKS.
+    #[arg(long, requires = "client_id", default_value = "hookwise-audit")]
+    key_id: String,
+    /// Scopes to ask for.
+    #[arg(long, requires = "client_id", default_value = crate::audit::bulk::DEFAULT_SCOPE)]
+    scope: String,
+    /// Keep the exported NDJSON in this (empty or new) directory
+    /// [default: a temporary directory, removed afterwards].
+    #[arg(long, value_name = "DIR", requires = "fhir_server")]
+    export_dir: Option<PathBuf>,
     /// Evaluate patient-view rules on each record as it stood at this time
     /// (RFC 3339, or a date for its midnight UTC) [default: now].
     #[arg(long, value_name = "TIME", conflicts_with = "compare")]
@@ -86,17 +111,28 @@ pub fn command(args: AuditArgs) -> Result<String, String> {
     )
     .map_err(|e| format!("invalid settings: {e}"))?;
     let engine = build_engine(&settings).map_err(|e| e.to_string())?;
+    let work_dir = args.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let export = match &args.fhir_server {
+        Some(url) => Some(export(&args, url, &work_dir)?),
+        None => None,
+    };
     let options = Options {
-        source: source(&args)?,
+        source: match &export {
+            Some(export) => Source::Ndjson(export.dir.clone()),
+            None => source(&args)?,
+        },
         periods: periods(&args)?,
         threads: args.threads.unwrap_or_else(cores).max(1),
-        work_dir: args.work_dir.clone().unwrap_or_else(std::env::temp_dir),
+        work_dir,
         progress: true,
     };
     let Audit {
         mut report,
         flagged,
     } = crate::audit::run(&engine.rules, &options)?;
+    if export.is_some() {
+        report.input.source = "fhir-server".into();
+    }
     let store = StoreSide::open(args.database.as_deref())?;
     if let Some(store) = &store {
         store.join_acceptance(&mut report, &options.periods[0])?;
@@ -119,6 +155,106 @@ pub fn command(args: AuditArgs) -> Result<String, String> {
     }
 }
 
+/// An export on disk, removed afterwards unless `--export-dir` kept it.
+struct Export {
+    dir: PathBuf,
+    keep: bool,
+}
+
+impl Drop for Export {
+    fn drop(&mut self) {
+        if !self.keep {
+            // Best effort: what is left is only disk, under the work dir.
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Downloads the population from `url` with Bulk Data `$export`.
+fn export(args: &AuditArgs, url: &str, work_dir: &Path) -> Result<Export, String> {
+    let source = BulkSource::new(url, bulk_auth(args)?)
+        .map_err(|e| format!("--fhir-server: {e}"))?
+        .insecure_http(is_loopback(url));
+    let export = match &args.export_dir {
+        Some(dir) => Export {
+            dir: dir.clone(),
+            keep: true,
+        },
+        None => Export {
+            dir: work_dir.join(format!("hookwise-export-{}", std::process::id())),
+            keep: false,
+        },
+    };
+    let terminal = std::io::stderr().is_terminal();
+    let runtime = tokio::runtime::Runtime::new()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let downloaded = runtime
+        .block_on(source.export(&export.dir, &mut |step| {
+            if terminal {
+                eprintln!("hookwise: export: {}", describe(&step));
+            }
+        }))
+        .map_err(|e| format!("--fhir-server: {e}"))?;
+    if downloaded.errors > 0 {
+        eprintln!(
+            "hookwise: the server reported {} OperationOutcome(s) in its export's error files",
+            downloaded.errors
+        );
+    }
+    Ok(export)
+}
+
+fn describe(step: &BulkProgress) -> String {
+    match step {
+        BulkProgress::Accepted => "accepted".into(),
+        BulkProgress::Running { progress } => {
+            format!("running {}", progress.as_deref().unwrap_or(""))
+        }
+        BulkProgress::Ready { files, .. } => format!("ready, {files} file(s) to download"),
+        BulkProgress::Saved {
+            path, resources, ..
+        } => {
+            format!("saved {} ({resources} resources)", path.display())
+        }
+    }
+}
+
+/// SMART Backend Services with `--client-id`, else the bearer token in
+/// FHIR_BULK_TOKEN (never an argument, which `ps` would show; not `HOOKWISE_*`,
+/// which names settings), else none.
+fn bulk_auth(args: &AuditArgs) -> Result<BulkAuth, String> {
+    if let (Some(client_id), Some(key), Some(token_url)) =
+        (&args.client_id, &args.private_key, &args.token_url)
+    {
+        let private_key_pem = std::fs::read_to_string(key)
+            .map_err(|e| format!("--private-key {}: {e}", key.display()))?;
+        return Ok(BulkAuth::Backend {
+            client_id: client_id.clone(),
+            private_key_pem,
+            token_url: token_url.clone(),
+            scope: args.scope.clone(),
+            key_id: args.key_id.clone(),
+        });
+    }
+    Ok(match std::env::var("FHIR_BULK_TOKEN") {
+        Ok(token) if !token.is_empty() => BulkAuth::Bearer(token),
+        _ => BulkAuth::None,
+    })
+}
+
+/// Plain http is allowed only to this machine (a test or a tunnel).
+fn is_loopback(url: &str) -> bool {
+    let Ok(url) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    let host = url.host_str().unwrap_or("");
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
@@ -127,7 +263,11 @@ fn source(args: &AuditArgs) -> Result<Source, String> {
     let (flag, dir, source) = match (&args.ndjson, &args.bundles) {
         (Some(dir), _) => ("--ndjson", dir, Source::Ndjson(dir.clone())),
         (None, Some(dir)) => ("--bundles", dir, Source::Bundles(dir.clone())),
-        (None, None) => return Err("name the population: --ndjson DIR or --bundles DIR".into()),
+        (None, None) => {
+            return Err(
+                "name the population: --ndjson DIR, --bundles DIR or --fhir-server URL".into(),
+            );
+        }
     };
     if !dir.is_dir() {
         return Err(format!("{flag} {}: not a directory", dir.display()));

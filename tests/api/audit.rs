@@ -16,7 +16,7 @@ use std::process::Command;
 /// Synthea's records end in 2020–2021.
 const SYNTHEA_AS_OF: &str = "2021-06-01T00:00:00Z";
 
-fn hookwise(args: &[&str]) -> (bool, String, String) {
+pub(crate) fn hookwise(args: &[&str]) -> (bool, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_hookwise"))
         .args(args)
         .current_dir(common::root())
@@ -29,7 +29,7 @@ fn hookwise(args: &[&str]) -> (bool, String, String) {
     )
 }
 
-fn audit_json(args: &[&str]) -> Value {
+pub(crate) fn audit_json(args: &[&str]) -> Value {
     let mut all = vec!["audit", "--format", "json"];
     all.extend_from_slice(args);
     let (ok, out, err) = hookwise(&all);
@@ -191,14 +191,15 @@ fn write_ndjson(dir: &Path, patients: &[Patient]) {
     }
 }
 
-struct Population {
+pub(crate) struct Population {
     _dir: tempfile::TempDir,
-    bundles: PathBuf,
-    ndjson: PathBuf,
-    patients: Vec<Patient>,
+    pub(crate) bundles: PathBuf,
+    pub(crate) ndjson: PathBuf,
+    pub(crate) patients: Vec<Patient>,
 }
 
-fn population() -> Population {
+/// The Synthea fixtures and the hand-made patients, as Bundles and NDJSON.
+pub(crate) fn population() -> Population {
     let dir = tempfile::tempdir().unwrap();
     let mut patients = synthea();
     patients.extend(made());
@@ -213,12 +214,12 @@ fn population() -> Population {
     }
 }
 
-fn path(p: &Path) -> &str {
+pub(crate) fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
 /// The report without what depends on the source's form.
-fn findings(report: &Value) -> Value {
+pub(crate) fn findings(report: &Value) -> Value {
     let mut report = report.clone();
     report.as_object_mut().unwrap().remove("input");
     report

@@ -14,6 +14,7 @@ mod common;
 
 mod alert_fatigue;
 mod audit;
+mod audit_bulk;
 mod audit_html;
 mod cli;
 mod disabled_rules;
