@@ -15,6 +15,7 @@ mod common;
 mod alert_fatigue;
 mod audit;
 mod audit_bulk;
+mod audit_html;
 mod cli;
 mod disabled_rules;
 mod feedback;

@@ -1,9 +1,10 @@
 //! The integration tests' harness, shared by the `tests/api` binary and the
 //! binaries beside it: a hookwise server on port 0 with the bundled rules,
-//! and a fake EHR FHIR server.
+//! a fake EHR FHIR server, and a headless browser ([`browser`]).
 
 pub mod auth;
 pub mod binary;
+pub mod browser;
 pub mod db;
 pub mod logs;
 pub mod raw;
@@ -20,6 +21,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use time::OffsetDateTime;
+
+/// Whether tests that need a system program (PostgreSQL, Chromium) must
+/// fail without it instead of passing as skipped: under CI, read as the
+/// store tests read it ([`db::postgres_required`]).
+pub fn required_under_ci() -> bool {
+    db::postgres_required(std::env::var_os("CI").as_deref())
+}
 
 /// The repository root.
 pub fn root() -> PathBuf {
