@@ -485,6 +485,11 @@ fn table_input(out: &mut String, input: &InputSummary) {
     );
     let _ = writeln!(
         out,
+        "  resources of types no rule reads, not kept: {}",
+        thousands(input.unused)
+    );
+    let _ = writeln!(
+        out,
         "  resources of a patient without a Patient resource: {}",
         thousands(input.without_patient_resource)
     );

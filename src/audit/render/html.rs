@@ -769,12 +769,14 @@ fn input(out: &mut String, input: &InputSummary) {
          <div><dt>Files</dt><dd>{}</dd></div>\n<div><dt>Resources</dt><dd>{}</dd></div>\n\
          <div><dt>Malformed, skipped</dt><dd>{}</dd></div>\n\
          <div><dt>Pointing to no patient</dt><dd>{}</dd></div>\n\
+         <div><dt>Of types no rule reads, not kept</dt><dd>{}</dd></div>\n\
          <div><dt>Of a patient without a Patient resource</dt><dd>{}</dd></div>\n</dl>\n",
         esc(&input.source),
         thousands(input.files),
         thousands(input.resources),
         thousands(input.malformed),
         thousands(input.without_patient),
+        thousands(input.unused),
         thousands(input.without_patient_resource)
     );
     if !input.malformed_examples.is_empty() {
