@@ -6,8 +6,9 @@
 //! `cargo run --release --example ndjson_value_parse -- DIR`
 //!
 //! The audit is asked to reach half of this speed on one core and to use every core. The
-//! serde_json of this workspace has `arbitrary_precision` on, so numbers are kept as strings,
-//! as the audit gets them.
+//! serde_json of this workspace has `arbitrary_precision`, `preserve_order` and
+//! `float_roundtrip` on (through its dependencies), so this is the `Value` the audit gets:
+//! numbers kept as strings, objects as ordered maps.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
@@ -49,19 +50,33 @@ fn run(dir: &Path) -> Result<(), String> {
     let seconds = start.elapsed().as_secs_f64();
     println!("files    {}", files.len());
     println!("lines    {}", count.lines);
-    println!("bytes    {} ({:.1} MB)", count.bytes, count.bytes as f64 / 1e6);
+    println!(
+        "bytes    {} ({:.1} MB)",
+        count.bytes,
+        count.bytes as f64 / 1e6
+    );
     println!("seconds  {seconds:.3}");
-    println!("speed    {:.1} MB/s, {:.0} lines/s", count.bytes as f64 / 1e6 / seconds, count.lines as f64 / seconds);
+    println!(
+        "speed    {:.1} MB/s, {:.0} lines/s",
+        count.bytes as f64 / 1e6 / seconds,
+        count.lines as f64 / seconds
+    );
     Ok(())
 }
 
 /// The NDJSON files directly in `dir`, in name order.
 fn ndjson_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
-    let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
     let mut files = Vec::new();
     for entry in entries {
-        let path = entry.map_err(|e| format!("cannot list {}: {e}", dir.display()))?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let path = entry
+            .map_err(|e| format!("cannot list {}: {e}", dir.display()))?
+            .path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
         if name.ends_with(".ndjson") || name.ends_with(".ndjson.gz") {
             files.push(path);
         }
@@ -73,7 +88,10 @@ fn ndjson_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
 fn parse_file(path: &Path, count: &mut Count) -> Result<(), String> {
     let file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     let raw: Box<dyn Read> = if path.extension().is_some_and(|x| x == "gz") {
-        Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, file)))
+        Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
+            1 << 20,
+            file,
+        )))
     } else {
         Box::new(file)
     };

@@ -204,8 +204,8 @@ async function* ndjsonLines(file, stats) {
 }
 
 // One pass over all NDJSON files, keeping the retrieved resources of the patients in
-// partition `part`; resources without a patient (Medication) are kept by id and joined to
-// the patients whose MedicationRequests reference them.
+// partition `part`. Retrieved resources without a patient (Medication, Location) are kept by
+// id and joined to each patient whose resources reference them.
 async function readNdjsonPartition(files, types, part, k, stats) {
   const byPatient = new Map();
   const shared = new Map();
@@ -216,6 +216,7 @@ async function readNdjsonPartition(files, types, part, k, stats) {
       const pid = patientOf(r);
       if (pid === undefined) {
         shared.set(`${r.resourceType}/${r.id}`, r);
+        shared.set(`urn:uuid:${r.id}`, r);
         continue;
       }
       if (partitionOf(pid, k) !== part) continue;
@@ -227,18 +228,29 @@ async function readNdjsonPartition(files, types, part, k, stats) {
   const bundles = [];
   for (const [pid, list] of byPatient) {
     if (!list.some((r) => r.resourceType === 'Patient')) {
-      stats.orphans++;
+      stats.orphans += list.length;
       continue;
     }
-    const entries = list.map((resource) => ({ resource }));
-    for (const r of list) {
-      const ref = r.medicationReference && r.medicationReference.reference;
-      const med = ref && shared.get(ref.replace(/^.*\/(Medication\/[^/]+)$/, '$1'));
-      if (med) entries.push({ resource: med });
-    }
+    const joined = new Set();
+    if (shared.size > 0) list.forEach((r) => references(r, shared, joined));
+    const entries = list.concat([...joined]).map((resource) => ({ resource }));
     bundles.push({ id: pid, bundle: { resourceType: 'Bundle', type: 'collection', entry: entries } });
   }
   return bundles;
+}
+
+// Adds to `found` every resource of `shared` that `node` references (Type/ID, a full URL
+// ending in Type/ID, or urn:uuid:ID).
+function references(node, shared, found) {
+  if (Array.isArray(node)) node.forEach((n) => references(n, shared, found));
+  else if (node && typeof node === 'object') {
+    for (const [key, v] of Object.entries(node)) {
+      if (key === 'reference' && typeof v === 'string') {
+        const hit = shared.get(v) || shared.get(v.replace(/^.*\/([^/]+\/[^/]+)$/, '$1'));
+        if (hit) found.add(hit);
+      } else if (typeof v === 'object') references(v, shared, found);
+    }
+  }
 }
 
 // --- evaluation --------------------------------------------------------------------------
@@ -296,7 +308,7 @@ async function runPopulation(dir, opts) {
     bundleFiles: inputs.bundles.length,
     ndjsonFiles: inputs.ndjson.length,
     ndjsonLines: stats.lines,
-    resourcesWithoutPatient: stats.orphans,
+    resourcesOfMissingPatients: stats.orphans,
     bytes: stats.bytes,
     seconds: round(seconds, 3),
     patientsPerSecond: round(tally.patients / seconds, 1),
@@ -319,6 +331,9 @@ function printSummary(s) {
   console.log(`measurement period  ${s.measurementPeriod}`);
   for (const [expr, n] of Object.entries(s.populations)) console.log(`  ${expr.padEnd(24)} ${String(n).padStart(8)}`);
   console.log(`patients            ${s.patients}`);
+  if (s.resourcesOfMissingPatients > 0) {
+    console.log(`skipped             ${s.resourcesOfMissingPatients} resources of patients with no Patient resource`);
+  }
   console.log(`bytes               ${s.bytes} (${(s.bytes / 1e6).toFixed(1)} MB)`);
   console.log(`elapsed             ${s.seconds} s`);
   console.log(`speed               ${s.patientsPerSecond} patients/s, ${s.mbPerSecond} MB/s`);
