@@ -8,6 +8,9 @@
 //! ([`card_log`]) records the cards issued off the request path; the
 //! [`store`] keeps them with the EHR's [`feedback`] on them, which the
 //! [`report`] counts and the engine's alert-fatigue screen reads back.
+//! Offline, [`audit`] replays a population's records (Bulk NDJSON, Bundles
+//! or a FHIR server's export) through the same evaluation path, to measure
+//! how often low-value care happens and how many cards the rules would show.
 //!
 //! # Layers
 //!
@@ -27,7 +30,7 @@
 //! | 3 | `rules` | the rule language, loading and evaluation |
 //! | 2 | `fhir`, `config` | the patient record, prefetch, the FHIR client; settings |
 //! | 1 | `cds` | CDS Hooks wire types |
-//! | 0 | `json`, `pseudonym`, `metrics`, `terminology` | leaves: the borrowed JSON tree, keyed hashes, metric names, units and drug tables |
+//! | 0 | `csv`, `json`, `pseudonym`, `metrics`, `terminology` | leaves: CSV fields, the borrowed JSON tree, keyed hashes, metric names, units and drug tables |
 
 #![warn(missing_docs)]
 
@@ -37,6 +40,7 @@ pub mod card_log;
 pub mod cds;
 pub mod cli;
 pub mod config;
+pub mod csv;
 pub mod engine;
 pub mod feedback;
 pub mod fhir;

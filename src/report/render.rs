@@ -203,7 +203,7 @@ fn csv(report: &Report) -> String {
             reasons_text(c),
             comments.join(" | "),
         ];
-        let quoted: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+        let quoted: Vec<String> = fields.iter().map(|f| crate::csv::field(f)).collect();
         out.push_str(&quoted.join(","));
         out.push('\n');
     };
@@ -216,26 +216,10 @@ fn csv(report: &Report) -> String {
     out
 }
 
-/// Quotes a CSV field when it holds a comma, quote or line break.
-fn csv_field(field: &str) -> String {
-    if field.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", field.replace('"', "\"\""))
-    } else {
-        field.to_string()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::report::{FamilyFigures, ReasonCount, RuleFigures};
-
-    #[test]
-    fn csv_fields_are_quoted_when_needed() {
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_field("plain"), "plain");
-    }
 
     fn counts(figures: [u64; 5], reason: Option<(&str, Option<&str>)>) -> Counts {
         let [cards, patients, accepted, overridden, no_response] = figures;
