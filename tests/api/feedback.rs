@@ -32,6 +32,7 @@ on_both_backends!(
     overridden_patients_are_reread_after_their_ttl,
     a_killed_server_keeps_every_acknowledged_feedback,
     the_report_matches_hand_computed_figures,
+    the_audit_joins_the_stores_acceptance,
 );
 
 const PSA_RULE: &str = "cw-psa-screening-70-plus";
@@ -974,4 +975,94 @@ async fn rows_stored_under_the_old_service_ids_still_count_for_their_family() {
         [PSA_RULE],
         "the old override still suppresses the rule"
     );
+}
+
+/// `hookwise audit --database` puts the store's acceptance beside each
+/// rule's prevalence, and pseudonymises the detail file with the store's
+/// key, so its rows match the card log's hashes.
+async fn the_audit_joins_the_stores_acceptance(db: TestDb) {
+    let app = spawn_on(&db).await;
+    let mut cards = Vec::new();
+    for patient in ["pa", "pb", "pc"] {
+        cards.push(psa_card(&app, &uuid(), patient, None).await);
+    }
+    let entries = vec![
+        accepted(
+            &cards[0],
+            &[&cards[0]["suggestions"][0]],
+            "2026-01-01T10:00:00Z",
+        ),
+        overridden(
+            cards[1]["uuid"].as_str().unwrap(),
+            Some("diagnostic-not-screening"),
+            "2026-01-01T10:00:00Z",
+        ),
+    ];
+    let (status, body) = post_feedback(&app, "choosing-wisely-order-select", entries).await;
+    assert_eq!(
+        (status, body["stored"].clone()),
+        (StatusCode::OK, json!(2)),
+        "{body}"
+    );
+    app.server.shutdown().await.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let detail = dir.path().join("detail.csv");
+    let output = Command::new(env!("CARGO_BIN_EXE_hookwise"))
+        .args([
+            "audit",
+            "--bundles",
+            "fhir-fixtures/synthea",
+            "--as-of",
+            "2021-06-01",
+        ])
+        .args(["--format", "json", "--database", &db.url, "--detail"])
+        .arg(&detail)
+        .current_dir(root())
+        .output()
+        .expect("hookwise audit runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let audit: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let rows = audit["rules"].as_array().unwrap();
+    let psa = rows.iter().find(|r| r["id"] == PSA_RULE).unwrap();
+    assert_eq!(
+        psa["acceptance"],
+        json!({"cards": 3, "accepted": 1, "overridden": 1, "rate": 1.0 / 3.0}),
+        "{psa}"
+    );
+    let mut with_acceptance = rows.iter().filter(|r| r.get("acceptance").is_some());
+    assert!(
+        with_acceptance.all(|r| r["id"] == PSA_RULE),
+        "only rules with cards in the store"
+    );
+
+    let store = Store::open_existing(&db.url).await.unwrap();
+    let pseudonyms = Pseudonymizer::new(store.hash_key().await.unwrap().as_bytes());
+    store.close().await;
+    let synthea: HashSet<String> = std::fs::read_dir(root().join("fhir-fixtures/synthea"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .map(|path| {
+            let bundle: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+            let entries = bundle["entry"].as_array().unwrap();
+            let patient = entries
+                .iter()
+                .find(|e| e["resource"]["resourceType"] == "Patient")
+                .unwrap();
+            pseudonyms.hash(patient["resource"]["id"].as_str().unwrap())
+        })
+        .collect();
+    let text = std::fs::read_to_string(&detail).unwrap();
+    let patients: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(3).unwrap())
+        .collect();
+    assert!(!patients.is_empty(), "{text}");
+    assert!(patients.iter().all(|p| synthea.contains(*p)), "{text}");
 }
