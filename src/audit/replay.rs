@@ -204,11 +204,12 @@ fn order_services(rules: &RuleSet) -> Vec<(usize, BTreeSet<usize>)> {
     out
 }
 
-/// Whether the patient was born by `at` and had not died by then.
+/// Whether the patient was born by `at` and had not died by then. Without
+/// a birth date the patient counts as born: nothing says otherwise.
 fn alive_at(patient: &Json<'_>, at: OffsetDateTime) -> bool {
     let born = str_field(patient, "birthDate")
         .and_then(parse_datetime)
-        .is_some_and(|birth| birth <= at);
+        .is_none_or(|birth| birth <= at);
     let died = match str_field(patient, "deceasedDateTime").and_then(parse_datetime) {
         Some(death) => death <= at,
         None => field(patient, "deceasedBoolean") == Some(&Json::Bool(true)),
@@ -505,4 +506,97 @@ fn procedure_as_request(procedure: &Json<'_>) -> serde_json::Value {
         }
     }
     request
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use time::macros::datetime;
+
+    const AT: OffsetDateTime = datetime!(2024-06-01 0:00 UTC);
+
+    #[test]
+    fn the_living_are_born_and_not_yet_dead() {
+        let cases = [
+            (json!({"birthDate": "1950-01-01"}), true),
+            (json!({"birthDate": "2024-06-02"}), false),
+            (json!({}), true),
+            (
+                json!({"birthDate": "1950-01-01", "deceasedDateTime": "2024-05-31"}),
+                false,
+            ),
+            (
+                json!({"birthDate": "1950-01-01", "deceasedDateTime": "2024-06-02"}),
+                true,
+            ),
+            (
+                json!({"birthDate": "1950-01-01", "deceasedBoolean": true}),
+                false,
+            ),
+            (
+                json!({"birthDate": "1950-01-01", "deceasedBoolean": false}),
+                true,
+            ),
+        ];
+        for (patient, alive) in cases {
+            assert_eq!(alive_at(&borrow_value(&patient), AT), alive, "{patient}");
+        }
+    }
+
+    #[test]
+    fn orders_are_requests_with_an_order_intent_and_procedures_without_one() {
+        let cases = [
+            (
+                json!({"resourceType": "ServiceRequest", "intent": "order", "status": "completed"}),
+                true,
+            ),
+            (
+                json!({"resourceType": "ServiceRequest", "intent": "plan"}),
+                false,
+            ),
+            (
+                json!({"resourceType": "ServiceRequest", "intent": "order", "status": "entered-in-error"}),
+                false,
+            ),
+            (
+                json!({"resourceType": "MedicationRequest", "intent": "original-order"}),
+                true,
+            ),
+            (
+                json!({"resourceType": "MedicationRequest", "intent": "proposal"}),
+                false,
+            ),
+            (
+                json!({"resourceType": "Procedure", "status": "completed"}),
+                true,
+            ),
+            (
+                json!({"resourceType": "Procedure", "status": "not-done"}),
+                false,
+            ),
+            (
+                json!({"resourceType": "Procedure", "basedOn": [{"reference": "ServiceRequest/1"}]}),
+                false,
+            ),
+            (json!({"resourceType": "Observation"}), false),
+        ];
+        for (resource, order) in cases {
+            assert_eq!(is_order(&borrow_value(&resource)), order, "{resource}");
+        }
+    }
+
+    #[test]
+    fn a_procedure_is_replayed_as_the_request_that_ordered_it() {
+        let procedure = json!({"resourceType": "Procedure", "id": "p1", "status": "completed",
+            "code": {"coding": [{"system": "http://snomed.info/sct", "code": "399208008"}]},
+            "subject": {"reference": "Patient/a"}, "reasonCode": [{"text": "back pain"}],
+            "performedDateTime": "2024-01-01", "outcome": {"text": "fine"}});
+        let request = procedure_as_request(&borrow_value(&procedure));
+        assert_eq!(
+            request,
+            json!({"resourceType": "ServiceRequest", "status": "draft", "intent": "order", "id": "p1",
+                "code": procedure["code"], "subject": procedure["subject"], "reasonCode": procedure["reasonCode"]})
+        );
+    }
 }
