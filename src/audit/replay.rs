@@ -357,8 +357,10 @@ impl PeriodReplay<'_, '_, '_, '_> {
         let draft_value = as_request.as_ref().map(borrow_value);
         let draft = draft_value.as_ref().unwrap_or(order);
         let drafts = Json::Array(vec![draft.clone()]);
+        // The detail file names the order as it is on file (a Procedure's
+        // own type and id, not the request it is replayed as).
         let reference =
-            str_field(draft, "id").map(|id| format!("{}/{id}", resource_type(draft).unwrap_or("")));
+            str_field(order, "id").map(|id| format!("{}/{id}", resource_type(order).unwrap_or("")));
         // The Medications a drafted prescription may name by reference.
         let medications = (self.patient.resources.iter().copied())
             .filter(|r| resource_type(r) == Some("Medication"))

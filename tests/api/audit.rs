@@ -81,8 +81,8 @@ fn psa() -> Value {
 
 /// Hand-made patients with known histories (2022–2024): a man of 78 with
 /// PSA tests in 2022 and 2024, a woman of 83 started on lorazepam in 2024
-/// (the drug a shared Medication), one who died in 2023, and one born in
-/// 2025. Their ids are unlike any word a report could hold.
+/// (the drug a shared Medication), a woman of 45 whose lumbar MRI is on
+/// file only as a Procedure, one who died in 2023, and one born in 2025. Their ids are unlike any word a report could hold.
 fn made() -> Vec<Patient> {
     let subject = |id: &str| json!({"reference": format!("Patient/{id}")});
     let man = vec![
@@ -118,6 +118,17 @@ fn made() -> Vec<Patient> {
                "medicationCodeableConcept": rxnorm("197901", "lorazepam 1 MG Oral Tablet"),
                "subject": subject("pt-4d1b"), "authoredOn": "2022-06-01"}),
     ];
+    // A Procedure with no request on file is replayed as its order: a lumbar
+    // MRI nine days into acute low back pain, at 45.
+    let back = vec![
+        json!({"resourceType": "Patient", "id": "pt-b5a6", "gender": "female", "birthDate": "1979-02-10"}),
+        json!({"resourceType": "Condition", "id": "lbp", "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+               "code": {"coding": [{"system": "http://snomed.info/sct", "code": "279039007", "display": "Low back pain"}]},
+               "subject": subject("pt-b5a6"), "onsetDateTime": "2024-04-01"}),
+        json!({"resourceType": "Procedure", "id": "mri", "status": "completed",
+               "code": {"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "72148"}]},
+               "subject": subject("pt-b5a6"), "performedDateTime": "2024-04-10"}),
+    ];
     let unborn = vec![
         json!({"resourceType": "Patient", "id": "pt-0e8f", "gender": "male", "birthDate": "2025-06-01"}),
     ];
@@ -125,6 +136,7 @@ fn made() -> Vec<Patient> {
         ("pt-7f3a", man),
         ("pt-9c2e", woman),
         ("pt-4d1b", dead),
+        ("pt-b5a6", back),
         ("pt-0e8f", unborn),
     ]
     .into_iter()
@@ -349,6 +361,17 @@ fn orders_are_replayed_at_their_time_and_counted_once() {
     );
     assert_eq!(psa_row["patients"], 1);
     assert_eq!(psa_row["rate"], 1.0);
+    // The lumbar MRI, replayed from its Procedure.
+    let back = row(
+        &report,
+        "cw-low-back-pain-imaging",
+        "choosing-wisely-order-sign",
+    );
+    assert_eq!(
+        (back["eligible"].clone(), back["flagged"].clone()),
+        (json!(1), json!(1)),
+        "{back}"
+    );
     // Lorazepam, through the shared Medication, started at 83.
     let benzo: Vec<_> = orders
         .keys()
