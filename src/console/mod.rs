@@ -68,7 +68,7 @@ impl ConsoleAccess {
     pub fn check(&self, peer: Option<IpAddr>, headers: &HeaderMap) -> Result<(), Refusal> {
         let proxied =
             headers.contains_key(header::FORWARDED) || headers.contains_key("x-forwarded-for");
-        if peer.is_some_and(|ip| is_loopback(ip)) && !proxied {
+        if peer.is_some_and(is_loopback) && !proxied {
             return Ok(());
         }
         let Some(token) = &self.token else {
