@@ -250,7 +250,7 @@ fn build_policy(
 /// check (it has its own access rule), counted and logged like them.
 fn console_routes(settings: &Settings, engine: &Engine) -> Router {
     let access = ConsoleAccess::new(settings.console_token.as_ref());
-    console::router(engine.rules.clone(), access)
+    console::router(engine.rules.clone(), settings.rules.clone(), access)
         .layer(middleware::from_fn(metrics::track))
         .layer(middleware::from_fn(logging::log_request))
 }

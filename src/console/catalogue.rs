@@ -6,7 +6,7 @@
 //! text the server wrote; without the script every rule is shown.
 
 use super::html::{esc, page as shell};
-use crate::rules::model::{Criterion, Rule};
+use crate::rules::model::{Citation, Criterion, Rule};
 use crate::rules::{Family, RuleSet, ValueSet};
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -110,29 +110,38 @@ fn rule_item(out: &mut String, rules: &RuleSet, family: &Family, rule: &Rule) {
         out,
         "<li class=\"rule\" id=\"rule-{id}\" data-id=\"{id}\" data-family=\"{family}\" \
          data-category=\"{category}\" data-hooks=\"{hooks}\">\n<article>\n\
-         <h2><span class=\"title\">{title}</span> <code class=\"id\">{id}</code></h2>\n\
-         <dl class=\"facts\">\n\
-         <dt>Family</dt><dd>{family_title}</dd>\n\
-         <dt>Hooks</dt><dd>{hooks_text}</dd>\n\
-         <dt>Category</dt><dd>{category}</dd>\n\
-         <dt>Evidence</dt><dd>{evidence}</dd>\n</dl>\n",
+         <h2><a class=\"title\" href=\"/console/rules/{id}\">{title}</a> <code class=\"id\">{id}</code></h2>\n\
+{facts}",
         id = esc(&rule.id),
         family = esc(&family.id),
-        family_title = esc(&family.title),
         category = rule.category.as_str(),
         hooks = esc(&hooks),
-        hooks_text = esc(&rule.hook_list(", ")),
         title = esc(&rule.title),
-        evidence = evidence(rule),
+        facts = facts(family, rule),
     );
     logic(out, rules, rule);
     value_sets(out, rules, rule);
     out.push_str("</article>\n</li>\n");
 }
 
-/// The society, year and link, and the recommendation paraphrased.
-fn evidence(rule: &Rule) -> String {
-    let e = &rule.evidence;
+/// The rule's family, hooks, category and evidence, as a list.
+pub(super) fn facts(family: &Family, rule: &Rule) -> String {
+    format!(
+        "<dl class=\"facts\">\n\
+         <dt>Family</dt><dd>{}</dd>\n\
+         <dt>Hooks</dt><dd>{}</dd>\n\
+         <dt>Category</dt><dd>{}</dd>\n\
+         <dt>Evidence</dt><dd>{}</dd>\n</dl>\n",
+        esc(&family.title),
+        esc(&rule.hook_list(", ")),
+        rule.category.as_str(),
+        citation(&rule.evidence),
+    )
+}
+
+/// A citation: the society, year and link, and the recommendation
+/// paraphrased.
+pub(super) fn citation(e: &Citation) -> String {
     let source = format!("{} {}", esc(&e.society), e.year);
     // Only web links: a rule file cannot put a `javascript:` URL in the page.
     let source = if e.url.starts_with("https://") || e.url.starts_with("http://") {
@@ -150,7 +159,7 @@ fn evidence(rule: &Rule) -> String {
 }
 
 /// When the rule fires, and each exclusion, in words.
-fn logic(out: &mut String, rules: &RuleSet, rule: &Rule) {
+pub(super) fn logic(out: &mut String, rules: &RuleSet, rule: &Rule) {
     let _ = write!(
         out,
         "<h3>Logic</h3>\n<p class=\"logic\"><strong>Fires when</strong> {}</p>\n",
@@ -172,7 +181,7 @@ fn logic(out: &mut String, rules: &RuleSet, rule: &Rule) {
 }
 
 /// The value sets the rule's criteria use, each with its codes, folded.
-fn value_sets(out: &mut String, rules: &RuleSet, rule: &Rule) {
+pub(super) fn value_sets(out: &mut String, rules: &RuleSet, rule: &Rule) {
     let sets = used_value_sets(rules, rule);
     if sets.is_empty() {
         return;

@@ -1,7 +1,8 @@
 //! The console for informatics teams, served by the same binary at
 //! `/console`: for now the rule catalogue ([`catalogue`]), every loaded
 //! rule with its evidence, its logic in words and its value sets, with
-//! filters and a search that run in the page.
+//! filters and a search that run in the page; and each rule's page
+//! ([`rule_page`]) with its card and the test cases that name it.
 //!
 //! Who may open it is [`ConsoleAccess`]: loopback peers, and beyond
 //! loopback only callers presenting `console_token`. It sits outside the
@@ -11,17 +12,20 @@
 
 pub mod catalogue;
 mod html;
+pub mod rule_page;
 
 use crate::config::{BearerToken, Secret};
+use crate::engine::cases::{TestSuite, load_tests};
 use crate::rules::RuleSet;
 use axum::Router;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Path as UrlPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 
 /// The console's style sheet, served at [`CSS_PATH`].
 const CSS: &str = include_str!("console.css");
@@ -94,12 +98,22 @@ fn is_loopback(ip: IpAddr) -> bool {
 struct Console {
     rules: Arc<RuleSet>,
     access: ConsoleAccess,
+    /// The rule directory, whose `tests/` the rule pages list.
+    dir: PathBuf,
+    /// The rule tests, read on the first rule page asked for (not at
+    /// startup, which they would slow), or why they could not be.
+    tests: Arc<OnceLock<Result<TestSuite, String>>>,
 }
 
-/// The console's routes over `rules`, guarded by `access`; merged into
-/// the app by the server, outside the CDS JWT check.
-pub fn router(rules: Arc<RuleSet>, access: ConsoleAccess) -> Router {
-    let console = Console { rules, access };
+/// The console's routes over `rules`, loaded from `dir`, guarded by
+/// `access`; merged into the app by the server, outside the CDS JWT check.
+pub fn router(rules: Arc<RuleSet>, dir: PathBuf, access: ConsoleAccess) -> Router {
+    let console = Console {
+        rules,
+        access,
+        dir,
+        tests: Arc::new(OnceLock::new()),
+    };
     Router::new()
         .route("/console", get(|| async { Redirect::to("/console/rules") }))
         .route(
@@ -107,6 +121,7 @@ pub fn router(rules: Arc<RuleSet>, access: ConsoleAccess) -> Router {
             get(|| async { Redirect::to("/console/rules") }),
         )
         .route("/console/rules", get(rules_page))
+        .route("/console/rules/{id}", get(rule_page))
         .route(
             CSS_PATH,
             get(|| async { asset(CSS, "text/css; charset=utf-8") }),
@@ -123,6 +138,49 @@ pub fn router(rules: Arc<RuleSet>, access: ConsoleAccess) -> Router {
 /// `GET /console/rules`: the catalogue.
 async fn rules_page(State(console): State<Console>) -> Response {
     html_response(StatusCode::OK, catalogue::page(&console.rules))
+}
+
+/// `GET /console/rules/{id}`: one rule, or a 404 page.
+async fn rule_page(State(console): State<Console>, UrlPath(id): UrlPath<String>) -> Response {
+    let rules = &console.rules;
+    let found = rules.families.iter().find_map(|family| {
+        family
+            .rules
+            .iter()
+            .map(|i| &rules.rules[*i])
+            .find(|rule| rule.id == id)
+            .map(|rule| (family, rule))
+    });
+    let Some((family, rule)) = found else {
+        let page = html::message_page(
+            "No such rule",
+            &format!("No loaded rule has the id {id:?}. Every rule is listed at /console/rules."),
+        );
+        return html_response(StatusCode::NOT_FOUND, page);
+    };
+    let tests = console.tests.clone();
+    let (dir, set) = (console.dir.clone(), console.rules.clone());
+    // Reading the tests parses every file under tests/: off the runtime.
+    let loaded = tokio::task::spawn_blocking(move || {
+        tests.get_or_init(|| read_tests(&set, &dir));
+        tests
+    })
+    .await;
+    let cases = match loaded.as_deref().map(OnceLock::get) {
+        Ok(Some(Ok(suite))) => Ok(suite.expectations(&rule.id)),
+        Ok(Some(Err(why))) => Err(why.as_str()),
+        Ok(None) | Err(_) => Err("reading them failed"),
+    };
+    html_response(StatusCode::OK, rule_page::page(rules, family, rule, cases))
+}
+
+/// The rule directory's tests, against the loaded rules, or what is wrong.
+fn read_tests(rules: &RuleSet, dir: &std::path::Path) -> Result<TestSuite, String> {
+    let fixtures = dir.join("..").join("fhir-fixtures");
+    load_tests(rules, dir, &fixtures).map_err(|problems| {
+        tracing::warn!(problems = problems.len(), dir = %dir.display(), "the console cannot read the rule tests");
+        format!("{} problem(s) in {}/tests", problems.len(), dir.display())
+    })
 }
 
 /// Refuses whoever [`ConsoleAccess::check`] refuses, with a page saying

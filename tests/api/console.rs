@@ -318,3 +318,54 @@ fn the_catalogue_filters_and_searches_in_a_browser() {
         );
     }
 }
+
+/// Text as the console escapes it.
+fn escaped(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+#[tokio::test]
+async fn a_rule_page_shows_its_card_and_its_test_cases() {
+    let app = spawn_app().await;
+    let rules = bundled();
+    let dir = root().join("cds-rules");
+    let suite = hookwise::engine::cases::load_tests(&rules, &dir, &root().join("fhir-fixtures"))
+        .expect("the rule tests load");
+    let rule = rules
+        .rules
+        .iter()
+        .find(|r| r.id == "cw-eeg-headache")
+        .unwrap();
+    let (status, headers, html) =
+        get(&format!("{}/console/rules/{}", app.base, rule.id), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        headers[CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .starts_with("default-src 'none';")
+    );
+    assert!(html.contains(&format!("<h1>{}</h1>", escaped(&rule.title))));
+    assert!(
+        html.contains(&escaped(rule.card.detail.source())),
+        "the card's detail as written"
+    );
+    assert!(html.contains(&escaped(&rules.describe(&rule.when))));
+    let cases = suite.expectations(&rule.id);
+    assert!(cases.iter().any(|c| c.fires) && cases.iter().any(|c| !c.fires));
+    let table = &html[html
+        .find("<table class=\"cases\">")
+        .expect("a table of cases")..];
+    assert_eq!(table.matches("<tr><td>").count(), cases.len());
+    for case in &cases {
+        assert!(table.contains(&escaped(&case.case)), "{}", case.case);
+    }
+
+    let (status, _, html) = get(&format!("{}/console/rules/no-such-rule", app.base), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(html.contains("No such rule"));
+}
