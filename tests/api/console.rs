@@ -3,9 +3,10 @@
 //! network address) it is refused without `console_token` and opened
 //! with it, never with another bearer; the catalogue lists every loaded
 //! rule with its logic and codes, escapes what rule files say, and sends a
-//! strict policy. And in a real browser: no error, no request beyond the
-//! console's own, filtering by family and typing in the search narrow the
-//! list.
+//! strict policy; a rule's page shows its card and its test cases. And in
+//! a real browser: no error, no request beyond the console's own,
+//! filtering by family and typing in the search narrow the list, and a
+//! rule's page renders.
 
 use crate::common::browser::{Browser, Key};
 use crate::common::{TestApp, root, spawn_app, spawn_app_with, test_settings};
@@ -309,6 +310,11 @@ fn the_catalogue_filters_and_searches_in_a_browser() {
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000);
     let path = screenshot_path();
     std::fs::write(&path, png).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+
+    // A rule's page, from its link: it renders under the same policy.
+    browser.goto(&format!("{url}/{}", target.id));
+    let heading = browser.eval("document.querySelector('h1').textContent");
+    assert_eq!(heading, target.title.as_str());
 
     assert_eq!(browser.errors(), Vec::<String>::new());
     for request in browser.requests() {
