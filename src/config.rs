@@ -402,6 +402,7 @@ mod tests {
 public_base_url = "https://cds.example.org"
 max_prefetch_keys = 10
 patient_id_hash_key = "s3cret"
+console_token = "c0nsole-t0ken"
 
 [cors]
 allowed_origins = ["https://sandbox.cds-hooks.org"]
@@ -449,8 +450,13 @@ tenants = ["hospital-a"]
             settings.patient_id_hash_key.as_ref().map(Secret::expose),
             Some("s3cret")
         );
+        assert_eq!(
+            settings.console_token.as_ref().map(Secret::expose),
+            Some("c0nsole-t0ken")
+        );
+        let debug = format!("{settings:?}");
         assert!(
-            !format!("{settings:?}").contains("s3cret"),
+            !debug.contains("s3cret") && !debug.contains("c0nsole-t0ken"),
             "secrets stay out of Debug"
         );
     }

@@ -293,6 +293,15 @@ fn the_catalogue_filters_and_searches_in_a_browser() {
     ));
     assert_eq!(all_mention, Value::Bool(true));
 
+    // Readable on a tablet: nothing wider than the window.
+    browser.set_viewport(820, 1180, true);
+    let widths = browser.eval("[document.documentElement.scrollWidth, window.innerWidth]");
+    assert!(
+        widths[0].as_f64().unwrap() <= widths[1].as_f64().unwrap(),
+        "820 px: {widths}"
+    );
+    browser.set_viewport(1280, 900, false);
+
     // Back to every rule for the picture.
     browser.eval(
         "(() => { const f = document.getElementById('filters'); f.reset(); \
