@@ -6,6 +6,7 @@
 //! clients.
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -87,6 +88,10 @@ pub struct Settings {
     /// (`HOOKWISE_METRICS_TOKEN`). Without it `/metrics` is open on loopback
     /// or when the server runs open, and closed otherwise.
     pub metrics_token: Option<Secret>,
+    /// Bearer token that opens `/console` to callers beyond loopback
+    /// (`HOOKWISE_CONSOLE_TOKEN`). Without it the console answers loopback
+    /// connections only.
+    pub console_token: Option<Secret>,
 }
 
 /// The deepest `max_json_depth` allowed: the request parser itself refuses
@@ -107,6 +112,36 @@ impl Secret {
     /// The secret itself.
     pub fn expose(&self) -> &str {
         &self.0
+    }
+}
+
+/// A bearer token a route requires (`metrics_token`, `console_token`),
+/// kept as its SHA-256 and compared in constant time, so neither the
+/// comparison's time nor a memory dump says anything about it.
+#[derive(Clone)]
+pub struct BearerToken([u8; 32]);
+
+impl BearerToken {
+    /// The token `secret` holds.
+    pub fn new(secret: &Secret) -> BearerToken {
+        BearerToken(Sha256::digest(secret.expose().as_bytes()).into())
+    }
+
+    /// Whether an `Authorization` header value is `Bearer <this token>`
+    /// (the scheme in any case).
+    pub fn admits(&self, authorization: Option<&str>) -> bool {
+        let Some((scheme, token)) = authorization.and_then(|v| v.split_once(' ')) else {
+            return false;
+        };
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return false;
+        }
+        let given: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
+        given
+            .iter()
+            .zip(&self.0)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
     }
 }
 
@@ -271,6 +306,7 @@ impl Default for Settings {
             auth: AuthSettings::default(),
             fhir: FhirSettings::default(),
             metrics_token: None,
+            console_token: None,
         }
     }
 }
@@ -366,6 +402,7 @@ mod tests {
 public_base_url = "https://cds.example.org"
 max_prefetch_keys = 10
 patient_id_hash_key = "s3cret"
+console_token = "c0nsole-t0ken"
 
 [cors]
 allowed_origins = ["https://sandbox.cds-hooks.org"]
@@ -413,8 +450,13 @@ tenants = ["hospital-a"]
             settings.patient_id_hash_key.as_ref().map(Secret::expose),
             Some("s3cret")
         );
+        assert_eq!(
+            settings.console_token.as_ref().map(Secret::expose),
+            Some("c0nsole-t0ken")
+        );
+        let debug = format!("{settings:?}");
         assert!(
-            !format!("{settings:?}").contains("s3cret"),
+            !debug.contains("s3cret") && !debug.contains("c0nsole-t0ken"),
             "secrets stay out of Debug"
         );
     }

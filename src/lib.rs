@@ -23,7 +23,7 @@
 //! | --- | --- | --- |
 //! | 9 | `cli` | the command line |
 //! | 8 | `server` | startup checks and assembly |
-//! | 7 | `http` | router, routes, limits, JWT, request log |
+//! | 7 | `http`, `console` | router, routes, limits, JWT, request log; the console for informatics teams |
 //! | 6 | `audit`, `auth`, `card_log`, `feedback`, `report` | beside the store: population audits, replay checks, the card-log writer, feedback validation, reports |
 //! | 5 | `store` | all SQL |
 //! | 4 | `engine` | one call: gather, evaluate, screen, cards |
@@ -40,6 +40,7 @@ pub mod card_log;
 pub mod cds;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod csv;
 pub mod engine;
 pub mod feedback;

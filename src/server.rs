@@ -6,19 +6,24 @@
 //! Secure by default: a non-loopback address with no trusted client refuses
 //! to start unless `allow_unauthenticated` is set; loopback with no client
 //! runs open (the quick start), with a warning.
+//!
+//! The app is the CDS router ([`router`]) with the [`console`] merged
+//! beside it.
 
 use crate::auth::Authenticator;
 use crate::auth::replay::ReplayStore;
 use crate::card_log::{CardLog, CardRecorder};
 use crate::config::{MAX_JSON_DEPTH_CEILING, Settings};
+use crate::console::{self, ConsoleAccess};
 use crate::engine::Engine;
 use crate::fhir::{FhirClient, FhirClientConfig};
 use crate::http::security::check_origin;
 use crate::http::serve::{Transport, serve};
-use crate::http::{AppState, AuthPolicy, Limits, MetricsAccess, Policy, router};
+use crate::http::{AppState, AuthPolicy, Limits, MetricsAccess, Policy, logging, metrics, router};
 use crate::pseudonym::Pseudonymizer;
 use crate::rules::{Diagnostic, load_dir};
 use crate::store::{Backend, HistoryCache, Store};
+use axum::{Router, middleware};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -241,6 +246,15 @@ fn build_policy(
     })
 }
 
+/// The console at `/console`, beside the CDS routes and outside their JWT
+/// check (it has its own access rule), counted and logged like them.
+fn console_routes(settings: &Settings, engine: &Engine) -> Router {
+    let access = ConsoleAccess::new(settings.console_token.as_ref());
+    console::router(engine.rules.clone(), settings.rules.clone(), access)
+        .layer(middleware::from_fn(metrics::track))
+        .layer(middleware::from_fn(logging::log_request))
+}
+
 impl Server {
     /// Checks the settings, loads everything, binds `settings.listen` and
     /// starts serving. Refuses to run open beyond loopback (see the module docs).
@@ -267,11 +281,13 @@ impl Server {
             .map_err(|e| StartError::Io(e.to_string()))?;
         let policy = build_policy(settings, addr, recorder.hasher.clone(), &recorder.store)?;
         let (tx, rx) = oneshot::channel::<()>();
+        let console = console_routes(settings, &engine);
         let app = router(AppState {
             engine: Arc::new(engine),
             policy: Arc::new(policy),
             recorder: Some(recorder.clone()),
-        });
+        })
+        .merge(console);
         let transport = Transport {
             header_read_timeout: settings.header_read_timeout(),
             shutdown_timeout: settings.shutdown_timeout(),

@@ -9,7 +9,7 @@
 //! guarded by its own bearer token instead.
 
 use super::{ApiError, AppState, Policy};
-use crate::config::Secret;
+use crate::config::{BearerToken, Secret};
 use crate::metrics::{self, UNKNOWN};
 use axum::extract::State;
 use axum::extract::{MatchedPath, Request};
@@ -17,7 +17,6 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Router, routing::get};
-use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use tokio::time::Instant;
 
@@ -29,9 +28,8 @@ const SERVICE_ROUTE: &str = "/cds-services/{id}";
 pub enum MetricsAccess {
     /// Anyone who can reach the server.
     Open,
-    /// Callers presenting `Authorization: Bearer <token>`; the SHA-256 of
-    /// the token is kept, so comparison time says nothing about it.
-    Token([u8; 32]),
+    /// Callers presenting `Authorization: Bearer <token>`.
+    Token(BearerToken),
     /// Nobody: authentication is on, the address is not loopback, and no
     /// `metrics_token` is set.
     Closed,
@@ -44,7 +42,7 @@ impl MetricsAccess {
     /// unauthenticated endpoint on a reachable address).
     pub fn decide(token: Option<&Secret>, authenticated: bool, loopback: bool) -> MetricsAccess {
         match token {
-            Some(token) => MetricsAccess::Token(Sha256::digest(token.expose().as_bytes()).into()),
+            Some(token) => MetricsAccess::Token(BearerToken::new(token)),
             None if !authenticated || loopback => MetricsAccess::Open,
             None => MetricsAccess::Closed,
         }
@@ -54,22 +52,13 @@ impl MetricsAccess {
         match self {
             MetricsAccess::Open => true,
             MetricsAccess::Closed => false,
-            MetricsAccess::Token(expected) => bearer(headers).is_some_and(|given| {
-                let given: [u8; 32] = Sha256::digest(given.as_bytes()).into();
-                given
-                    .iter()
-                    .zip(expected)
-                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                    == 0
-            }),
+            MetricsAccess::Token(token) => token.admits(
+                headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok()),
+            ),
         }
     }
-}
-
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// The `/metrics` route, to be merged outside the JWT check.

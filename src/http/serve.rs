@@ -13,18 +13,25 @@
 //!   connection asked to finish: an idle one closes at once, a busy one
 //!   after the response in progress. What is still open at the shutdown
 //!   deadline is dropped, and counted in the log.
+//! - **The peer's address.** Each request carries its connection's remote
+//!   address as [`ConnectInfo`], as `axum::serve` with connect info would
+//!   give it: the console opens to loopback peers only.
 
 use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tower::ServiceExt as _;
 
 /// How connections are served.
 #[derive(Debug, Clone, Copy)]
@@ -113,6 +120,15 @@ async fn serve_connection(
     stream: TcpStream,
     mut draining: watch::Receiver<()>,
 ) {
+    let peer = stream.peer_addr().ok();
+    let app = app.map_request(move |mut request: axum::http::Request<Incoming>| {
+        if let Some(peer) = peer {
+            request
+                .extensions_mut()
+                .insert(ConnectInfo::<SocketAddr>(peer));
+        }
+        request
+    });
     let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
     let mut connection = pin!(connection);
     loop {

@@ -17,6 +17,7 @@ mod audit;
 mod audit_bulk;
 mod audit_html;
 mod cli;
+mod console;
 mod disabled_rules;
 mod feedback;
 mod fhir_cache;

@@ -167,6 +167,19 @@ impl CaseResult {
     }
 }
 
+/// What one case expects of one rule, for the console's rule page.
+#[derive(Debug, Clone)]
+pub struct Expectation {
+    /// The test file.
+    pub file: PathBuf,
+    /// The case name.
+    pub case: String,
+    /// The hook the case calls.
+    pub hook: Hook,
+    /// Whether the rule is expected to fire (else not to fire).
+    pub fires: bool,
+}
+
 /// Loaded test files, checked against the rule set.
 pub struct TestSuite {
     files: Vec<(PathBuf, TestFile)>,
@@ -268,6 +281,26 @@ impl TestSuite {
     /// Whether there are no cases.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Every case that names `rule_id`, in file order, with what it expects.
+    pub fn expectations(&self, rule_id: &str) -> Vec<Expectation> {
+        let mut out = Vec::new();
+        for (path, file) in &self.files {
+            for case in &file.cases {
+                let fires = case.expect.fires.iter().any(|id| id == rule_id);
+                let not = case.expect.does_not_fire.iter().any(|id| id == rule_id);
+                if fires || not {
+                    out.push(Expectation {
+                        file: path.clone(),
+                        case: case.name.clone(),
+                        hook: case.hook,
+                        fires,
+                    });
+                }
+            }
+        }
+        out
     }
 
     /// Runs every case.

@@ -1,0 +1,64 @@
+//! The console's HTML building blocks: escaping and the page shell every
+//! console page shares (its own style sheet and script, nothing else).
+
+use super::{CSS_PATH, JS_PATH};
+use std::fmt::Write as _;
+
+/// Text as HTML text or a quoted attribute value (as the audit page
+/// escapes it).
+pub(super) fn esc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A page titled `title` around `body` (already HTML).
+pub(super) fn page(title: &str, body: &str) -> String {
+    let mut out = String::with_capacity(body.len() + 1024);
+    let _ = write!(
+        out,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <meta name=\"referrer\" content=\"no-referrer\">\n\
+         <title>{} · hookwise console</title>\n\
+         <link rel=\"stylesheet\" href=\"{CSS_PATH}\">\n\
+         <script src=\"{JS_PATH}\" defer></script>\n</head>\n<body>\n{body}</body>\n</html>\n",
+        esc(title)
+    );
+    out
+}
+
+/// A page with one heading and one paragraph: refusals.
+pub(super) fn message_page(title: &str, text: &str) -> String {
+    let body = format!(
+        "<main>\n<h1>{}</h1>\n<p>{}</p>\n</main>\n",
+        esc(title),
+        esc(text)
+    );
+    page(title, &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markup_is_escaped_in_text_and_attributes() {
+        assert_eq!(
+            esc(r#"<script>a & "b" 'c'</script>"#),
+            "&lt;script&gt;a &amp; &quot;b&quot; &#39;c&#39;&lt;/script&gt;"
+        );
+        let page = message_page("<i>", "x < y");
+        assert!(page.contains("<h1>&lt;i&gt;</h1>") && page.contains("x &lt; y"));
+        assert!(!page.contains("<i>"));
+    }
+}

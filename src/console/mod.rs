@@ -1,0 +1,323 @@
+//! The console for informatics teams, served by the same binary at
+//! `/console`: for now the rule catalogue ([`catalogue`]), every loaded
+//! rule with its evidence, its logic in words and its value sets, with
+//! filters and a search that run in the page; and each rule's page
+//! ([`rule_page`]) with its card and the test cases that name it.
+//!
+//! Who may open it is [`ConsoleAccess`]: loopback peers, and beyond
+//! loopback only callers presenting `console_token`. It sits outside the
+//! CDS JWT check: an EHR's JWT never opens it. Its pages load only what it
+//! serves itself (`/console/assets/…`), under a Content-Security-Policy
+//! that allows nothing else, so it works offline.
+
+pub mod catalogue;
+mod html;
+pub mod rule_page;
+
+use crate::config::{BearerToken, Secret};
+use crate::engine::cases::{TestSuite, load_tests};
+use crate::rules::RuleSet;
+use axum::Router;
+use axum::extract::{ConnectInfo, Path as UrlPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+/// The console's style sheet, served at [`CSS_PATH`].
+const CSS: &str = include_str!("console.css");
+/// The catalogue's filters and search, served at [`JS_PATH`].
+const JS: &str = include_str!("console.js");
+/// Where the style sheet is served.
+pub const CSS_PATH: &str = "/console/assets/console.css";
+/// Where the script is served.
+pub const JS_PATH: &str = "/console/assets/console.js";
+
+/// The policy every console response carries: its own script and style,
+/// nothing else, no framing, no form posting elsewhere.
+const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+                      base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// Who may open the console.
+#[derive(Clone)]
+pub struct ConsoleAccess {
+    token: Option<BearerToken>,
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not loopback, and no `console_token` is configured.
+    LoopbackOnly,
+    /// Not loopback, and the request lacks the right bearer token.
+    NeedsToken,
+}
+
+impl ConsoleAccess {
+    /// The rule for a server with `console_token` set or not.
+    pub fn new(token: Option<&Secret>) -> ConsoleAccess {
+        ConsoleAccess {
+            token: token.map(BearerToken::new),
+        }
+    }
+
+    /// Whether a request from `peer` with `headers` may open the console:
+    /// a loopback peer may, unless the request came through a proxy (it
+    /// carries `Forwarded` or `X-Forwarded-For`, so the real caller is
+    /// elsewhere); anyone else only with `Authorization: Bearer
+    /// <console_token>`. An unknown peer counts as not loopback.
+    pub fn check(&self, peer: Option<IpAddr>, headers: &HeaderMap) -> Result<(), Refusal> {
+        let proxied =
+            headers.contains_key(header::FORWARDED) || headers.contains_key("x-forwarded-for");
+        if peer.is_some_and(is_loopback) && !proxied {
+            return Ok(());
+        }
+        let Some(token) = &self.token else {
+            return Err(Refusal::LoopbackOnly);
+        };
+        let authorization = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        match token.admits(authorization) {
+            true => Ok(()),
+            false => Err(Refusal::NeedsToken),
+        }
+    }
+}
+
+/// Loopback, including an IPv4 loopback address mapped into IPv6.
+fn is_loopback(ip: IpAddr) -> bool {
+    ip.to_canonical().is_loopback()
+}
+
+/// What the console's handlers share.
+#[derive(Clone)]
+struct Console {
+    rules: Arc<RuleSet>,
+    access: ConsoleAccess,
+    /// The rule directory, whose `tests/` the rule pages list.
+    dir: PathBuf,
+    /// The rule tests, read on the first rule page asked for (not at
+    /// startup, which they would slow), or why they could not be.
+    tests: Arc<OnceLock<Result<TestSuite, String>>>,
+}
+
+/// The console's routes over `rules`, loaded from `dir`, guarded by
+/// `access`; merged into the app by the server, outside the CDS JWT check.
+pub fn router(rules: Arc<RuleSet>, dir: PathBuf, access: ConsoleAccess) -> Router {
+    let console = Console {
+        rules,
+        access,
+        dir,
+        tests: Arc::new(OnceLock::new()),
+    };
+    Router::new()
+        .route("/console", get(|| async { Redirect::to("/console/rules") }))
+        .route(
+            "/console/",
+            get(|| async { Redirect::to("/console/rules") }),
+        )
+        .route("/console/rules", get(rules_page))
+        .route("/console/rules/{id}", get(rule_page))
+        .route(
+            CSS_PATH,
+            get(|| async { asset(CSS, "text/css; charset=utf-8") }),
+        )
+        .route(
+            JS_PATH,
+            get(|| async { asset(JS, "text/javascript; charset=utf-8") }),
+        )
+        .layer(middleware::from_fn_with_state(console.clone(), guard))
+        .layer(middleware::from_fn(secure_headers))
+        .with_state(console)
+}
+
+/// `GET /console/rules`: the catalogue.
+async fn rules_page(State(console): State<Console>) -> Response {
+    html_response(StatusCode::OK, catalogue::page(&console.rules))
+}
+
+/// `GET /console/rules/{id}`: one rule, or a 404 page.
+async fn rule_page(State(console): State<Console>, UrlPath(id): UrlPath<String>) -> Response {
+    let rules = &console.rules;
+    let found = rules.families.iter().find_map(|family| {
+        family
+            .rules
+            .iter()
+            .map(|i| &rules.rules[*i])
+            .find(|rule| rule.id == id)
+            .map(|rule| (family, rule))
+    });
+    let Some((family, rule)) = found else {
+        let page = html::message_page(
+            "No such rule",
+            &format!("No loaded rule has the id {id:?}. Every rule is listed at /console/rules."),
+        );
+        return html_response(StatusCode::NOT_FOUND, page);
+    };
+    let tests = console.tests.clone();
+    let (dir, set) = (console.dir.clone(), console.rules.clone());
+    // Reading the tests parses every file under tests/: off the runtime.
+    let loaded = tokio::task::spawn_blocking(move || {
+        tests.get_or_init(|| read_tests(&set, &dir));
+        tests
+    })
+    .await;
+    let cases = match loaded.as_deref().map(OnceLock::get) {
+        Ok(Some(Ok(suite))) => Ok(suite.expectations(&rule.id)),
+        Ok(Some(Err(why))) => Err(why.as_str()),
+        Ok(None) | Err(_) => Err("reading them failed"),
+    };
+    html_response(StatusCode::OK, rule_page::page(rules, family, rule, cases))
+}
+
+/// The rule directory's tests, against the loaded rules, or what is wrong.
+fn read_tests(rules: &RuleSet, dir: &std::path::Path) -> Result<TestSuite, String> {
+    let fixtures = dir.join("..").join("fhir-fixtures");
+    load_tests(rules, dir, &fixtures).map_err(|problems| {
+        tracing::warn!(problems = problems.len(), dir = %dir.display(), "the console cannot read the rule tests");
+        format!("{} problem(s) in {}/tests", problems.len(), dir.display())
+    })
+}
+
+/// Refuses whoever [`ConsoleAccess::check`] refuses, with a page saying
+/// how the console opens (and nothing about the server).
+async fn guard(State(console): State<Console>, request: Request, next: Next) -> Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    match console.access.check(peer, request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(refusal) => {
+            tracing::debug!(?refusal, "console refused");
+            refused(refusal)
+        }
+    }
+}
+
+/// The refusal page: 403 when the console is loopback-only, 401 with a
+/// bearer challenge when a token would open it.
+fn refused(refusal: Refusal) -> Response {
+    let (status, text) = match refusal {
+        Refusal::LoopbackOnly => (
+            StatusCode::FORBIDDEN,
+            "The console is open only on this machine (a loopback connection). \
+             To open it from elsewhere, configure console_token and send it as \
+             Authorization: Bearer.",
+        ),
+        Refusal::NeedsToken => (
+            StatusCode::UNAUTHORIZED,
+            "The console needs its token from here: send Authorization: Bearer \
+             with the configured console_token.",
+        ),
+    };
+    let mut response = html_response(status, html::message_page("Console closed", text));
+    if status == StatusCode::UNAUTHORIZED {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    response
+}
+
+/// An HTML page, never cached (it may be behind a token).
+fn html_response(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// An embedded asset.
+fn asset(body: &'static str, content_type: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// The policy and hardening headers on every console response, refusals
+/// included.
+async fn secure_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(POLICY),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.insert(*name, HeaderValue::from_str(value).unwrap());
+        }
+        headers
+    }
+
+    const LOOPBACK: Option<IpAddr> = Some(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+    const REMOTE: Option<IpAddr> = Some(IpAddr::V4(std::net::Ipv4Addr::new(10, 1, 2, 3)));
+
+    #[test]
+    fn loopback_opens_and_elsewhere_needs_the_token() {
+        let none = HeaderMap::new();
+        let open = ConsoleAccess::new(None);
+        assert_eq!(open.check(LOOPBACK, &none), Ok(()));
+        let mapped = "::ffff:127.0.0.1".parse().ok();
+        assert_eq!(open.check(mapped, &none), Ok(()));
+        assert_eq!(open.check(REMOTE, &none), Err(Refusal::LoopbackOnly));
+        assert_eq!(open.check(None, &none), Err(Refusal::LoopbackOnly));
+        let bearer = headers(&[("authorization", "Bearer console-1")]);
+        assert_eq!(open.check(REMOTE, &bearer), Err(Refusal::LoopbackOnly));
+
+        let guarded = ConsoleAccess::new(Some(&Secret::new("console-1")));
+        assert_eq!(guarded.check(LOOPBACK, &none), Ok(()));
+        assert_eq!(guarded.check(REMOTE, &bearer), Ok(()));
+        assert_eq!(guarded.check(REMOTE, &none), Err(Refusal::NeedsToken));
+        let wrong = headers(&[("authorization", "Bearer console-2")]);
+        assert_eq!(guarded.check(REMOTE, &wrong), Err(Refusal::NeedsToken));
+        let basic = headers(&[("authorization", "Basic console-1")]);
+        assert_eq!(guarded.check(REMOTE, &basic), Err(Refusal::NeedsToken));
+    }
+
+    #[test]
+    fn a_proxied_loopback_request_is_not_loopback() {
+        let open = ConsoleAccess::new(None);
+        for name in ["forwarded", "x-forwarded-for"] {
+            let proxied = headers(&[(name, "for=10.1.2.3")]);
+            assert_eq!(open.check(LOOPBACK, &proxied), Err(Refusal::LoopbackOnly));
+        }
+        let guarded = ConsoleAccess::new(Some(&Secret::new("console-1")));
+        let with_token = headers(&[
+            ("x-forwarded-for", "10.1.2.3"),
+            ("authorization", "Bearer console-1"),
+        ]);
+        assert_eq!(guarded.check(LOOPBACK, &with_token), Ok(()));
+    }
+}
