@@ -30,7 +30,7 @@
 //! | 3 | `rules` | the rule language, loading and evaluation |
 //! | 2 | `fhir`, `config` | the patient record, prefetch, the FHIR client; settings |
 //! | 1 | `cds` | CDS Hooks wire types |
-//! | 0 | `csv`, `json`, `pseudonym`, `metrics`, `terminology` | leaves: CSV fields, the borrowed JSON tree, keyed hashes, metric names, units and drug tables |
+//! | 0 | `csv`, `html`, `json`, `pseudonym`, `metrics`, `terminology` | leaves: CSV fields, HTML escaping, the borrowed JSON tree, keyed hashes, metric names, units and drug tables |
 
 #![warn(missing_docs)]
 
@@ -45,6 +45,7 @@ pub mod csv;
 pub mod engine;
 pub mod feedback;
 pub mod fhir;
+pub mod html;
 pub mod http;
 pub mod json;
 pub mod metrics;

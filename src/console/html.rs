@@ -4,22 +4,7 @@
 use super::{CSS_PATH, JS_PATH};
 use std::fmt::Write as _;
 
-/// Text as HTML text or a quoted attribute value (as the audit page
-/// escapes it).
-pub(super) fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub(super) use crate::html::escape as esc;
 
 /// A page titled `title` around `body` (already HTML).
 pub(super) fn page(title: &str, body: &str) -> String {

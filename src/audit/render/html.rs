@@ -17,26 +17,12 @@ use base64::Engine as _;
 use sha2::{Digest as _, Sha256};
 use std::fmt::Write as _;
 
+use crate::html::escape as esc;
+
 /// The page's style sheet.
 const CSS: &str = include_str!("page.css");
 /// The page's script: sortable tables.
 const JS: &str = include_str!("page.js");
-
-/// Text as HTML text or a quoted attribute value.
-fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// A CSP source allowing exactly this inline text.
 fn hash_source(text: &str) -> String {
