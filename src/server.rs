@@ -14,7 +14,7 @@ use crate::auth::Authenticator;
 use crate::auth::replay::ReplayStore;
 use crate::card_log::{CardLog, CardRecorder};
 use crate::config::{MAX_JSON_DEPTH_CEILING, Settings};
-use crate::console::{self, ConsoleAccess};
+use crate::console::{self, ConsoleAccess, LoadedAudit};
 use crate::engine::Engine;
 use crate::fhir::{FhirClient, FhirClientConfig};
 use crate::http::security::check_origin;
@@ -248,11 +248,31 @@ fn build_policy(
 
 /// The console at `/console`, beside the CDS routes and outside their JWT
 /// check (it has its own access rule), counted and logged like them.
-fn console_routes(settings: &Settings, engine: &Engine) -> Router {
-    let access = ConsoleAccess::new(settings.console_token.as_ref());
-    console::router(engine.rules.clone(), settings.rules.clone(), access)
+fn console_routes(
+    settings: &Settings,
+    engine: &Engine,
+    store: &Store,
+    audit: Option<LoadedAudit>,
+) -> Result<Router, StartError> {
+    let trial = Engine {
+        rules: engine.rules.clone(),
+        fhir: FhirClient::new(FhirClientConfig::default())
+            .map_err(|e| StartError::Io(format!("cannot build the FHIR client: {e}")))?,
+        deadline: settings.deadline(),
+        history: None,
+        replay: true,
+    };
+    let sources = console::Sources {
+        rules: engine.rules.clone(),
+        dir: settings.rules.clone(),
+        access: ConsoleAccess::new(settings.console_token.as_ref()),
+        store: store.clone(),
+        trial: Arc::new(trial),
+        audit,
+    };
+    Ok(console::router(sources)
         .layer(middleware::from_fn(metrics::track))
-        .layer(middleware::from_fn(logging::log_request))
+        .layer(middleware::from_fn(logging::log_request)))
 }
 
 impl Server {
@@ -281,7 +301,7 @@ impl Server {
             .map_err(|e| StartError::Io(e.to_string()))?;
         let policy = build_policy(settings, addr, recorder.hasher.clone(), &recorder.store)?;
         let (tx, rx) = oneshot::channel::<()>();
-        let console = console_routes(settings, &engine);
+        let console = console_routes(settings, &engine, &recorder.store, None)?;
         let app = router(AppState {
             engine: Arc::new(engine),
             policy: Arc::new(policy),

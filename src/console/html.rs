@@ -6,6 +6,13 @@ use std::fmt::Write as _;
 
 pub(super) use crate::html::escape as esc;
 
+/// The console's navigation, first on every page.
+const NAV: &str = "<nav class=\"console-nav\" aria-label=\"Console\">\
+                   <a href=\"/console\">Dashboard</a> \
+                   <a href=\"/console/rules\">Rules</a> \
+                   <a href=\"/console/try\">Try a patient</a> \
+                   <a href=\"/console/audit\">Audit</a></nav>\n";
+
 /// A page titled `title` around `body` (already HTML).
 pub(super) fn page(title: &str, body: &str) -> String {
     let mut out = String::with_capacity(body.len() + 1024);
@@ -16,7 +23,7 @@ pub(super) fn page(title: &str, body: &str) -> String {
          <meta name=\"referrer\" content=\"no-referrer\">\n\
          <title>{} · hookwise console</title>\n\
          <link rel=\"stylesheet\" href=\"{CSS_PATH}\">\n\
-         <script src=\"{JS_PATH}\" defer></script>\n</head>\n<body>\n{body}</body>\n</html>\n",
+         <script src=\"{JS_PATH}\" defer></script>\n</head>\n<body>\n{NAV}{body}</body>\n</html>\n",
         esc(title)
     );
     out

@@ -14,9 +14,12 @@ pub mod catalogue;
 mod html;
 pub mod rule_page;
 
+use crate::audit::AuditReport;
 use crate::config::{BearerToken, Secret};
+use crate::engine::Engine;
 use crate::engine::cases::{TestSuite, load_tests};
 use crate::rules::RuleSet;
+use crate::store::Store;
 use axum::Router;
 use axum::extract::{ConnectInfo, Path as UrlPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -25,7 +28,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 /// The console's style sheet, served at [`CSS_PATH`].
 const CSS: &str = include_str!("console.css");
@@ -93,6 +96,32 @@ fn is_loopback(ip: IpAddr) -> bool {
     ip.to_canonical().is_loopback()
 }
 
+/// An audit report the console shows, and where it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedAudit {
+    /// The report.
+    pub report: AuditReport,
+    /// Its file name, or that it was uploaded (and when).
+    pub origin: String,
+}
+
+/// What the server hands the console.
+pub struct Sources {
+    /// The loaded rules.
+    pub rules: Arc<RuleSet>,
+    /// The rule directory, whose `tests/` the rule pages list.
+    pub dir: PathBuf,
+    /// Who may open the console.
+    pub access: ConsoleAccess,
+    /// The feedback store, for the figures of each rule.
+    pub store: Store,
+    /// The engine "try a patient" runs: the server's rules, no
+    /// alert-fatigue history and no fallback fetch.
+    pub trial: Arc<Engine>,
+    /// The audit report loaded at startup (`hookwise serve --audit FILE`).
+    pub audit: Option<LoadedAudit>,
+}
+
 /// What the console's handlers share.
 #[derive(Clone)]
 struct Console {
@@ -103,16 +132,25 @@ struct Console {
     /// The rule tests, read on the first rule page asked for (not at
     /// startup, which they would slow), or why they could not be.
     tests: Arc<OnceLock<Result<TestSuite, String>>>,
+    /// The feedback store.
+    store: Store,
+    /// The engine of "try a patient".
+    trial: Arc<Engine>,
+    /// The audit report shown, replaced by an upload.
+    audit: Arc<RwLock<Option<LoadedAudit>>>,
 }
 
-/// The console's routes over `rules`, loaded from `dir`, guarded by
-/// `access`; merged into the app by the server, outside the CDS JWT check.
-pub fn router(rules: Arc<RuleSet>, dir: PathBuf, access: ConsoleAccess) -> Router {
+/// The console's routes over what the server hands it; merged into the
+/// app by the server, outside the CDS JWT check.
+pub fn router(sources: Sources) -> Router {
     let console = Console {
-        rules,
-        access,
-        dir,
+        rules: sources.rules,
+        access: sources.access,
+        dir: sources.dir,
         tests: Arc::new(OnceLock::new()),
+        store: sources.store,
+        trial: sources.trial,
+        audit: Arc::new(RwLock::new(sources.audit)),
     };
     Router::new()
         .route("/console", get(|| async { Redirect::to("/console/rules") }))
