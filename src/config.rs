@@ -92,6 +92,9 @@ pub struct Settings {
     /// (`HOOKWISE_CONSOLE_TOKEN`). Without it the console answers loopback
     /// connections only.
     pub console_token: Option<Secret>,
+    /// An audit report (`hookwise audit --format json`) the console shows
+    /// from startup (`HOOKWISE_AUDIT_REPORT`, `hookwise serve --audit`).
+    pub audit_report: Option<PathBuf>,
 }
 
 /// The deepest `max_json_depth` allowed: the request parser itself refuses
@@ -307,6 +310,7 @@ impl Default for Settings {
             fhir: FhirSettings::default(),
             metrics_token: None,
             console_token: None,
+            audit_report: None,
         }
     }
 }
@@ -332,6 +336,8 @@ pub struct Overrides {
     pub rules: Option<PathBuf>,
     /// `--allow-unauthenticated`.
     pub allow_unauthenticated: bool,
+    /// `--audit`.
+    pub audit_report: Option<PathBuf>,
 }
 
 impl Settings {
@@ -360,6 +366,9 @@ impl Settings {
         }
         if let Some(rules) = overrides.rules {
             builder = builder.set_override("rules", rules.to_string_lossy().to_string())?;
+        }
+        if let Some(report) = overrides.audit_report {
+            builder = builder.set_override("audit_report", report.to_string_lossy().to_string())?;
         }
         if overrides.allow_unauthenticated {
             builder = builder.set_override("auth.allow_unauthenticated", true)?;

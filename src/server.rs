@@ -10,6 +10,7 @@
 //! The app is the CDS router ([`router`]) with the [`console`] merged
 //! beside it.
 
+use crate::audit::AuditReport;
 use crate::auth::Authenticator;
 use crate::auth::replay::ReplayStore;
 use crate::card_log::{CardLog, CardRecorder};
@@ -246,6 +247,30 @@ fn build_policy(
     })
 }
 
+/// The audit report the console shows from startup, when one is set; a
+/// file that is not one stops the start, naming the file and the problem.
+fn load_audit(settings: &Settings) -> Result<Option<LoadedAudit>, StartError> {
+    let Some(path) = &settings.audit_report else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        StartError::Io(format!(
+            "cannot read the audit report {}: {e}",
+            path.display()
+        ))
+    })?;
+    let report = AuditReport::from_json(&text).map_err(|e| {
+        StartError::Config(format!(
+            "{}: not an audit report (hookwise audit --format json): {e}",
+            path.display()
+        ))
+    })?;
+    Ok(Some(LoadedAudit {
+        report,
+        origin: path.display().to_string(),
+    }))
+}
+
 /// The console at `/console`, beside the CDS routes and outside their JWT
 /// check (it has its own access rule), counted and logged like them.
 fn console_routes(
@@ -301,7 +326,8 @@ impl Server {
             .map_err(|e| StartError::Io(e.to_string()))?;
         let policy = build_policy(settings, addr, recorder.hasher.clone(), &recorder.store)?;
         let (tx, rx) = oneshot::channel::<()>();
-        let console = console_routes(settings, &engine, &recorder.store, None)?;
+        let audit = load_audit(settings)?;
+        let console = console_routes(settings, &engine, &recorder.store, audit)?;
         let app = router(AppState {
             engine: Arc::new(engine),
             policy: Arc::new(policy),

@@ -3,6 +3,8 @@
 
 mod html;
 
+pub use html::policy as html_policy;
+
 use super::report::{
     Acceptance, AlertBurden, AuditReport, Difference, FamilyRow, Figures, InputSummary, Measure,
     RuleRow,
@@ -41,7 +43,7 @@ fn measure_name(measure: Measure) -> &'static str {
 }
 
 /// What a measure counts, for headings.
-fn measure_label(measure: Measure) -> &'static str {
+pub fn measure_label(measure: Measure) -> &'static str {
     match measure {
         Measure::Point => "point prevalence",
         Measure::Orders => "orders replayed",
@@ -65,7 +67,7 @@ fn measure_scope(measure: Measure) -> &'static str {
 }
 
 /// `1234567` as `1,234,567`.
-fn thousands(n: u64) -> String {
+pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, digit) in digits.chars().enumerate() {
@@ -91,7 +93,7 @@ fn points_number(change: f64) -> String {
 
 /// The rate of figures as `5.0%`; `-` without eligible units, where
 /// nothing is known.
-fn rate_text(figures: &Figures) -> String {
+pub fn rate_text(figures: &Figures) -> String {
     if figures.eligible == 0 {
         return "-".into();
     }
@@ -100,7 +102,7 @@ fn rate_text(figures: &Figures) -> String {
 
 /// The 95 % interval of figures as `3.5-7.2%`, its ends joined by `to`;
 /// `-` without eligible units.
-fn interval_text(figures: &Figures, to: &str) -> String {
+pub fn interval_text(figures: &Figures, to: &str) -> String {
     if figures.eligible == 0 {
         return "-".into();
     }

@@ -42,6 +42,10 @@ enum Command {
         /// trusted client is configured (development only; logs a loud warning).
         #[arg(long)]
         allow_unauthenticated: bool,
+        /// An audit report (`hookwise audit --format json`) for the console
+        /// to show [env: HOOKWISE_AUDIT_REPORT].
+        #[arg(long, value_name = "FILE")]
+        audit: Option<PathBuf>,
     },
     /// Validate a rule directory; prints every problem as file:line: message.
     Check {
@@ -111,12 +115,14 @@ pub fn run() -> ExitCode {
             rules,
             config,
             allow_unauthenticated,
+            audit,
         } => serve(
             config.as_deref(),
             Overrides {
                 listen,
                 rules,
                 allow_unauthenticated,
+                audit_report: audit,
             },
         ),
         Command::Check { dir, fixtures } => check(&dir, fixtures),

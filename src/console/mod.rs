@@ -10,9 +10,11 @@
 //! serves itself (`/console/assets/…`), under a Content-Security-Policy
 //! that allows nothing else, so it works offline.
 
+pub mod audit_page;
 pub mod catalogue;
 mod html;
 pub mod rule_page;
+pub mod session;
 
 use crate::audit::AuditReport;
 use crate::config::{BearerToken, Secret};
@@ -21,14 +23,17 @@ use crate::engine::cases::{TestSuite, load_tests};
 use crate::rules::RuleSet;
 use crate::store::Store;
 use axum::Router;
-use axum::extract::{ConnectInfo, Path as UrlPath, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequest, Multipart, Path as UrlPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
+use session::Sessions;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock, RwLock};
+use std::time::SystemTime;
 
 /// The console's style sheet, served at [`CSS_PATH`].
 const CSS: &str = include_str!("console.css");
@@ -39,15 +44,17 @@ pub const CSS_PATH: &str = "/console/assets/console.css";
 /// Where the script is served.
 pub const JS_PATH: &str = "/console/assets/console.js";
 
-/// The policy every console response carries: its own script and style,
-/// nothing else, no framing, no form posting elsewhere.
+/// The policy every console response carries (but the audit report's own
+/// page): its own script and style, nothing else, no framing, forms posted
+/// only to itself.
 const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
-                      base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+                      base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// Who may open the console.
 #[derive(Clone)]
 pub struct ConsoleAccess {
     token: Option<BearerToken>,
+    sessions: Sessions,
 }
 
 /// Why a request was refused.
@@ -55,8 +62,13 @@ pub struct ConsoleAccess {
 pub enum Refusal {
     /// Not loopback, and no `console_token` is configured.
     LoopbackOnly,
-    /// Not loopback, and the request lacks the right bearer token.
+    /// Not loopback, and the request lacks the right bearer token or a
+    /// sign-in cookie.
     NeedsToken,
+    /// A form posted from another site's page: a browser on this machine
+    /// can be made to post to a loopback console, so the console answers
+    /// only posts from its own pages.
+    CrossSite,
 }
 
 impl ConsoleAccess {
@@ -64,14 +76,22 @@ impl ConsoleAccess {
     pub fn new(token: Option<&Secret>) -> ConsoleAccess {
         ConsoleAccess {
             token: token.map(BearerToken::new),
+            sessions: Sessions::new(),
         }
+    }
+
+    /// Whether `token` (typed into the sign-in form) is the console token.
+    fn is_token(&self, token: &str) -> bool {
+        let header = format!("Bearer {token}");
+        self.token.as_ref().is_some_and(|t| t.admits(Some(&header)))
     }
 
     /// Whether a request from `peer` with `headers` may open the console:
     /// a loopback peer may, unless the request came through a proxy (it
     /// carries `Forwarded` or `X-Forwarded-For`, so the real caller is
     /// elsewhere); anyone else only with `Authorization: Bearer
-    /// <console_token>`. An unknown peer counts as not loopback.
+    /// <console_token>` or the cookie of a sign-in ([`session`]). An
+    /// unknown peer counts as not loopback.
     pub fn check(&self, peer: Option<IpAddr>, headers: &HeaderMap) -> Result<(), Refusal> {
         let proxied =
             headers.contains_key(header::FORWARDED) || headers.contains_key("x-forwarded-for");
@@ -84,7 +104,7 @@ impl ConsoleAccess {
         let authorization = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        match token.admits(authorization) {
+        match token.admits(authorization) || self.sessions.signed_in(headers, SystemTime::now()) {
             true => Ok(()),
             false => Err(Refusal::NeedsToken),
         }
@@ -158,6 +178,10 @@ pub fn router(sources: Sources) -> Router {
             "/console/",
             get(|| async { Redirect::to("/console/rules") }),
         )
+        .route("/console/login", get(login_form).post(login))
+        .route("/console/logout", post(logout))
+        .route("/console/audit", get(audit_summary).post(upload_audit))
+        .route("/console/audit/report", get(audit_report))
         .route("/console/rules", get(rules_page))
         .route("/console/rules/{id}", get(rule_page))
         .route(
@@ -228,6 +252,14 @@ async fn guard(State(console): State<Console>, request: Request, next: Next) -> 
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip());
+    if let Err(refusal) = same_site(&request) {
+        return refused(refusal);
+    }
+    // The sign-in form and the style sheet it needs open to anyone.
+    let path = request.uri().path();
+    if path == "/console/login" || path.starts_with("/console/assets/") {
+        return next.run(request).await;
+    }
     match console.access.check(peer, request.headers()) {
         Ok(()) => next.run(request).await,
         Err(refusal) => {
@@ -237,29 +269,201 @@ async fn guard(State(console): State<Console>, request: Request, next: Next) -> 
     }
 }
 
-/// The refusal page: 403 when the console is loopback-only, 401 with a
-/// bearer challenge when a token would open it.
-fn refused(refusal: Refusal) -> Response {
-    let (status, text) = match refusal {
-        Refusal::LoopbackOnly => (
-            StatusCode::FORBIDDEN,
-            "The console is open only on this machine (a loopback connection). \
-             To open it from elsewhere, configure console_token and send it as \
-             Authorization: Bearer.",
-        ),
-        Refusal::NeedsToken => (
-            StatusCode::UNAUTHORIZED,
-            "The console needs its token from here: send Authorization: Bearer \
-             with the configured console_token.",
-        ),
+/// A post (any method but GET and HEAD) must come from the console's own
+/// pages: its `Origin`, when the browser sends one, names this host.
+fn same_site(request: &Request) -> Result<(), Refusal> {
+    if matches!(*request.method(), Method::GET | Method::HEAD) {
+        return Ok(());
+    }
+    let headers = request.headers();
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return Ok(()); // not a browser, or a same-origin form of an old one
     };
-    let mut response = html_response(status, html::message_page("Console closed", text));
-    if status == StatusCode::UNAUTHORIZED {
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let origin_host = origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.split_once("://"))
+        .map(|(_, rest)| rest);
+    match (origin_host, host) {
+        (Some(from), Some(host)) if from.eq_ignore_ascii_case(host) => Ok(()),
+        _ => Err(Refusal::CrossSite),
+    }
+}
+
+/// The refusal page: 403 when the console is loopback-only or a post came
+/// from another site, 401 with a bearer challenge and the sign-in form
+/// when a token would open it.
+fn refused(refusal: Refusal) -> Response {
+    let text = match refusal {
+        Refusal::NeedsToken => {
+            let mut response = html_response(StatusCode::UNAUTHORIZED, session::login_page(None));
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return response;
+        }
+        Refusal::LoopbackOnly => {
+            "The console is open only on this machine (a loopback connection). \
+             To open it from elsewhere, configure console_token and sign in with it \
+             or send it as Authorization: Bearer."
+        }
+        Refusal::CrossSite => {
+            "The console answers forms from its own pages only, and this one \
+             was posted from another site."
+        }
+    };
+    html_response(
+        StatusCode::FORBIDDEN,
+        html::message_page("Console closed", text),
+    )
+}
+
+/// The sign-in form's field.
+#[derive(serde::Deserialize)]
+struct SignIn {
+    token: String,
+}
+
+/// `GET /console/login`: the sign-in form, or that none is needed.
+async fn login_form(State(console): State<Console>) -> Response {
+    match console.access.token {
+        Some(_) => html_response(StatusCode::OK, session::login_page(None)),
+        None => refused(Refusal::LoopbackOnly),
+    }
+}
+
+/// `POST /console/login`: the token typed in; the right one signs the
+/// browser in and goes to the dashboard.
+async fn login(State(console): State<Console>, headers: HeaderMap, body: Bytes) -> Response {
+    let access = &console.access;
+    if access.token.is_none() {
+        return refused(Refusal::LoopbackOnly);
+    }
+    let typed = serde_urlencoded::from_bytes::<SignIn>(&body).ok();
+    if !typed.is_some_and(|t| access.is_token(&t.token)) {
+        tracing::info!("console sign-in refused");
+        let page = session::login_page(Some("That is not the console token."));
+        return html_response(StatusCode::UNAUTHORIZED, page);
+    }
+    let secure = headers
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+        .is_some_and(|o| o.starts_with("https://"));
+    let Some(cookie) = access.sessions.sign_in(SystemTime::now(), secure) else {
+        let page = html::message_page(
+            "Sign-in unavailable",
+            "This server could not draw a random key, so it cannot sign anyone in; \
+             send the token as Authorization: Bearer instead.",
+        );
+        return html_response(StatusCode::SERVICE_UNAVAILABLE, page);
+    };
+    see_other("/console", Some(cookie))
+}
+
+/// `POST /console/logout`: forgets the sign-in.
+async fn logout() -> Response {
+    see_other("/console/login", Some(session::sign_out()))
+}
+
+/// A redirect after a form, setting `cookie` when given.
+fn see_other(to: &'static str, cookie: Option<String>) -> Response {
+    let mut response = Redirect::to(to).into_response();
+    *response.status_mut() = StatusCode::SEE_OTHER;
+    if let Some(value) = cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
     }
     response
+}
+
+/// `GET /console/audit`: the loaded audit report and the upload form.
+async fn audit_summary(State(console): State<Console>) -> Response {
+    let loaded = console.audit.read().map(|a| a.clone()).unwrap_or_default();
+    html_response(StatusCode::OK, audit_page::page(loaded.as_ref(), None))
+}
+
+/// `GET /console/audit/report`: the loaded report as `hookwise audit
+/// --format html` draws it, under that page's own policy.
+async fn audit_report(State(console): State<Console>) -> Response {
+    let loaded = console.audit.read().map(|a| a.clone()).unwrap_or_default();
+    let Some(loaded) = loaded else {
+        let page = html::message_page(
+            "No audit report",
+            "No audit report is loaded: upload one at /console/audit.",
+        );
+        return html_response(StatusCode::NOT_FOUND, page);
+    };
+    let page = crate::audit::render::render(&loaded.report, crate::audit::render::Format::Html);
+    let mut response = html_response(StatusCode::OK, page);
+    if let Ok(policy) = HeaderValue::from_str(&crate::audit::render::html_policy()) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, policy);
+    }
+    response
+}
+
+/// `POST /console/audit`: an uploaded report replaces the one shown;
+/// anything else is refused with the reason on the page.
+async fn upload_audit(State(console): State<Console>, request: Request) -> Response {
+    let refuse = |status: StatusCode, problem: &str| {
+        let loaded = console.audit.read().map(|a| a.clone()).unwrap_or_default();
+        html_response(status, audit_page::page(loaded.as_ref(), Some(problem)))
+    };
+    let file = match uploaded_file(request).await {
+        Ok(file) => file,
+        Err((status, problem)) => return refuse(status, &problem),
+    };
+    let report = match audit_page::read_upload(&file) {
+        Ok(report) => report,
+        Err(problem) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, &problem),
+    };
+    let origin = format!(
+        "uploaded at {}",
+        time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    );
+    tracing::info!(
+        rules = report.rules.len(),
+        "audit report uploaded to the console"
+    );
+    if let Ok(mut shown) = console.audit.write() {
+        *shown = Some(LoadedAudit { report, origin });
+    }
+    see_other("/console/audit", None)
+}
+
+/// The `report` file of a multipart upload, read up to
+/// [`audit_page::MAX_UPLOAD_BYTES`].
+async fn uploaded_file(request: Request) -> Result<Bytes, (StatusCode, String)> {
+    let (parts, body) = request.into_parts();
+    let limit = audit_page::MAX_UPLOAD_BYTES;
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        let mib = limit / (1024 * 1024);
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("The upload is larger than {mib} MiB; an audit report is far smaller."),
+        )
+    })?;
+    let request = Request::from_parts(parts, axum::body::Body::from(bytes));
+    let bad = |why: String| (StatusCode::BAD_REQUEST, why);
+    let mut form = Multipart::from_request(request, &())
+        .await
+        .map_err(|e| bad(format!("The upload is not a file form: {}.", e.body_text())))?;
+    while let Some(field) = form
+        .next_field()
+        .await
+        .map_err(|e| bad(format!("The upload could not be read: {}.", e.body_text())))?
+    {
+        if field.name() == Some("report") {
+            return field
+                .bytes()
+                .await
+                .map_err(|e| bad(format!("The file could not be read: {}.", e.body_text())));
+        }
+    }
+    Err(bad("The upload holds no file named report.".into()))
 }
 
 /// An HTML page, never cached (it may be behind a token).
@@ -292,10 +496,12 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
 async fn secure_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(POLICY),
-    );
+    if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(POLICY),
+        );
+    }
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

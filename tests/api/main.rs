@@ -18,6 +18,7 @@ mod audit_bulk;
 mod audit_html;
 mod cli;
 mod console;
+mod console_access;
 mod disabled_rules;
 mod feedback;
 mod fhir_cache;

@@ -33,6 +33,16 @@ fn hash_source(text: &str) -> String {
     )
 }
 
+/// The page's Content-Security-Policy: its own inline style and script
+/// (by hash), nothing else. A server sending the page sends it as a header.
+pub fn policy() -> String {
+    format!(
+        "default-src 'none'; style-src {}; script-src {}; base-uri 'none'; form-action 'none'",
+        hash_source(CSS),
+        hash_source(JS)
+    )
+}
+
 /// The report as JSON inside a `<script type="application/json">`: every
 /// `<` written `\u003c`, so no `</script>` or `<!--` in a title can end
 /// the element early.
@@ -49,13 +59,11 @@ pub(super) fn page(report: &AuditReport) -> String {
     let _ = write!(
         out,
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; \
-         style-src {}; script-src {}; base-uri 'none'; form-action 'none'\">\n\
+         <meta http-equiv=\"Content-Security-Policy\" content=\"{}\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <meta name=\"referrer\" content=\"no-referrer\">\n\
          <title>{}</title>\n<style>{CSS}</style>\n</head>\n<body>\n",
-        hash_source(CSS),
-        hash_source(JS),
+        policy(),
         esc(&title)
     );
     header(&mut out, report);
