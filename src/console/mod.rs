@@ -270,22 +270,32 @@ async fn guard(State(console): State<Console>, request: Request, next: Next) -> 
 }
 
 /// A post (any method but GET and HEAD) must come from the console's own
-/// pages: its `Origin`, when the browser sends one, names this host.
+/// pages. Browsers say where a request comes from in `Sec-Fetch-Site`;
+/// older ones only in `Origin`, which must then name this host (under the
+/// console's no-referrer policy a browser sends `Origin: null` on its own
+/// forms, so that alone is not enough). A request with neither header is
+/// not from a browser, which no other site can make post.
 fn same_site(request: &Request) -> Result<(), Refusal> {
     if matches!(*request.method(), Method::GET | Method::HEAD) {
         return Ok(());
     }
     let headers = request.headers();
-    let Some(origin) = headers.get(header::ORIGIN) else {
-        return Ok(()); // not a browser, or a same-origin form of an old one
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
     };
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    let origin_host = origin
-        .to_str()
-        .ok()
-        .and_then(|o| o.split_once("://"))
-        .map(|(_, rest)| rest);
-    match (origin_host, host) {
+    if let Some(site) = text("sec-fetch-site") {
+        return match site {
+            "same-origin" => Ok(()),
+            _ => Err(Refusal::CrossSite),
+        };
+    }
+    let Some(origin) = text(header::ORIGIN.as_str()) else {
+        return Ok(());
+    };
+    let from = origin.split_once("://").map(|(_, host)| host);
+    match (from, text(header::HOST.as_str())) {
         (Some(from), Some(host)) if from.eq_ignore_ascii_case(host) => Ok(()),
         _ => Err(Refusal::CrossSite),
     }

@@ -166,6 +166,22 @@ async fn a_form_posted_from_another_site_is_refused() {
     let evil = post("http://evil.example".into()).await.unwrap();
     assert_eq!(evil.status(), StatusCode::FORBIDDEN);
     assert!(evil.text().await.unwrap().contains("another site"));
+    // A browser that says where the form came from is believed first.
+    for (site, status) in [
+        ("cross-site", StatusCode::FORBIDDEN),
+        ("same-site", StatusCode::FORBIDDEN),
+    ] {
+        let response = client()
+            .post(format!("{}/console/audit", app.base))
+            .header("content-type", content_type.clone())
+            .header("origin", "null")
+            .header("sec-fetch-site", site)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "{site}");
+    }
     let page = client()
         .get(format!("{}/console/audit", app.base))
         .send()
@@ -320,4 +336,60 @@ async fn an_upload_replaces_the_report_and_a_bad_one_says_why() {
         html.contains("uploaded at ") && !html.contains("No audit report is loaded"),
         "{html}"
     );
+}
+
+/// Where a page's screenshot goes: `docs/` when `HOOKWISE_DOCS_SCREENSHOTS`
+/// is set (to refresh the README's pictures), else the build's scratch
+/// directory.
+fn screenshot_path(name: &str) -> std::path::PathBuf {
+    match std::env::var_os("HOOKWISE_DOCS_SCREENSHOTS") {
+        Some(_) => root().join("docs").join(name),
+        None => std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name),
+    }
+}
+
+#[test]
+fn an_audit_report_uploads_and_opens_in_a_browser() {
+    let Some(mut browser) = crate::common::browser::Browser::launch() else {
+        return;
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let app = runtime.block_on(spawn_app());
+    browser.set_viewport(1280, 900, false);
+    browser.goto(&format!("{}/console/audit", app.base));
+    assert_eq!(
+        browser.eval(
+            "document.querySelector('label[for=report]').textContent.startsWith('Audit report')"
+        ),
+        true
+    );
+    browser.choose_file("#report", &example_report());
+    browser.click_to_load("form[action='/console/audit'] button");
+    assert_eq!(browser.eval("location.pathname"), "/console/audit");
+    let families = browser.eval("document.querySelectorAll('table.cases tbody tr').length");
+    let text = browser.eval("document.body.innerText");
+    assert!(
+        families.as_u64().is_some_and(|n| n > 0),
+        "{families}: {text}"
+    );
+    assert_eq!(
+        browser.eval("document.querySelector('[role=alert]') === null"),
+        true
+    );
+    browser.screenshot(&screenshot_path("console-audit.png"));
+
+    // The full report runs its own inline script: sorting its table works.
+    browser.click_to_load("a[href='/console/audit/report']");
+    assert_eq!(
+        browser.eval("document.querySelectorAll('svg').length > 0"),
+        true
+    );
+    let errors = browser.errors();
+    assert!(errors.is_empty(), "{errors:#?}");
+    for request in browser.requests() {
+        assert!(
+            request.starts_with(&format!("{}/console", app.base)),
+            "{request}"
+        );
+    }
 }

@@ -297,6 +297,36 @@ impl Browser {
         }
     }
 
+    /// Clicks, like [`Browser::click`], what starts a navigation (a link,
+    /// a form's button) and waits for the next page's load event.
+    pub fn click_to_load(&mut self, selector: &str) {
+        let seen = self.events.len();
+        self.click(selector);
+        let loaded =
+            |e: &Value| e["method"] == "Page.lifecycleEvent" && e["params"]["name"] == "load";
+        let deadline = Instant::now() + LIMIT;
+        while !self.events[seen..].iter().any(loaded) {
+            self.next_message(deadline, selector);
+        }
+    }
+
+    /// Puts the file at `path` in the file input `selector` matches, as
+    /// choosing it in the file dialog would.
+    pub fn choose_file(&mut self, selector: &str, path: &Path) {
+        let selector_json = serde_json::to_string(selector).expect("JSON");
+        let found = self.call(
+            "Runtime.evaluate",
+            json!({"expression": format!("document.querySelector({selector_json})")}),
+        );
+        let Some(object) = found["result"]["objectId"].as_str().map(str::to_string) else {
+            panic!("no file input matches {selector}");
+        };
+        self.call(
+            "DOM.setFileInputFiles",
+            json!({"files": [path.display().to_string()], "objectId": object}),
+        );
+    }
+
     /// Presses and releases a key on whatever has the focus.
     pub fn press(&mut self, key: Key) {
         let (name, code, virtual_code, text) = key.fields();
