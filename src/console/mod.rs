@@ -431,6 +431,8 @@ async fn upload_audit(State(console): State<Console>, request: Request) -> Respo
     let origin = format!(
         "uploaded at {}",
         time::OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .unwrap_or_else(|_| time::OffsetDateTime::now_utc())
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default()
     );
