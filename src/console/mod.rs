@@ -1,8 +1,10 @@
 //! The console for informatics teams, served by the same binary at
-//! `/console`: for now the rule catalogue ([`catalogue`]), every loaded
+//! `/console`: a dashboard ([`dashboard`]) of how the rules are used and
+//! the latest audit; the rule catalogue ([`catalogue`]), every loaded
 //! rule with its evidence, its logic in words and its value sets, with
 //! filters and a search that run in the page; and each rule's page
-//! ([`rule_page`]) with its card and the test cases that name it.
+//! ([`rule_page`]) with its figures ([`figures`]), its card and the test
+//! cases that name it.
 //!
 //! Who may open it is [`ConsoleAccess`]: loopback peers, and beyond
 //! loopback only callers presenting `console_token`. It sits outside the
@@ -12,6 +14,8 @@
 
 pub mod audit_page;
 pub mod catalogue;
+pub mod dashboard;
+pub mod figures;
 mod html;
 pub mod rule_page;
 pub mod session;
@@ -173,11 +177,8 @@ pub fn router(sources: Sources) -> Router {
         audit: Arc::new(RwLock::new(sources.audit)),
     };
     Router::new()
-        .route("/console", get(|| async { Redirect::to("/console/rules") }))
-        .route(
-            "/console/",
-            get(|| async { Redirect::to("/console/rules") }),
-        )
+        .route("/console", get(dashboard_page))
+        .route("/console/", get(|| async { Redirect::to("/console") }))
         .route("/console/login", get(login_form).post(login))
         .route("/console/logout", post(logout))
         .route("/console/audit", get(audit_summary).post(upload_audit))
@@ -195,6 +196,24 @@ pub fn router(sources: Sources) -> Router {
         .layer(middleware::from_fn_with_state(console.clone(), guard))
         .layer(middleware::from_fn(secure_headers))
         .with_state(console)
+}
+
+/// `GET /console`: the dashboard; a store failure is said in the page.
+async fn dashboard_page(State(console): State<Console>) -> Response {
+    let report = figures::all_time(&console.store, &console.rules).await;
+    if let Err(error) = &report {
+        tracing::warn!(%error, "the console dashboard could not read the store");
+    }
+    let audit = read_audit(&console);
+    let page = dashboard::page(&console.rules, &report, audit.as_ref());
+    html_response(StatusCode::OK, page)
+}
+
+/// The loaded audit report, if any: a copy, so no lock is held while the
+/// page is written (and a writer that panicked does not hide it).
+fn read_audit(console: &Console) -> Option<LoadedAudit> {
+    let guard = console.audit.read().unwrap_or_else(|e| e.into_inner());
+    guard.clone()
 }
 
 /// `GET /console/rules`: the catalogue.
@@ -233,7 +252,18 @@ async fn rule_page(State(console): State<Console>, UrlPath(id): UrlPath<String>)
         Ok(Some(Err(why))) => Err(why.as_str()),
         Ok(None) | Err(_) => Err("reading them failed"),
     };
-    html_response(StatusCode::OK, rule_page::page(rules, family, rule, cases))
+    let now = time::OffsetDateTime::now_utc();
+    let usage = figures::usage(&console.store, rules, &rule.id, now).await;
+    if let Err(error) = &usage {
+        tracing::warn!(%error, rule = %rule.id, "the console could not read a rule's figures");
+    }
+    let audit = read_audit(&console);
+    let live = figures::PageFigures {
+        usage: &usage,
+        audit: audit.as_ref(),
+    };
+    let page = rule_page::page(rules, family, rule, cases, live);
+    html_response(StatusCode::OK, page)
 }
 
 /// The rule directory's tests, against the loaded rules, or what is wrong.

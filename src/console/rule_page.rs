@@ -2,9 +2,11 @@
 //! it, and in full its further sources, the card it produces (summary and
 //! detail as written, with their `{{…}}` placeholders, links, suggestions
 //! and override reasons) and the test cases that name it, with what each
-//! expects.
+//! expects; and near the top its live figures and audit rows
+//! ([`super::figures`]).
 
 use super::catalogue::{citation, facts, logic, value_sets};
+use super::figures::{self, PageFigures};
 use super::html::{esc, page as shell};
 use crate::engine::cases::Expectation;
 use crate::rules::model::{CardTemplate, Rule};
@@ -14,8 +16,15 @@ use std::fmt::Write as _;
 /// The rule's test cases, or why they could not be read.
 pub type Cases<'a> = Result<Vec<Expectation>, &'a str>;
 
-/// The page of `rule` (of `family`), with its test `cases`.
-pub fn page(rules: &RuleSet, family: &Family, rule: &Rule, cases: Cases<'_>) -> String {
+/// The page of `rule` (of `family`), with its test `cases` and its
+/// `live` figures.
+pub fn page(
+    rules: &RuleSet,
+    family: &Family,
+    rule: &Rule,
+    cases: Cases<'_>,
+    live: PageFigures<'_>,
+) -> String {
     let mut body = String::with_capacity(64 * 1024);
     let _ = write!(
         body,
@@ -34,6 +43,7 @@ pub fn page(rules: &RuleSet, family: &Family, rule: &Rule, cases: Cases<'_>) -> 
         }
         body.push_str("</ul>\n");
     }
+    figures::write(&mut body, &rule.id, live);
     logic(&mut body, rules, rule);
     card(&mut body, &rule.card);
     value_sets(&mut body, rules, rule);

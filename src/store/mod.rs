@@ -8,7 +8,7 @@
 //!   [`crate::card_log`];
 //! - **feedback** ([`Feedback`]), stored durably, once per idempotency key;
 //! - the **report** reads ([`LoggedRule`], [`FeedbackRow`]) behind
-//!   [`crate::report`];
+//!   [`crate::report`], and the console's weekly trend ([`WeekCount`]);
 //! - the **history** alert-fatigue controls read, cached ([`HistoryCache`]);
 //! - the shared **`jti` replay table** ([`Store::record_jti`]) for
 //!   `auth.replay_store = "database"`;
@@ -30,6 +30,7 @@ mod jti;
 mod overridden;
 mod report;
 pub mod test_support;
+mod weekly;
 mod write;
 
 pub use card_log::CardLogEntry;
@@ -38,6 +39,7 @@ pub use history::{HistoryCache, OVERRIDES_TTL};
 pub use overridden::OverriddenPatients;
 pub use report::{FeedbackRow, LoggedRule};
 pub use test_support::{StoreCounts, StoredFeedback};
+pub use weekly::WeekCount;
 
 use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};

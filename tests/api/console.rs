@@ -49,9 +49,9 @@ async fn get(url: &str, bearer: Option<&str>) -> (StatusCode, reqwest::header::H
 #[tokio::test]
 async fn loopback_opens_a_catalogue_of_every_rule() {
     let app = spawn_app().await;
-    let (status, headers, _) = get(&format!("{}/console", app.base), None).await;
+    let (status, headers, _) = get(&format!("{}/console/", app.base), None).await;
     assert!(status.is_redirection(), "{status}");
-    assert_eq!(headers[LOCATION], "/console/rules");
+    assert_eq!(headers[LOCATION], "/console");
 
     let (status, headers, html) = get(&format!("{}/console/rules", app.base), None).await;
     assert_eq!(status, StatusCode::OK);
