@@ -278,26 +278,17 @@ fn console_routes(
     engine: &Engine,
     store: &Store,
     audit: Option<LoadedAudit>,
-) -> Result<Router, StartError> {
-    let trial = Engine {
-        rules: engine.rules.clone(),
-        fhir: FhirClient::new(FhirClientConfig::default())
-            .map_err(|e| StartError::Io(format!("cannot build the FHIR client: {e}")))?,
-        deadline: settings.deadline(),
-        history: None,
-        replay: true,
-    };
+) -> Router {
     let sources = console::Sources {
         rules: engine.rules.clone(),
         dir: settings.rules.clone(),
         access: ConsoleAccess::new(settings.console_token.as_ref()),
         store: store.clone(),
-        trial: Arc::new(trial),
         audit,
     };
-    Ok(console::router(sources)
+    console::router(sources)
         .layer(middleware::from_fn(metrics::track))
-        .layer(middleware::from_fn(logging::log_request)))
+        .layer(middleware::from_fn(logging::log_request))
 }
 
 impl Server {
@@ -327,7 +318,7 @@ impl Server {
         let policy = build_policy(settings, addr, recorder.hasher.clone(), &recorder.store)?;
         let (tx, rx) = oneshot::channel::<()>();
         let audit = load_audit(settings)?;
-        let console = console_routes(settings, &engine, &recorder.store, audit)?;
+        let console = console_routes(settings, &engine, &recorder.store, audit);
         let app = router(AppState {
             engine: Arc::new(engine),
             policy: Arc::new(policy),

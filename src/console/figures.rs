@@ -296,7 +296,7 @@ fn trend(out: &mut String, weeks: &[WeekCount]) {
 
 /// The y axis: grid lines at zero, half and the top, with their values.
 fn axis(out: &mut String, top: u64) {
-    let ticks = if top % 2 == 0 {
+    let ticks = if top.is_multiple_of(2) {
         vec![0, top / 2, top]
     } else {
         vec![0, top]
@@ -341,7 +341,7 @@ fn bars(out: &mut String, weeks: &[WeekCount], top: u64) {
                 );
             }
         }
-        if (weeks.len() - 1 - i) % 4 == 0 {
+        if (weeks.len() - 1 - i).is_multiple_of(4) {
             let (_, number, _) = week.monday.to_iso_week_date();
             let _ = write!(
                 out,

@@ -22,7 +22,6 @@ pub mod session;
 
 use crate::audit::AuditReport;
 use crate::config::{BearerToken, Secret};
-use crate::engine::Engine;
 use crate::engine::cases::{TestSuite, load_tests};
 use crate::rules::RuleSet;
 use crate::store::Store;
@@ -139,9 +138,6 @@ pub struct Sources {
     pub access: ConsoleAccess,
     /// The feedback store, for the figures of each rule.
     pub store: Store,
-    /// The engine "try a patient" runs: the server's rules, no
-    /// alert-fatigue history and no fallback fetch.
-    pub trial: Arc<Engine>,
     /// The audit report loaded at startup (`hookwise serve --audit FILE`).
     pub audit: Option<LoadedAudit>,
 }
@@ -158,8 +154,6 @@ struct Console {
     tests: Arc<OnceLock<Result<TestSuite, String>>>,
     /// The feedback store.
     store: Store,
-    /// The engine of "try a patient".
-    trial: Arc<Engine>,
     /// The audit report shown, replaced by an upload.
     audit: Arc<RwLock<Option<LoadedAudit>>>,
 }
@@ -173,7 +167,6 @@ pub fn router(sources: Sources) -> Router {
         dir: sources.dir,
         tests: Arc::new(OnceLock::new()),
         store: sources.store,
-        trial: sources.trial,
         audit: Arc::new(RwLock::new(sources.audit)),
     };
     Router::new()

@@ -122,7 +122,7 @@ mod tests {
             card: card.into(),
             outcome,
             accepted_suggestions: vec![],
-            override_reason: (outcome == FeedbackOutcome::Overridden).then(|| OverrideReason {
+            override_reason: (outcome == FeedbackOutcome::Overridden).then_some(OverrideReason {
                 reason: Some(reason),
                 user_comment: None,
             }),

@@ -19,6 +19,7 @@ mod audit_html;
 mod cli;
 mod console;
 mod console_access;
+mod console_figures;
 mod disabled_rules;
 mod feedback;
 mod fhir_cache;
