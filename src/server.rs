@@ -80,6 +80,7 @@ pub fn build_engine(settings: &Settings) -> Result<Engine, StartError> {
         deadline: settings.deadline(),
         history: None,
         replay: false,
+        counted: true,
     })
 }
 
@@ -271,6 +272,10 @@ fn load_audit(settings: &Settings) -> Result<Option<LoadedAudit>, StartError> {
     }))
 }
 
+/// How long a console trial may take: it has no EHR waiting on it, and a
+/// whole pasted record takes longer to read than a prefetch.
+const TRIAL_DEADLINE: Duration = Duration::from_secs(10);
+
 /// The console at `/console`, beside the CDS routes and outside their JWT
 /// check (it has its own access rule), counted and logged like them.
 fn console_routes(
@@ -279,7 +284,17 @@ fn console_routes(
     store: &Store,
     audit: Option<LoadedAudit>,
 ) -> Router {
+    let trial = Engine {
+        rules: engine.rules.clone(),
+        fhir: engine.fhir.clone(),
+        deadline: TRIAL_DEADLINE,
+        history: None,
+        replay: true,
+        // Trials are nobody's care: the metrics stay the server's.
+        counted: false,
+    };
     let sources = console::Sources {
+        trial,
         rules: engine.rules.clone(),
         dir: settings.rules.clone(),
         access: ConsoleAccess::new(settings.console_token.as_ref()),

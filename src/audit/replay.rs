@@ -470,8 +470,9 @@ fn shown_and_held(evaluation: &Evaluation<'_>) -> (u64, u64) {
 
 /// Whether a resource is a historical order: a request with an order
 /// intent, or a Procedure done without a request on file (one based on a
-/// request was counted as that request).
-fn is_order(resource: &Json<'_>) -> bool {
+/// request was counted as that request). The console's try-a-patient
+/// offers the same orders as drafts.
+pub fn is_order(resource: &Json<'_>) -> bool {
     let status = str_field(resource, "status");
     if matches!(status, Some("entered-in-error")) {
         return false;
@@ -489,7 +490,7 @@ fn is_order(resource: &Json<'_>) -> bool {
 }
 
 /// The ServiceRequest that a Procedure's order would have been.
-fn procedure_as_request(procedure: &Json<'_>) -> serde_json::Value {
+pub fn procedure_as_request(procedure: &Json<'_>) -> serde_json::Value {
     let mut request = serde_json::json!({
         "resourceType": "ServiceRequest",
         "status": "draft",

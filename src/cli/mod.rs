@@ -3,7 +3,7 @@
 mod audit;
 mod report;
 
-use crate::cds::{CdsResponse, MAX_JSON_DEPTH, parse_request};
+use crate::cds::{MAX_JSON_DEPTH, parse_request};
 use crate::config::{Overrides, Settings};
 use crate::engine::cases::load_tests;
 use crate::rules::{RuleSet, Service, load_dir};
@@ -355,34 +355,18 @@ fn eval(
     };
     let mut engine = build_engine(&settings).map_err(|e| e.to_string())?;
     engine.replay = true;
-    let rules = &engine.rules;
     let ids: Vec<String> = match service {
-        Some(id) => match rules.family(id) {
+        Some(id) => match engine.rules.family(id) {
             Some(family) => vec![Service::id_for(&family.id, hook)],
             None => vec![id.to_string()],
         },
-        None => rules
-            .services
-            .iter()
-            .filter(|s| s.hook == hook)
-            .map(|s| s.id.clone())
-            .collect(),
+        None => engine.services_of_hook(hook),
     };
-    let mut response = CdsResponse::default();
-    let mut explained = Vec::new();
-    runtime()?.block_on(async {
-        for id in &ids {
-            let started = tokio::time::Instant::now();
-            let result = match explain {
-                true => engine.explain(id, &parsed, now, started).await,
-                false => engine.call(id, &parsed, now, started).await,
-            }
-            .map_err(|e| format!("{id}: {e}"))?;
-            response.cards.extend(result.response.cards);
-            explained.extend(result.explanation);
-        }
-        Ok::<(), String>(())
-    })?;
+    let trial = runtime()?
+        .block_on(engine.trial(&ids, &parsed, now))
+        .map_err(|(id, e)| format!("{id}: {e}"))?;
+    let response = trial.response;
+    let explained = trial.rules;
     let output = match explain {
         true => serde_json::to_string_pretty(&serde_json::json!({
             "response": response,

@@ -13,15 +13,19 @@
 //! that allows nothing else, so it works offline.
 
 pub mod audit_page;
+pub mod card_view;
 pub mod catalogue;
 pub mod dashboard;
 pub mod figures;
 mod html;
+pub mod pasted;
 pub mod rule_page;
 pub mod session;
+pub mod try_patient;
 
 use crate::audit::AuditReport;
 use crate::config::{BearerToken, Secret};
+use crate::engine::Engine;
 use crate::engine::cases::{TestSuite, load_tests};
 use crate::rules::RuleSet;
 use crate::store::Store;
@@ -140,6 +144,9 @@ pub struct Sources {
     pub store: Store,
     /// The audit report loaded at startup (`hookwise serve --audit FILE`).
     pub audit: Option<LoadedAudit>,
+    /// The engine try-a-patient runs on: offline, no history, not counted
+    /// in the metrics ([`try_patient`]).
+    pub trial: Engine,
 }
 
 /// What the console's handlers share.
@@ -156,6 +163,8 @@ struct Console {
     store: Store,
     /// The audit report shown, replaced by an upload.
     audit: Arc<RwLock<Option<LoadedAudit>>>,
+    /// The engine of trials.
+    trial: Arc<Engine>,
 }
 
 /// The console's routes over what the server hands it; merged into the
@@ -168,6 +177,7 @@ pub fn router(sources: Sources) -> Router {
         tests: Arc::new(OnceLock::new()),
         store: sources.store,
         audit: Arc::new(RwLock::new(sources.audit)),
+        trial: Arc::new(sources.trial),
     };
     Router::new()
         .route("/console", get(dashboard_page))
@@ -176,6 +186,7 @@ pub fn router(sources: Sources) -> Router {
         .route("/console/logout", post(logout))
         .route("/console/audit", get(audit_summary).post(upload_audit))
         .route("/console/audit/report", get(audit_report))
+        .route("/console/try", get(try_form).post(try_patient))
         .route("/console/rules", get(rules_page))
         .route("/console/rules/{id}", get(rule_page))
         .route(
@@ -467,6 +478,26 @@ async fn upload_audit(State(console): State<Console>, request: Request) -> Respo
         *shown = Some(LoadedAudit { report, origin });
     }
     see_other("/console/audit", None)
+}
+
+/// `GET /console/try`: the empty trial form.
+async fn try_form() -> Response {
+    html_response(StatusCode::OK, try_patient::empty_page())
+}
+
+/// `POST /console/try`: runs the pasted request or Bundle. The body is
+/// read here, not logged; a form is URL-encoded, so up to three bytes
+/// carry each byte pasted.
+async fn try_patient(State(console): State<Console>, request: Request) -> Response {
+    let limit = 3 * pasted::MAX_PASTE_BYTES + 64 * 1024;
+    let outcome = match axum::body::to_bytes(request.into_body(), limit).await {
+        Err(_) => try_patient::too_large_page(),
+        Ok(body) => match serde_urlencoded::from_bytes::<try_patient::TrialForm>(&body) {
+            Ok(form) => try_patient::run(&console.trial, &form).await,
+            Err(_) => try_patient::not_a_form_page(),
+        },
+    };
+    html_response(outcome.status, outcome.page)
 }
 
 /// The `report` file of a multipart upload, read up to

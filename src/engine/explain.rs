@@ -3,6 +3,8 @@
 //! verdict, the reason in words and what a fired rule matched.
 
 use super::evaluate::{Evaluation, Outcome};
+use super::{CallError, Engine};
+use crate::cds::{CdsRequest, CdsResponse, Hook};
 use crate::rules::model::Rule;
 use crate::rules::{RuleSet, Service};
 use serde::Serialize;
@@ -88,6 +90,52 @@ pub fn explain(
         }
     }
     out
+}
+
+/// Every card and explanation of one request over several services: what
+/// `hookwise eval --explain` prints and the console's try-a-patient shows.
+#[derive(Debug, Default)]
+pub struct Trial {
+    /// The cards of all the services, in service order.
+    pub response: CdsResponse,
+    /// Every rule of those services, explained.
+    pub rules: Vec<RuleExplanation>,
+    /// Whether a call ran past its deadline (and so has no cards).
+    pub deadline_exceeded: bool,
+}
+
+impl Engine {
+    /// The ids of the services of `hook`, in catalogue order.
+    pub fn services_of_hook(&self, hook: Hook) -> Vec<String> {
+        let services = self.rules.services.iter();
+        services
+            .filter(|s| s.hook == hook)
+            .map(|s| s.id.clone())
+            .collect()
+    }
+
+    /// Calls each of `service_ids` with `request` at `now`, explaining, and
+    /// gathers their cards and explanations. Each call has the engine's full
+    /// deadline. An error names the service it came from.
+    pub async fn trial(
+        &self,
+        service_ids: &[String],
+        request: &CdsRequest<'_>,
+        now: time::OffsetDateTime,
+    ) -> Result<Trial, (String, CallError)> {
+        let mut trial = Trial::default();
+        for id in service_ids {
+            let started = tokio::time::Instant::now();
+            let result = self
+                .explain(id, request, now, started)
+                .await
+                .map_err(|e| (id.clone(), e))?;
+            trial.response.cards.extend(result.response.cards);
+            trial.rules.extend(result.explanation);
+            trial.deadline_exceeded |= result.deadline_exceeded;
+        }
+        Ok(trial)
+    }
 }
 
 /// "excluded by id: label".

@@ -24,7 +24,9 @@ impl Engine {
         let mut jobs = Vec::new();
         for key in keys {
             let state = classify_prefetch(request.prefetch_entry(key.key));
-            count_prefetch(key.key, &state);
+            if self.counted {
+                count_prefetch(key.key, &state);
+            }
             match state {
                 PrefetchState::NoData => {}
                 PrefetchState::Provided(value) => {
@@ -72,7 +74,7 @@ impl Engine {
         let (key, result) = match job {
             Job::Query { server, query, key } => {
                 let result = self.fhir.fetch(server, &query, token).await;
-                if result.is_ok() {
+                if result.is_ok() && self.counted {
                     crate::metrics::prefetch_fetched(key);
                 }
                 (key, result)

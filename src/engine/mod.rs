@@ -15,7 +15,7 @@ mod gather;
 pub mod screen;
 
 pub use evaluate::{Evaluation, Input, Outcome, evaluate};
-pub use explain::{ExplainedVerdict, RuleExplanation};
+pub use explain::{ExplainedVerdict, RuleExplanation, Trial};
 pub use screen::{
     Held, HeldCard, History, HistoryError, HistoryReader, OverriddenRule, Screen, ShownOrder,
 };
@@ -79,6 +79,10 @@ pub struct Engine {
     /// evaluation time, leaving out what started later, as `hookwise audit`
     /// does; the server takes the EHR's data as sent.
     pub replay: bool,
+    /// Whether calls move the Prometheus metrics (cards issued and held
+    /// back, prefetch, skipped elements, overruns). Off for the console's
+    /// trials, which are nobody's patient care and must not skew them.
+    pub counted: bool,
 }
 
 /// Encounter-level order-sign de-duplication looks back this far at least.
@@ -197,7 +201,7 @@ impl Engine {
         };
         let (fetched, screen) = match tokio::time::timeout(budget, gathering).await {
             Ok((fetched, screen)) => (fetched?, screen),
-            Err(_) => return Ok(overrun(service_id, hook, "fetching FHIR data")),
+            Err(_) => return Ok(self.overrun(service_id, hook, "fetching FHIR data")),
         };
         // Fetched pages were checked to be FHIR JSON when they arrived.
         let fetched: Vec<Json<'_>> = fetched
@@ -213,7 +217,11 @@ impl Engine {
             as_of: self.replay.then_some(now),
             ..Default::default()
         });
-        crate::metrics::fhir_elements_skipped(record.skipped_elements + drafts.skipped_elements);
+        if self.counted {
+            crate::metrics::fhir_elements_skipped(
+                record.skipped_elements + drafts.skipped_elements,
+            );
+        }
         record.draft_orders = drafts.draft_orders;
         let patient_id = request.context_str("patientId").unwrap_or_default();
         let evaluation = evaluate(&Input {
@@ -239,12 +247,14 @@ impl Engine {
         // Evaluation cannot be interrupted, but an answer past the deadline
         // is dropped: the EHR has stopped waiting for it.
         if started.elapsed() > self.deadline {
-            return Ok(overrun(service_id, hook, "evaluating rules"));
+            return Ok(self.overrun(service_id, hook, "evaluating rules"));
         }
-        let fired = origins.iter().flat_map(|card| &card.rules);
-        crate::metrics::cards_issued(fired.map(|rule| rule.rule_id.as_str()));
-        for card in &held {
-            crate::metrics::card_suppressed(&card.rule_id, card.why.as_str());
+        if self.counted {
+            let fired = origins.iter().flat_map(|card| &card.rules);
+            crate::metrics::cards_issued(fired.map(|rule| rule.rule_id.as_str()));
+            for card in &held {
+                crate::metrics::card_suppressed(&card.rule_id, card.why.as_str());
+            }
         }
         let issued = (!origins.is_empty()).then(|| Issued {
             hook_instance: request.hook_instance.clone(),
@@ -263,18 +273,22 @@ impl Engine {
     }
 }
 
-/// Answers a call that ran out of time: no cards, a warning (service and
-/// hook only, never the patient) and the overrun metric.
-fn overrun(service_id: &str, hook: Hook, stage: &'static str) -> CallResult {
-    tracing::warn!(service = service_id, hook = %hook, stage, "deadline exceeded; answering with no cards");
-    crate::metrics::deadline_exceeded(service_id, hook.as_str());
-    CallResult {
-        response: CdsResponse::default(),
-        hook,
-        deadline_exceeded: true,
-        issued: None,
-        held: Vec::new(),
-        explanation: Vec::new(),
+impl Engine {
+    /// Answers a call that ran out of time: no cards, a warning (service and
+    /// hook only, never the patient) and the overrun metric when counted.
+    fn overrun(&self, service_id: &str, hook: Hook, stage: &'static str) -> CallResult {
+        tracing::warn!(service = service_id, hook = %hook, stage, "deadline exceeded; answering with no cards");
+        if self.counted {
+            crate::metrics::deadline_exceeded(service_id, hook.as_str());
+        }
+        CallResult {
+            response: CdsResponse::default(),
+            hook,
+            deadline_exceeded: true,
+            issued: None,
+            held: Vec::new(),
+            explanation: Vec::new(),
+        }
     }
 }
 

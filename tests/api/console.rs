@@ -9,15 +9,17 @@
 //! rule's page renders.
 
 use crate::common::browser::{Browser, Key};
-use crate::common::{TestApp, root, spawn_app, spawn_app_with, test_settings};
+use crate::common::{
+    TestApp, own_network_address, root, screenshot_path, spawn_app, spawn_app_with, test_settings,
+};
 use base64::Engine as _;
 use hookwise::config::Secret;
 use hookwise::rules::{RuleSet, load_dir};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
 use serde_json::{Value, json};
-use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::net::SocketAddr;
+use std::path::Path;
 
 /// The bundled rules, as the server loads them.
 fn bundled() -> RuleSet {
@@ -137,16 +139,6 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// This machine's address on its network (the one its default route
-/// leaves by), if it has one: a connection to it is not loopback.
-fn own_network_address() -> Option<IpAddr> {
-    let socket = UdpSocket::bind("0.0.0.0:0").ok()?;
-    // A UDP connect sends nothing: it only picks the route (TEST-NET-3).
-    socket.connect("203.0.113.1:9").ok()?;
-    let ip = socket.local_addr().ok()?.ip();
-    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
-}
-
 /// A server on every address, open to CDS calls, with `token` as its
 /// console token; and its console's URL at this machine's network address.
 async fn on_every_address(token: Option<&str>) -> Option<(TestApp, String)> {
@@ -211,16 +203,6 @@ async fn beyond_loopback_the_console_token_opens_it() {
     let (status, _, html) = get(&url, Some("console-token-1")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(rows(&html), bundled().rules.len());
-}
-
-/// Where the catalogue's screenshot goes: `docs/` when
-/// `HOOKWISE_DOCS_SCREENSHOTS` is set (to refresh the README's picture),
-/// else the build's scratch directory.
-fn screenshot_path() -> PathBuf {
-    match std::env::var_os("HOOKWISE_DOCS_SCREENSHOTS") {
-        Some(_) => root().join("docs/console-catalogue.png"),
-        None => PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-catalogue.png"),
-    }
 }
 
 /// The ids of the rules the page shows.
@@ -328,7 +310,7 @@ fn the_catalogue_filters_and_searches_in_a_browser() {
         .decode(shot["data"].as_str().expect("screenshot data"))
         .expect("screenshot base64");
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000);
-    let path = screenshot_path();
+    let path = screenshot_path("console-catalogue.png");
     std::fs::write(&path, png).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
 
     // A rule's page, from its link: it renders under the same policy.

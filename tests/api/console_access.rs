@@ -4,12 +4,14 @@
 //! (`audit_report`, `hookwise serve --audit`) or uploaded, and every bad
 //! upload answered on the page.
 
-use crate::common::{root, spawn_app, spawn_app_with, test_settings};
+use crate::common::{
+    own_network_address, root, screenshot_path, spawn_app, spawn_app_with, test_settings,
+};
 use hookwise::config::Secret;
 use hookwise::server::Server;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_SECURITY_POLICY, COOKIE, LOCATION, SET_COOKIE};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 
 /// A client that shows redirects instead of following them.
 fn client() -> reqwest::Client {
@@ -17,14 +19,6 @@ fn client() -> reqwest::Client {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
-}
-
-/// This machine's address on its network, if it has one.
-fn own_network_address() -> Option<std::net::IpAddr> {
-    let socket = UdpSocket::bind("0.0.0.0:0").ok()?;
-    socket.connect("203.0.113.1:9").ok()?;
-    let ip = socket.local_addr().ok()?.ip();
-    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
 }
 
 /// The example report `hookwise audit --format json` wrote for the renderer tests.
@@ -336,16 +330,6 @@ async fn an_upload_replaces_the_report_and_a_bad_one_says_why() {
         html.contains("uploaded at ") && !html.contains("No audit report is loaded"),
         "{html}"
     );
-}
-
-/// Where a page's screenshot goes: `docs/` when `HOOKWISE_DOCS_SCREENSHOTS`
-/// is set (to refresh the README's pictures), else the build's scratch
-/// directory.
-fn screenshot_path(name: &str) -> std::path::PathBuf {
-    match std::env::var_os("HOOKWISE_DOCS_SCREENSHOTS") {
-        Some(_) => root().join("docs").join(name),
-        None => std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name),
-    }
 }
 
 #[test]

@@ -22,6 +22,26 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use time::OffsetDateTime;
 
+/// Where a browser test's screenshot `name` goes: `docs/` when
+/// `HOOKWISE_DOCS_SCREENSHOTS` is set (to refresh the README's pictures),
+/// else the build's scratch directory.
+pub fn screenshot_path(name: &str) -> PathBuf {
+    match std::env::var_os("HOOKWISE_DOCS_SCREENSHOTS") {
+        Some(_) => root().join("docs").join(name),
+        None => PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name),
+    }
+}
+
+/// This machine's address on its network (the one its default route
+/// leaves by), if it has one: a connection to it is not loopback.
+pub fn own_network_address() -> Option<std::net::IpAddr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    // A UDP connect sends nothing: it only picks the route (TEST-NET-3).
+    socket.connect("203.0.113.1:9").ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
 /// Whether tests that need a system program (PostgreSQL, Chromium) must
 /// fail without it instead of passing as skipped: under CI, read as the
 /// store tests read it ([`db::postgres_required`]).
