@@ -113,6 +113,22 @@ async fn logs_carry_request_fields_and_never_phi_or_secrets() {
         app.post_token(path, &jwts[2], &bad).await.status,
         StatusCode::BAD_REQUEST
     );
+    // The same patient pasted into the console's try-a-patient: its
+    // token, id and name stay out of the log too.
+    let mut pasted = request(&fhir.base());
+    pasted["prefetch"] =
+        as_discovery_asks(json!({"patient": patient_resource(), "conditions": searchset(vec![])}));
+    let form = serde_urlencoded::to_string([("input", pasted.to_string())]).unwrap();
+    let tried = app
+        .client
+        .post(format!("{}/console/try", app.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tried.status().as_u16(), 200);
+    assert!(tried.text().await.unwrap().contains("PSA"), "a card");
 
     tokio::time::sleep(Duration::from_millis(100)).await;
     let logs = buffer.text();
@@ -150,7 +166,7 @@ async fn logs_carry_request_fields_and_never_phi_or_secrets() {
         .iter()
         .filter(|l| l["fields"]["message"] == "request")
         .collect();
-    assert_eq!(requests.len(), 5, "{logs}");
+    assert_eq!(requests.len(), 6, "{logs}");
     let hash = Pseudonymizer::new(HASH_KEY.as_bytes()).hash(PATIENT_ID);
     let outcomes: Vec<&str> = requests
         .iter()
@@ -163,9 +179,11 @@ async fn logs_carry_request_fields_and_never_phi_or_secrets() {
             "unauthorized",
             "unauthorized",
             "precondition-failed",
-            "bad-request"
+            "bad-request",
+            "ok"
         ]
     );
+    assert_eq!(requests[5]["span"]["route"], "/console/try", "{logs}");
     let first = requests[0];
     assert_eq!(first["fields"]["status"], 200);
     assert!(first["fields"]["latency_ms"].as_f64().is_some());

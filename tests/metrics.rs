@@ -617,3 +617,61 @@ async fn the_replay_store_shows_its_occupancy_counts_refusals_and_warns() {
         "full, warned once a minute"
     );
 }
+
+/// Posts `request` to the console's try-a-patient form.
+async fn try_in_console(app: &TestApp, request: &Value) -> (StatusCode, String) {
+    let form = serde_urlencoded::to_string([("input", request.to_string())]).unwrap();
+    let response = app
+        .client
+        .post(format!("{}/console/try", app.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+    (status, response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn console_trials_move_no_card_prefetch_or_skipped_element_metric() {
+    let _serial = serial().await;
+    let app = spawn_app().await;
+    // A card, the prefetch keys served, and a malformed element.
+    let mut malformed = condition(
+        "c1",
+        "http://snomed.info/sct",
+        "38341003",
+        "Hypertension",
+        &days_ago(400),
+    );
+    malformed["code"]["coding"] = json!("a string where FHIR wants Codings");
+    let prefetch = json!({"patient": patient("p1", "male", &born_years_ago(74)),
+        "conditions": searchset(vec![malformed])});
+    let request = psa_request(Some(prefetch));
+    let names = [
+        "hookwise_cards_issued_total",
+        "hookwise_prefetch_served_total",
+        "hookwise_fhir_elements_skipped_total",
+    ];
+
+    let before = scrape(&app).await;
+    let (status, page) = try_in_console(&app, &request).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("<article class=\"ehr-card"), "a card: {page}");
+    let after = scrape(&app).await;
+    for name in names {
+        assert_eq!(after.total(name), before.total(name), "{name} moved");
+    }
+
+    // The same call from an EHR moves each of them: the check can fail.
+    let (status, body) = app.call("choosing-wisely", &request).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let called = scrape(&app).await;
+    for name in names {
+        assert!(
+            called.total(name) > after.total(name),
+            "{name} did not move"
+        );
+    }
+}

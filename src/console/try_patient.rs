@@ -384,10 +384,13 @@ fn verdict_word(verdict: ExplainedVerdict) -> &'static str {
     }
 }
 
-/// Every rule's verdict, why, and what a fired rule matched.
+/// Every rule's verdict: the rules evaluated in a table, with why and
+/// what a fired rule matched; the rules nothing could trigger listed
+/// under one heading, folded (an order hook has over a hundred).
 fn trace(out: &mut String, rules: &[RuleExplanation]) {
-    let mut sorted: Vec<&RuleExplanation> = rules.iter().collect();
-    sorted.sort_by_key(|r| rank(r.verdict));
+    let (mut evaluated, untriggered): (Vec<&RuleExplanation>, Vec<&RuleExplanation>) =
+        rules.iter().partition(|r| r.triggered);
+    evaluated.sort_by_key(|r| rank(r.verdict));
     let count = |v| rules.iter().filter(|r| r.verdict == v).count();
     let _ = writeln!(
         out,
@@ -400,11 +403,11 @@ fn trace(out: &mut String, rules: &[RuleExplanation]) {
         count(ExplainedVerdict::DoesNotApply)
     );
     out.push_str(
-        "<table class=\"cases trace\">\n<caption>Why each rule did or did not fire</caption>\n\
-         <thead><tr><th scope=\"col\">Rule</th><th scope=\"col\">Verdict</th>\
+        "<table class=\"cases trace\">\n<caption>The rules evaluated, and why each did or did \
+         not fire</caption>\n<thead><tr><th scope=\"col\">Rule</th><th scope=\"col\">Verdict</th>\
          <th scope=\"col\">Why</th><th scope=\"col\">Matched</th></tr></thead>\n<tbody>\n",
     );
-    for rule in sorted {
+    for rule in evaluated {
         let word = verdict_word(rule.verdict);
         let matched = rule
             .matched
@@ -413,15 +416,32 @@ fn trace(out: &mut String, rules: &[RuleExplanation]) {
             .unwrap_or_default();
         let _ = writeln!(
             out,
-            "<tr class=\"verdict-{}\"><td><a href=\"/console/rules/{}\">{}</a></td><td>{word}</td>\
-             <td>{}</td><td>{matched}</td></tr>",
+            "<tr class=\"verdict-{}\"><td>{}</td><td>{word}</td><td>{}</td><td>{matched}</td></tr>",
             word.replace(' ', "-"),
-            esc(&rule.id),
-            esc(&rule.id),
+            rule_link(&rule.id),
             esc(&rule.why)
         );
     }
-    out.push_str("</tbody>\n</table>\n</section>\n");
+    out.push_str("</tbody>\n</table>\n");
+    if let Some(first) = untriggered.first() {
+        let _ = write!(
+            out,
+            "<details class=\"untriggered\">\n<summary>{} more do not apply: {}</summary>\n\
+             <ul class=\"untriggered-rules\">\n",
+            untriggered.len(),
+            esc(&first.why)
+        );
+        for rule in &untriggered {
+            let _ = writeln!(out, "<li>{}</li>", rule_link(&rule.id));
+        }
+        out.push_str("</ul>\n</details>\n");
+    }
+    out.push_str("</section>\n");
+}
+
+/// A link to a rule's console page.
+fn rule_link(id: &str) -> String {
+    format!("<a href=\"/console/rules/{0}\">{0}</a>", esc(id))
 }
 
 #[cfg(test)]
@@ -435,6 +455,7 @@ mod tests {
             verdict,
             why: format!("why {id}"),
             matched: (verdict == ExplainedVerdict::Fires).then(|| json!({"drug": "308048"})),
+            triggered: id != "untouched",
         }
     }
 
@@ -447,6 +468,7 @@ mod tests {
                 explained("quiet", ExplainedVerdict::DoesNotApply),
                 explained("held", ExplainedVerdict::Excluded),
                 explained("loud", ExplainedVerdict::Fires),
+                explained("untouched", ExplainedVerdict::DoesNotApply),
             ],
         );
         let (loud, held, quiet) = (
@@ -455,7 +477,14 @@ mod tests {
             out.find("/console/rules/quiet").unwrap(),
         );
         assert!(loud < held && held < quiet, "{out}");
-        assert!(out.contains("1 fire, 1 excluded, 0 without the data to tell, 1 do not apply"));
+        assert!(out.contains("1 fire, 1 excluded, 0 without the data to tell, 2 do not apply"));
+        // What nothing triggered is folded below the table.
+        let (table, folded) = out.split_once("<details").unwrap();
+        assert!(!table.contains("untouched") && folded.contains("/console/rules/untouched"));
+        assert!(
+            folded.contains("1 more do not apply: why untouched"),
+            "{folded}"
+        );
         assert!(
             out.contains("<code>{&quot;drug&quot;:&quot;308048&quot;}</code>"),
             "{out}"

@@ -36,6 +36,10 @@ pub struct RuleExplanation {
     /// What a fired rule's named criteria matched.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub matched: Option<Value>,
+    /// Whether the rule was evaluated: false when nothing on record or
+    /// ordered has a code that could trigger it, so it was never a candidate.
+    #[serde(skip)]
+    pub triggered: bool,
 }
 
 /// Explains every rule of `service`: the candidates from the evaluation's
@@ -72,6 +76,7 @@ pub fn explain(
             verdict,
             why,
             matched,
+            triggered: true,
         });
     }
     let not_triggered = if service.hook.is_order_hook() {
@@ -86,6 +91,7 @@ pub fn explain(
                 verdict: ExplainedVerdict::DoesNotApply,
                 why: not_triggered.into(),
                 matched: None,
+                triggered: false,
             });
         }
     }

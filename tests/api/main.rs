@@ -20,6 +20,7 @@ mod cli;
 mod console;
 mod console_access;
 mod console_figures;
+mod console_try;
 mod disabled_rules;
 mod feedback;
 mod fhir_cache;
