@@ -4,7 +4,10 @@
 //! rule with its evidence, its logic in words and its value sets, with
 //! filters and a search that run in the page; and each rule's page
 //! ([`rule_page`]) with its figures ([`figures`]), its card and the test
-//! cases that name it.
+//! cases that name it; try a patient ([`try_patient`]): a pasted request
+//! or Bundle ([`pasted`]) run offline, its cards drawn as an EHR draws
+//! them ([`card_view`]) beside every rule's trace; and the audit page
+//! ([`audit_page`]). Sign-in is [`session`].
 //!
 //! Who may open it is [`ConsoleAccess`]: loopback peers, and beyond
 //! loopback only callers presenting `console_token`. It sits outside the

@@ -107,7 +107,7 @@ fn resources(bundle: &Value) -> impl Iterator<Item = (usize, &Value)> {
 
 /// The orders a Bundle holds (as `hookwise audit` replays them: requests
 /// with an order intent, procedures done without one), newest first, the
-/// newest of each kind only, at most [`MAX_ORDERS_OFFERED`].
+/// newest of each kind only, at most 300.
 pub fn orders(bundle: &Value) -> Vec<Order> {
     let mut newest: BTreeMap<(String, String), Order> = BTreeMap::new();
     for (entry, resource) in resources(bundle) {

@@ -1,8 +1,10 @@
 //! The console's live figures through real HTTP: cards issued by a CDS
 //! call and feedback posted on them show on the rule's page (counts,
 //! reasons, this week's bar) and on the dashboard, and no patient id
-//! appears in either.
+//! appears in either. And in a real browser, both pages render their
+//! figures with no console error and no request beyond the console.
 
+use crate::common::browser::Browser;
 use crate::common::*;
 use serde_json::json;
 
@@ -70,5 +72,38 @@ async fn cards_and_feedback_show_on_the_rule_page_and_the_dashboard() {
             !page.contains("patient-fig-"),
             "no patient id on a console page"
         );
+    }
+    let base = app.base.clone();
+    tokio::task::spawn_blocking(move || figures_in_a_browser(&base))
+        .await
+        .unwrap();
+}
+
+/// The dashboard and the rule's page, with the figures of the test above,
+/// drawn by Chromium; their screenshots are the README's.
+fn figures_in_a_browser(base: &str) {
+    let Some(mut browser) = Browser::launch() else {
+        return;
+    };
+    browser.set_viewport(1280, 900, false);
+    browser.goto(&format!("{base}/console"));
+    let families = browser.eval("document.querySelectorAll('main table tbody tr').length");
+    assert!(families.as_u64().unwrap() >= 1, "family rows: {families}");
+    browser.screenshot_top(&screenshot_path("console-dashboard.png"), 1100);
+
+    browser.goto(&format!("{base}/console/rules/{RULE}"));
+    let issued = browser.eval(
+        "Array.from(document.querySelectorAll('.tiles div')).find(d => \
+         d.querySelector('dt').textContent === 'Cards issued').querySelector('dd').textContent",
+    );
+    assert_eq!(issued, "3");
+    let bars = browser.eval("document.querySelectorAll('svg.trend-chart rect.cards').length");
+    assert!(bars.as_u64().unwrap() >= 1, "this week's bar: {bars}");
+    browser.screenshot_top(&screenshot_path("console-rule.png"), 1500);
+
+    let errors = browser.errors();
+    assert!(errors.is_empty(), "{errors:#?}");
+    for request in browser.requests() {
+        assert!(request.starts_with(&format!("{base}/console")), "{request}");
     }
 }

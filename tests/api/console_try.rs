@@ -347,8 +347,7 @@ fn a_bundle_tried_in_a_browser_renders_its_card() {
         "820 px: {widths}"
     );
     browser.set_viewport(1280, 900, false);
-    browser.eval("document.getElementById('cards-heading').scrollIntoView()");
-    browser.screenshot(&screenshot_path("console-try.png"));
+    browser.screenshot_top(&screenshot_path("console-try.png"), 1700);
 
     let errors = browser.errors();
     assert!(errors.is_empty(), "{errors:#?}");

@@ -358,11 +358,26 @@ impl Browser {
 
     /// Writes a PNG of the whole page (beyond the window) to `path`.
     pub fn screenshot(&mut self, path: &Path) {
-        use base64::Engine as _;
-        let shot = self.call(
-            "Page.captureScreenshot",
+        self.capture(
+            path,
             json!({"format": "png", "captureBeyondViewport": true}),
         );
+    }
+
+    /// Saves the top `height` CSS pixels of the page, at the window's
+    /// width, as a PNG at `path`: a long page's first screens.
+    pub fn screenshot_top(&mut self, path: &Path, height: u32) {
+        let width = self.eval("window.innerWidth");
+        let clip = json!({"x": 0, "y": 0, "width": width, "height": height, "scale": 1});
+        self.capture(
+            path,
+            json!({"format": "png", "captureBeyondViewport": true, "clip": clip}),
+        );
+    }
+
+    fn capture(&mut self, path: &Path, params: Value) {
+        use base64::Engine as _;
+        let shot = self.call("Page.captureScreenshot", params);
         let data = shot["data"].as_str().expect("screenshot data");
         let png = base64::engine::general_purpose::STANDARD
             .decode(data)
