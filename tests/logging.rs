@@ -118,17 +118,10 @@ async fn logs_carry_request_fields_and_never_phi_or_secrets() {
     let mut pasted = request(&fhir.base());
     pasted["prefetch"] =
         as_discovery_asks(json!({"patient": patient_resource(), "conditions": searchset(vec![])}));
-    let form = serde_urlencoded::to_string([("input", pasted.to_string())]).unwrap();
-    let tried = app
-        .client
-        .post(format!("{}/console/try", app.base))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(tried.status().as_u16(), 200);
-    assert!(tried.text().await.unwrap().contains("PSA"), "a card");
+    let pasted = pasted.to_string();
+    let (status, page) = app.post_form("/console/try", &[("input", &pasted)]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("PSA"), "a card");
 
     tokio::time::sleep(Duration::from_millis(100)).await;
     let logs = buffer.text();

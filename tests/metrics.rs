@@ -620,17 +620,8 @@ async fn the_replay_store_shows_its_occupancy_counts_refusals_and_warns() {
 
 /// Posts `request` to the console's try-a-patient form.
 async fn try_in_console(app: &TestApp, request: &Value) -> (StatusCode, String) {
-    let form = serde_urlencoded::to_string([("input", request.to_string())]).unwrap();
-    let response = app
-        .client
-        .post(format!("{}/console/try", app.base))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form)
-        .send()
-        .await
-        .unwrap();
-    let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
-    (status, response.text().await.unwrap())
+    let input = request.to_string();
+    app.post_form("/console/try", &[("input", &input)]).await
 }
 
 #[tokio::test]

@@ -318,13 +318,7 @@ fn the_catalogue_filters_and_searches_in_a_browser() {
     let heading = browser.eval("document.querySelector('h1').textContent");
     assert_eq!(heading, target.title.as_str());
 
-    assert_eq!(browser.errors(), Vec::<String>::new());
-    for request in browser.requests() {
-        assert!(
-            request.starts_with(&format!("{}/console/", app.base)),
-            "a request beyond the console: {request}"
-        );
-    }
+    browser.assert_only_console(&app.base);
 }
 
 /// Text as the console escapes it.

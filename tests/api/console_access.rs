@@ -368,12 +368,5 @@ fn an_audit_report_uploads_and_opens_in_a_browser() {
         browser.eval("document.querySelectorAll('svg').length > 0"),
         true
     );
-    let errors = browser.errors();
-    assert!(errors.is_empty(), "{errors:#?}");
-    for request in browser.requests() {
-        assert!(
-            request.starts_with(&format!("{}/console", app.base)),
-            "{request}"
-        );
-    }
+    browser.assert_only_console(&app.base);
 }

@@ -101,9 +101,5 @@ fn figures_in_a_browser(base: &str) {
     assert!(bars.as_u64().unwrap() >= 1, "this week's bar: {bars}");
     browser.screenshot_top(&screenshot_path("console-rule.png"), 1500);
 
-    let errors = browser.errors();
-    assert!(errors.is_empty(), "{errors:#?}");
-    for request in browser.requests() {
-        assert!(request.starts_with(&format!("{base}/console")), "{request}");
-    }
+    browser.assert_only_console(base);
 }

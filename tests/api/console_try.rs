@@ -20,21 +20,7 @@ const RXNORM: &str = "http://www.nlm.nih.gov/research/umls/rxnorm";
 
 /// Posts the trial form: status and page.
 async fn post_form(app: &TestApp, fields: &[(&str, &str)]) -> (StatusCode, String) {
-    let body = serde_urlencoded::to_string(fields).unwrap();
-    post_body(app, body.into_bytes()).await
-}
-
-async fn post_body(app: &TestApp, body: Vec<u8>) -> (StatusCode, String) {
-    let response = app
-        .client
-        .post(format!("{}/console/try", app.base))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    (status, response.text().await.unwrap())
+    app.post_form("/console/try", fields).await
 }
 
 /// A draft alprazolam order (RxNorm clinical drug 308048).
@@ -290,7 +276,7 @@ async fn every_bad_paste_gets_its_reason_on_the_page() {
     // Larger than any form of the largest paste: refused unread.
     let mut huge = b"input=".to_vec();
     huge.resize(3 * MAX_PASTE_BYTES + 64 * 1024 + 16, b'a');
-    let (status, page) = post_body(&app, huge).await;
+    let (status, page) = app.post_form_bytes("/console/try", huge).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(page.contains("larger than 8 MiB"), "{page}");
     // Nothing was pasted into a request an EHR could see: the server is whole.
@@ -349,12 +335,5 @@ fn a_bundle_tried_in_a_browser_renders_its_card() {
     browser.set_viewport(1280, 900, false);
     browser.screenshot_top(&screenshot_path("console-try.png"), 1700);
 
-    let errors = browser.errors();
-    assert!(errors.is_empty(), "{errors:#?}");
-    for request in browser.requests() {
-        assert!(
-            request.starts_with(&format!("{}/console", app.base)),
-            "{request}"
-        );
-    }
+    browser.assert_only_console(&app.base);
 }

@@ -416,6 +416,19 @@ impl Browser {
             .filter_map(|e| e["params"]["request"]["url"].as_str().map(str::to_string))
             .collect()
     }
+
+    /// Fails the test on any console error, or on any request that went
+    /// beyond the console at `base` (the console must work offline).
+    pub fn assert_only_console(&mut self, base: &str) {
+        let errors = self.errors();
+        assert!(errors.is_empty(), "console errors: {errors:#?}");
+        for request in self.requests() {
+            assert!(
+                request.starts_with(&format!("{base}/console")),
+                "a request beyond the console: {request}"
+            );
+        }
+    }
 }
 
 /// What an event says went wrong, if it is an error.

@@ -136,6 +136,27 @@ impl TestApp {
         (status, body)
     }
 
+    /// POSTs an HTML form (URL-encoded `fields`) to a path: the status and
+    /// the page.
+    pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> (StatusCode, String) {
+        let body = serde_urlencoded::to_string(fields).unwrap();
+        self.post_form_bytes(path, body.into_bytes()).await
+    }
+
+    /// POSTs bytes as a URL-encoded form body: the status and the page.
+    pub async fn post_form_bytes(&self, path: &str, body: Vec<u8>) -> (StatusCode, String) {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .expect("request sent");
+        let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+        (status, response.text().await.unwrap())
+    }
+
     /// GETs a path.
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
         let response = self
