@@ -164,8 +164,9 @@ pub enum BundleProblem {
 
 /// The request an EHR would send for the patient of `bundle` on `hook`,
 /// with the order at entry `order` as the draft (left out of the record:
-/// it is being ordered, not on file), and under each of `keys` what its
-/// prefetch template would find in the Bundle.
+/// it is being ordered, not on file) and the encounter it names in
+/// context, and under each of `keys` what its prefetch template would
+/// find in the Bundle.
 pub fn request_from_bundle(
     bundle: &Value,
     hook: Hook,
@@ -188,12 +189,17 @@ pub fn request_from_bundle(
     let mut context = Map::new();
     context.insert("userId".into(), json!(CONSOLE_USER));
     context.insert("patientId".into(), json!(patient_id));
+    let mut encounter = None;
     if hook.is_order_hook() {
         let picked = order.ok_or(BundleProblem::NoOrderPicked)?;
         let position = record.iter().position(|(i, _)| *i == picked);
         let (_, resource) = position.map(|p| record.remove(p)).ok_or_else(|| {
             invalid("The draft order picked is not in this Bundle; pick it again.")
         })?;
+        encounter = encounter_of(resource, &record);
+        if let Some(id) = encounter.and_then(|e| e.get("id")) {
+            context.insert("encounterId".into(), id.clone());
+        }
         let draft = as_draft(resource);
         let reference = format!(
             "{}/{}",
@@ -211,7 +217,10 @@ pub fn request_from_bundle(
     let record: Vec<&Value> = record.into_iter().map(|(_, r)| r).collect();
     let prefetch: Map<String, Value> = keys
         .iter()
-        .map(|key| (key.key.to_string(), answer(&key.template, patient, &record)))
+        .map(|key| {
+            let found = answer(&key.template, patient, encounter, &record);
+            (key.key.to_string(), found)
+        })
         .collect();
     Ok(json!({
         "hook": hook.as_str(),
@@ -219,6 +228,19 @@ pub fn request_from_bundle(
         "context": context,
         "prefetch": prefetch,
     }))
+}
+
+/// The Encounter of the record that `order` was placed in, as its
+/// `encounter` names it (`Encounter/id`, or a Bundle's `urn:uuid:id`).
+fn encounter_of<'b>(order: &Value, record: &[(usize, &'b Value)]) -> Option<&'b Value> {
+    let reference = order.get("encounter")?.get("reference")?.as_str()?;
+    let id = (reference.strip_prefix("urn:uuid:"))
+        .or_else(|| reference.strip_prefix("Encounter/"))
+        .unwrap_or(reference);
+    let is_it = |r: &Value| {
+        r.get("resourceType") == Some(&json!("Encounter")) && r.get("id") == Some(&json!(id))
+    };
+    record.iter().map(|(_, r)| *r).find(|r| is_it(r))
 }
 
 /// An order as the draft an EHR would send: status draft, with an id.
@@ -235,18 +257,20 @@ fn as_draft(resource: &Value) -> Value {
     draft
 }
 
-/// What a prefetch template finds in the record: the Patient for a read
-/// of it, `null` for any other read (the console has no encounter in
-/// context), and for a search a searchset of the resources of its type,
-/// narrowed by its `status` parameter when it has one (other parameters
-/// only narrow what the rules read anyway).
-fn answer(template: &str, patient: &Value, record: &[&Value]) -> Value {
+/// What a prefetch template finds in the record: the Patient, or the
+/// encounter in context (`null` without one), for a read of it; and for a
+/// search a searchset of the resources of its type, narrowed by its
+/// `status` parameter when it has one (other parameters only narrow what
+/// the rules read anyway).
+fn answer(template: &str, patient: &Value, encounter: Option<&Value>, record: &[&Value]) -> Value {
     let (path, query) = template.split_once('?').unwrap_or((template, ""));
     if path.contains('/') {
-        return match path.starts_with("Patient/") {
-            true => patient.clone(),
-            false => Value::Null,
+        let read = match path.split('/').next() {
+            Some("Patient") => Some(patient),
+            Some("Encounter") => encounter,
+            _ => None,
         };
+        return read.cloned().unwrap_or(Value::Null);
     }
     let statuses: Option<Vec<&str>> = query
         .split('&')
@@ -284,12 +308,13 @@ mod tests {
                 "intent": "order", "authoredOn": "2019-01-01",
                 "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "308048", "display": "alprazolam 0.25 MG Oral Tablet"}]}}},
             {"resource": {"resourceType": "MedicationRequest", "id": "m-new", "status": "active",
-                "intent": "order", "authoredOn": "2023-05-01",
+                "intent": "order", "authoredOn": "2023-05-01", "encounter": {"reference": "urn:uuid:e1"},
                 "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "308048", "display": "alprazolam 0.25 MG Oral Tablet"}]}}},
             {"resource": {"resourceType": "MedicationRequest", "id": "plan", "status": "active",
                 "intent": "plan", "authoredOn": "2024-01-01",
                 "medicationCodeableConcept": {"text": "a plan, not an order"}}},
             {"resource": {"resourceType": "Condition", "id": "c1"}},
+            {"resource": {"resourceType": "Encounter", "id": "e1", "class": {"code": "AMB"}}},
             {"resource": {"resourceType": "Procedure", "id": "x1", "status": "completed",
                 "performedDateTime": "2022-02-02", "code": {"text": "Knee X-ray"}}},
         ]})
@@ -381,17 +406,23 @@ mod tests {
             .collect();
         assert_eq!(ids, ["plan"]);
         assert_eq!(request["prefetch"]["conditions"]["total"], 1);
-        assert_eq!(request["prefetch"]["encounter"], Value::Null);
+        // The encounter the order was placed in is the one in context.
+        assert_eq!(request["context"]["encounterId"], "e1");
+        assert_eq!(request["prefetch"]["encounter"]["class"]["code"], "AMB");
         assert!(request.get("fhirServer").is_none());
     }
 
     #[test]
     fn a_procedure_is_tried_as_the_request_that_ordered_it() {
-        let request = request_from_bundle(&bundle(), Hook::OrderSign, Some(5), &[]).unwrap();
+        let keys = [key("encounter", "Encounter/{{context.encounterId}}")];
+        let request = request_from_bundle(&bundle(), Hook::OrderSign, Some(6), &keys).unwrap();
         let draft = &request["context"]["draftOrders"]["entry"][0]["resource"];
         assert_eq!(draft["resourceType"], "ServiceRequest");
         assert_eq!(draft["code"]["text"], "Knee X-ray");
         assert!(request["context"].get("selections").is_none());
+        // It names no encounter: none is in context.
+        assert!(request["context"].get("encounterId").is_none());
+        assert_eq!(request["prefetch"]["encounter"], Value::Null);
     }
 
     #[test]
